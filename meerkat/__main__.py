@@ -1,0 +1,3 @@
+from meerkat.cli import main
+
+main()

@@ -1,0 +1,198 @@
+"""Frozen ImageNet backbones from keras.applications, and where their weights come from.
+
+Weights are looked up in this order: a file given with --weights; the folder named by
+MEERKAT_WEIGHTS_DIR (images bake weights there); Keras' cache (~/.keras/models); Keras' download.
+"""
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from meerkat.errors import MeerkatError, UsageError
+from meerkat.settings import WEIGHTS_DIR_ENV
+
+log = logging.getLogger(__name__)
+
+KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/"
+MOBILENET_V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+
+
+def _scale_to_unit(x):
+    # MobileNetV2 and InceptionV3 were trained on RGB scaled to [-1, 1].
+    return x / 127.5 - 1.0
+
+
+def _identity(x):
+    # EfficientNetV2 carries its own rescaling layer and takes RGB in [0, 255].
+    return x
+
+
+@dataclass(frozen=True)
+class Architecture:
+    image_size: int
+    embedding_dim: int
+    normalize: Callable
+    weights_file: Callable[[float], str]  # the file name Keras downloads, by alpha
+    construct: Callable  # (alpha, weights) -> keras.Model
+
+
+def _mobilenet_v2(alpha, weights):
+    import keras
+
+    return keras.applications.MobileNetV2(
+        input_shape=(224, 224, 3), alpha=alpha, include_top=False, weights=weights, pooling="avg"
+    )
+
+
+def _inception_v3(alpha, weights):
+    import keras
+
+    return keras.applications.InceptionV3(
+        input_shape=(299, 299, 3), include_top=False, weights=weights, pooling="avg"
+    )
+
+
+def _efficientnet_v2_b0(alpha, weights):
+    import keras
+
+    return keras.applications.EfficientNetV2B0(
+        input_shape=(224, 224, 3), include_top=False, weights=weights, pooling="avg"
+    )
+
+
+ARCHITECTURES = {
+    "efficientnet_v2_b0": Architecture(
+        224, 1280, _identity, lambda a: "efficientnet_v2/efficientnetv2-b0_notop.h5", _efficientnet_v2_b0
+    ),
+    "mobilenet_v2": Architecture(
+        224,
+        1280,
+        _scale_to_unit,
+        lambda a: f"mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(a)}_224_no_top.h5",
+        _mobilenet_v2,
+    ),
+    "inception_v3": Architecture(
+        299,
+        2048,
+        _scale_to_unit,
+        lambda a: "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        _inception_v3,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A backbone and its weights, as recorded in every shard's manifest."""
+
+    name: str
+    alpha: float | None
+    weights: str  # a file path, or "none"
+    weights_sha256: str | None
+
+    @property
+    def arch(self) -> Architecture:
+        return ARCHITECTURES[self.name]
+
+
+def check_choice(name: str, alpha: float | None) -> float | None:
+    """Validate backbone and alpha; return the alpha to use (None where it does not apply)."""
+    if name not in ARCHITECTURES:
+        raise UsageError(f"unknown backbone {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if name != "mobilenet_v2":
+        if alpha is not None:
+            raise UsageError(f"--alpha applies only to mobilenet_v2, received --alpha {alpha} with {name}")
+        return None
+    alpha = 1.0 if alpha is None else float(alpha)
+    if alpha not in MOBILENET_V2_ALPHAS:
+        raise UsageError(f"mobilenet_v2 has ImageNet weights for --alpha {MOBILENET_V2_ALPHAS}, received {alpha}")
+    return alpha
+
+
+def sha256(path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _keras_cache_dir() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def resolve(name: str, alpha: float | None, weights: str) -> BackboneSpec:
+    """Turn --backbone/--alpha/--weights into a spec naming one local weights file (or none)."""
+    alpha = check_choice(name, alpha)
+    if weights.lower() == "none":
+        log.warning(
+            "warning: --weights none: the backbone is randomly initialised; the model will NOT be "
+            "useful for real data. Use it only for smoke tests."
+        )
+        return BackboneSpec(name, alpha, "none", None)
+    if weights.lower() != "imagenet":
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise MeerkatError(f"weights file not found: {path}; pass an existing file, or --weights imagenet")
+        return BackboneSpec(name, alpha, str(path.resolve()), sha256(path))
+
+    remote = ARCHITECTURES[name].weights_file(alpha)
+    filename = remote.rsplit("/", 1)[1]
+    candidates = [Path(d) / filename for d in (os.environ.get(WEIGHTS_DIR_ENV), _keras_cache_dir()) if d]
+    for path in candidates:
+        if path.is_file():
+            return BackboneSpec(name, alpha, str(path), sha256(path))
+    try:
+        import keras
+
+        path = keras.utils.get_file(filename, KERAS_ORIGIN + remote, cache_subdir="models")
+    except Exception as e:  # no network, proxy, HTTP error: all end the same way for the user
+        looked = ", ".join(str(p) for p in candidates)
+        raise MeerkatError(
+            f"ImageNet weights {filename} for {name} not found (looked in {looked}) and the download failed "
+            f"({type(e).__name__}); fetch {KERAS_ORIGIN + remote} elsewhere and pass --weights PATH "
+            f"or put it in ${WEIGHTS_DIR_ENV}"
+        ) from e
+    return BackboneSpec(name, alpha, str(path), sha256(path))
+
+
+def build(spec: BackboneSpec):
+    """The frozen Keras backbone of `spec`, with global average pooling (one vector per image)."""
+    import keras
+
+    weights = None if spec.weights == "none" else spec.weights
+    if weights is not None and not Path(weights).is_file():
+        raise MeerkatError(
+            f"weights file {weights} (used to make these records) is gone; restore it or preprocess again"
+        )
+    if weights is not None and sha256(weights) != spec.weights_sha256:
+        raise MeerkatError(f"weights file {weights} changed since these records were made; preprocess again")
+    if weights is None:
+        # Random but repeatable, so train can rebuild the very backbone that preprocess used.
+        keras.utils.set_random_seed(0)
+    try:
+        model = spec.arch.construct(spec.alpha, weights)
+    except ValueError as e:
+        raise MeerkatError(
+            f"weights file {weights} does not fit backbone {spec.name}"
+            f"{f' --alpha {spec.alpha}' if spec.alpha else ''}: {str(e).splitlines()[0]}"
+        ) from e
+    model.trainable = False
+    return model
+
+
+class Embedder:
+    """A frozen backbone as a function: float32 RGB [N, size, size, 3] in [0, 255] -> [N, dim]."""
+
+    def __init__(self, spec: BackboneSpec):
+        import tensorflow as tf
+
+        self.spec = spec
+        self.size = spec.arch.image_size
+        self.model = build(spec)
+        self.embed = tf.function(
+            self._embed, input_signature=[tf.TensorSpec([None, self.size, self.size, 3], tf.float32)]
+        )
+
+    def _embed(self, images):
+        return self.model(self.spec.arch.normalize(images), training=False)

@@ -1,0 +1,232 @@
+"""Stage 1: Samples folder -> docs/trainingdata.csv, docs/testingdata.csv, docs/dict.txt.
+
+Replaces DeepMeerkat's CreateDocs.py: the same CSV rows (`path,label`, no header) and the same
+undersampling of training negatives, but folder names may be typed in any case, singular or
+plural, and the Samples folder is never written to.
+"""
+
+import csv
+import hashlib
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meerkat import fileio
+from meerkat.errors import MeerkatError
+from meerkat.settings import DEFAULT_SEED, HOLDOUT_EVERY, IMAGE_EXTENSIONS, LABELS
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = {"training": ("training", "train"), "testing": ("testing", "test")}
+CLASS_NAMES = {"positive": ("positive", "positives"), "negative": ("negative", "negatives")}
+
+
+@dataclass(frozen=True)
+class DocsConfig:
+    """What createdocs reads and how it samples.
+
+    samples: folder holding Training/{Positives,Negatives} and optionally Testing/{...}.
+    output: run folder; the CSVs go to OUTPUT/docs.
+    balance: undersample training negatives to the number of training positives.
+    seed: makes the undersampling (and the hold-out split) repeatable.
+    """
+
+    samples: Path
+    output: Path
+    balance: bool = True
+    seed: int = DEFAULT_SEED
+
+
+@dataclass
+class Docs:
+    training_csv: Path
+    testing_csv: Path
+    dict_txt: Path
+    counts: dict = field(default_factory=dict)
+    ignored: list = field(default_factory=list)
+
+
+def _match_dir(parent: Path, names: tuple, what: str) -> Path | None:
+    """The one sub-folder of `parent` whose lower-cased name is in `names`, or None."""
+    found = sorted(p for p in parent.iterdir() if p.is_dir() and p.name.lower() in names)
+    if len(found) > 1:
+        listed = ", ".join(p.name for p in found)
+        raise MeerkatError(f"{parent} has several {what} folders ({listed}); merge them into one")
+    return found[0] if found else None
+
+
+def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Image files under `folder` (recursively, following links), and the other files found."""
+    images, ignored, seen = [], [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a symlink loop
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(root) / name
+            # macOS leaves .DS_Store and ._name resource forks next to real crops.
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                ignored.append(path)
+            elif path.is_file():
+                images.append(path)
+            else:
+                ignored.append(path)  # a dangling link
+    return images, ignored
+
+
+def _held_out(path: Path, class_dir: Path, seed: int) -> bool:
+    # Hash of the path inside its class folder: a file's side never changes when others are added.
+    key = f"{seed}/{path.relative_to(class_dir).as_posix()}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % HOLDOUT_EVERY == 0
+
+
+def _find_classes(split_dir: Path) -> dict[str, Path]:
+    dirs = {}
+    for label, names in CLASS_NAMES.items():
+        d = _match_dir(split_dir, names, label)
+        if d is None:
+            raise MeerkatError(
+                f"no {label.capitalize()}s folder in {split_dir}; "
+                f"create {split_dir}/{label.capitalize()}s and put the {label} crops in it"
+            )
+        dirs[label] = d
+    return dirs
+
+
+def _collect(split_dir: Path, docs: Docs) -> dict[str, list[Path]]:
+    out = {}
+    for label, d in _find_classes(split_dir).items():
+        images, ignored = list_images(d)
+        docs.ignored += ignored
+        if not images:
+            exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+            raise MeerkatError(f"no images in {d} (looked for {exts}); add crops or fix the folder")
+        out[label] = [Path(os.path.abspath(p)) for p in images]
+    return out
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
+    with fileio.atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+def _content_hash(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _warn_overlap(training: list[Path], testing: list[Path]) -> None:
+    try:
+        test_hashes = {_content_hash(p): p for p in testing}
+        both = [(p, test_hashes[h]) for p in training if (h := _content_hash(p)) in test_hashes]
+    except OSError:
+        return  # an unreadable file is reported by preprocess, where it is skipped
+    if both:
+        examples = "; ".join(f"{a} = {b}" for a, b in both[:3])
+        log.warning(
+            "warning: %d training images also appear in Testing (same content), so test accuracy will "
+            "be optimistic; remove them from one side. E.g. %s",
+            len(both),
+            examples,
+        )
+
+
+def createdocs(cfg: DocsConfig) -> Docs:
+    samples = Path(cfg.samples)
+    if not samples.is_dir():
+        raise MeerkatError(
+            f"Samples folder not found: {samples}; pass the folder that holds Training/Positives "
+            "and Training/Negatives"
+        )
+    train_dir = _match_dir(samples, SPLIT_NAMES["training"], "Training")
+    if train_dir is None:
+        raise MeerkatError(
+            f"no Training folder in {samples}; expected {samples}/Training/Positives and "
+            f"{samples}/Training/Negatives (and optionally the same under Testing/)"
+        )
+    docs_dir = fileio.ensure_dir(Path(cfg.output) / "docs")
+    docs = Docs(docs_dir / "trainingdata.csv", docs_dir / "testingdata.csv", docs_dir / "dict.txt")
+
+    training = _collect(train_dir, docs)
+    test_dir = _match_dir(samples, SPLIT_NAMES["testing"], "Testing")
+    if test_dir is not None:
+        testing = _collect(test_dir, docs)
+    else:
+        log.info("No Testing folder: holding out 1 in %d training images per class for testing.", HOLDOUT_EVERY)
+        class_dirs = _find_classes(train_dir)
+        testing = {}
+        for label, files in training.items():
+            cd = Path(os.path.abspath(class_dirs[label]))
+            testing[label] = [p for p in files if _held_out(p, cd, cfg.seed)]
+            training[label] = [p for p in files if not _held_out(p, cd, cfg.seed)]
+            for split, chosen in (("training", training), ("testing", testing)):
+                if not chosen[label]:
+                    raise MeerkatError(
+                        f"too few {label} images in {class_dirs[label]} to hold out a test set "
+                        f"({len(files)} found); add images or a Testing folder"
+                    )
+
+    found_negatives = len(training["negative"])
+    if cfg.balance and found_negatives > len(training["positive"]):
+        rng = random.Random(cfg.seed)
+        training["negative"] = sorted(rng.sample(training["negative"], len(training["positive"])))
+
+    for split, files, path in (("training", training, docs.training_csv), ("testing", testing, docs.testing_csv)):
+        write_csv(path, [(str(p), label) for label in LABELS for p in files[label]])
+        for label in LABELS:
+            docs.counts[f"{label}_{split}"] = len(files[label])
+    fileio.write_text(docs.dict_txt, "".join(f"{label}\n" for label in LABELS))
+
+    c = docs.counts
+    log.info("Positive training samples: %d", c["positive_training"])
+    balanced = f" (undersampled from {found_negatives})" if c["negative_training"] < found_negatives else ""
+    log.info("Negative training samples: %d%s", c["negative_training"], balanced)
+    log.info("Positive testing samples: %d", c["positive_testing"])
+    log.info("Negative testing samples: %d", c["negative_testing"])
+    if docs.ignored:
+        fileio.write_text(docs_dir / "ignored.txt", "".join(f"{p}\n" for p in docs.ignored))
+        shown = ", ".join(str(p) for p in docs.ignored[:5])
+        more = f" and {len(docs.ignored) - 5} more" if len(docs.ignored) > 5 else ""
+        log.info("Ignored %d non-image files (listed in %s): %s%s", len(docs.ignored), docs_dir / "ignored.txt", shown, more)
+    _warn_overlap(
+        [p for files in training.values() for p in files], [p for files in testing.values() for p in files]
+    )
+    return docs
+
+
+def read_csv(path) -> list[tuple[str, str]]:
+    """Rows of a docs CSV; a `path,label` header line is allowed."""
+    path = Path(path)
+    if not path.is_file():
+        raise MeerkatError(f"CSV not found: {path}; run `meerkat createdocs` first or fix --input-path")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if rows and [c.strip().lower() for c in rows[0]] == ["path", "label"]:
+        rows = rows[1:]
+    out = []
+    for n, row in enumerate(rows, start=1):
+        if not row:
+            continue
+        if len(row) != 2:
+            raise MeerkatError(f"{path}, row {n}: expected `path,label`, received {len(row)} fields: {row!r}")
+        out.append((row[0], row[1].strip().lower()))
+    return out
+
+
+def read_dict(path) -> list[str]:
+    """Labels of a dict.txt, in model order; must be positive then negative."""
+    path = Path(path)
+    if not path.is_file():
+        raise MeerkatError(f"dict file not found: {path}; it is written by `meerkat createdocs` as docs/dict.txt")
+    labels = [line.strip().lower() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if tuple(labels) != LABELS:
+        raise MeerkatError(
+            f"{path}: expected the labels {', '.join(LABELS)} in that order, received {', '.join(labels) or 'nothing'}; "
+            "use the dict.txt written by `meerkat createdocs`"
+        )
+    return labels

@@ -1,0 +1,93 @@
+"""TFRecord shards of embeddings, their manifests, and finding complete sets of them.
+
+A shard `PREFIX-00003-of-00008.tfrecord.gz` is complete only once its manifest
+`PREFIX-00003-of-00008.json` exists: both are renamed into place, manifest last.
+"""
+
+import glob
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from meerkat.backbones import BackboneSpec
+from meerkat.errors import MeerkatError
+
+SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})\.tfrecord\.gz$")
+
+
+def shard_path(prefix, index: int, count: int) -> Path:
+    return Path(f"{prefix}-{index:05d}-of-{count:05d}.tfrecord.gz")
+
+
+def manifest_path(shard) -> Path:
+    return Path(str(shard).removesuffix(".tfrecord.gz") + ".json")
+
+
+def skipped_path(shard) -> Path:
+    return Path(str(shard).removesuffix(".tfrecord.gz") + ".skipped.csv")
+
+
+def encode_example(uri: str, label: int, embedding) -> bytes:
+    import tensorflow as tf
+
+    feature = {
+        "image_uri": tf.train.Feature(bytes_list=tf.train.BytesList(value=[uri.encode("utf-8")])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        "embedding": tf.train.Feature(float_list=tf.train.FloatList(value=embedding)),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def find_shards(pattern: str) -> tuple[list[Path], dict]:
+    """The shards matching a glob or a prefix, checked to be one complete set; and their manifest."""
+    matches = sorted(glob.glob(pattern)) or sorted(glob.glob(f"{pattern}-*-of-*.tfrecord.gz"))
+    shards = [Path(m) for m in matches if SHARD_RE.search(m)]
+    if not shards:
+        raise MeerkatError(
+            f"no preprocessed shards match {pattern}; pass a prefix given to `meerkat preprocess "
+            "--output-path` or a glob like PREFIX-*.tfrecord.gz"
+        )
+    counts = {int(SHARD_RE.search(str(s)).group(2)) for s in shards}
+    if len(counts) > 1:
+        raise MeerkatError(f"{pattern} mixes shard sets of sizes {sorted(counts)}; give one set")
+    count = counts.pop()
+    done = {int(SHARD_RE.search(str(s)).group(1)) for s in shards if manifest_path(s).is_file()}
+    missing = sorted(set(range(count)) - done)
+    if missing:
+        raise MeerkatError(
+            f"{pattern}: shards {', '.join(map(str, missing))} of {count} are missing or incomplete; "
+            "rerun `meerkat preprocess` for those --shard-index values"
+        )
+    manifests = [json.loads(manifest_path(s).read_text()) for s in shards]
+    first = manifests[0]
+    for s, m in zip(shards, manifests):
+        if m["backbone"] != first["backbone"]:
+            raise MeerkatError(f"{s} was made with another backbone than {shards[0]}; preprocess them again together")
+    return shards, first
+
+
+def spec_of(manifest: dict) -> BackboneSpec:
+    return BackboneSpec(**manifest["backbone"])
+
+
+def read_shards(shards: list[Path], dim: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """All records of `shards` as (image_uris, labels [N], embeddings [N, dim])."""
+    import tensorflow as tf
+
+    spec = {
+        "image_uri": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+        "embedding": tf.io.FixedLenFeature([dim], tf.float32),
+    }
+    ds = tf.data.TFRecordDataset([str(s) for s in shards], compression_type="GZIP")
+    ds = ds.batch(4096).map(lambda x: tf.io.parse_example(x, spec))
+    uris, labels, embeddings = [], [], []
+    for batch in ds.as_numpy_iterator():
+        uris += [u.decode("utf-8") for u in batch["image_uri"]]
+        labels.append(batch["label"])
+        embeddings.append(batch["embedding"])
+    if not uris:
+        return [], np.zeros([0], np.int64), np.zeros([0, dim], np.float32)
+    return uris, np.concatenate(labels), np.concatenate(embeddings)
