@@ -172,8 +172,8 @@ def preprocess(
         index = _shard_from_env() if shard_index is None else shard_index
         count = int(os.environ.get("SLURM_ARRAY_TASK_COUNT", "1")) if num_shards is None else num_shards
         check_shard(index, count)
-        embedder = backbones.Embedder(backbones.resolve(backbone, alpha, weights))
-        run_preprocess(input_path, input_dict, output_path, embedder, embed_batch_size, index, count)
+        spec = backbones.resolve(backbone, alpha, weights)
+        run_preprocess(input_path, input_dict, output_path, spec, embed_batch_size, index, count)
 
 
 def _train_config(**kwargs):

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from meerkat import __version__, fileio, records
-from meerkat.backbones import Embedder
+from meerkat.backbones import BackboneSpec, Embedder
 from meerkat.createdocs import read_csv, read_dict
 from meerkat.errors import MeerkatError, UsageError
 from meerkat.settings import PREPROCESSING_VERSION
@@ -63,7 +63,7 @@ def preprocess(
     input_csv,
     input_dict,
     output_prefix,
-    embedder: Embedder,
+    embedder: Embedder | BackboneSpec,
     batch_size: int = 32,
     shard_index: int = 0,
     num_shards: int = 1,
@@ -79,6 +79,8 @@ def preprocess(
         if label not in labels:
             raise MeerkatError(f"{input_csv}, row {n}: unknown label {label!r} for {path}; expected one of {', '.join(labels)}")
     rows = rows[shard_index::num_shards]
+    if isinstance(embedder, BackboneSpec):  # built only once the inputs are known to be good
+        embedder = Embedder(embedder)
     shard = records.shard_path(output_prefix, shard_index, num_shards)
     fileio.ensure_dir(shard.parent)
     size = embedder.size

@@ -1,0 +1,86 @@
+import os
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from meerkat.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SAMPLES = SHARED / "data" / "deepmeerkat_samples"
+WEIGHTS = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top.weights.h5"
+# Fast, download-free backbone for tests that check plumbing, not accuracy.
+TINY = ["--backbone", "mobilenet_v2", "--alpha", "0.35", "--weights", "none"]
+
+
+def needs_shared():
+    missing = [p for p in (SAMPLES, WEIGHTS) if not p.exists()]
+    return pytest.mark.skipif(
+        bool(missing), reason=f"shared test data not found: {', '.join(map(str, missing))} (it sits beside the repo)"
+    )
+
+
+def write_image(path: Path, seed: int = 0, size=(96, 128), ext=None, positive=False) -> Path:
+    """A small real image file; positives get a bright disc so a head can tell them apart."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 120, (*size, 3), dtype=np.uint8)
+    if positive:
+        cv2.circle(img, (size[1] // 2, size[0] // 2), min(size) // 3, (0, 200, 255), -1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(ext or path.suffix or ".jpg", img)
+    assert ok
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+def make_samples(root: Path, train=(6, 8), test=(3, 3), names=("Training", "Testing", "Positives", "Negatives")) -> Path:
+    """Samples/{Training,Testing}/{Positives,Negatives} of generated JPEGs; test=None: no Testing."""
+    tr, te, pos, neg = names
+    for split, counts in ((tr, train), (te, test)):
+        if counts is None:
+            continue
+        for i in range(counts[0]):
+            write_image(root / split / pos / f"p{i}.jpg", seed=zlib.crc32(f"{split}p{i}".encode()), positive=True)
+        for i in range(counts[1]):
+            write_image(root / split / neg / f"n{i}.jpg", seed=zlib.crc32(f"{split}n{i}".encode()))
+    return root
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def invoke(*args, env=None):
+        return runner.invoke(app, [str(a) for a in args], env=env)
+
+    return invoke
+
+
+def assert_user_error(result, code: int, *words):
+    """A user error: the given exit code, one `error:` line naming the thing, no traceback."""
+    out = result.output
+    assert result.exit_code == code, out
+    assert "Traceback" not in out, out
+    lines = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, out
+    for w in words:
+        assert str(w) in lines[0], out
+    assert isinstance(result.exception, SystemExit)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A whole `meerkat run` on generated crops with the random tiny backbone: for contract checks."""
+    root = tmp_path_factory.mktemp("tiny")
+    samples = make_samples(root / "Samples")
+    out = root / "out"
+    result = CliRunner().invoke(app, ["run", str(samples), str(out), *TINY, "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

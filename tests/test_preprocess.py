@@ -1,0 +1,130 @@
+"""preprocess: shards, manifests, bad files skipped and listed, splitting across workers."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from conftest import TINY, assert_user_error, make_samples
+from meerkat import records
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from meerkat.cli import app
+
+    root = tmp_path_factory.mktemp("pre")
+    samples = make_samples(root / "S", train=(5, 6))
+    assert CliRunner().invoke(app, ["createdocs", str(samples), "--output", str(root / "out"), "--no-balance"]).exit_code == 0
+    return root / "out" / "docs"
+
+
+def embed(cli, docs, prefix, *extra, csv_name="trainingdata.csv"):
+    return cli(
+        "preprocess", "--input-path", docs / csv_name, "--input-dict", docs / "dict.txt", "--output-path", prefix, *TINY, *extra
+    )
+
+
+def read(prefix):
+    shards, manifest = records.find_shards(str(prefix))
+    return records.read_shards(shards, manifest["embedding_dim"]), manifest
+
+
+def test_writes_a_complete_shard_with_manifest(tmp_path, cli, docs):
+    result = embed(cli, docs, tmp_path / "rec" / "train")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "rec" / "train-00000-of-00001.tfrecord.gz").is_file()
+    (uris, labels, vectors), manifest = read(tmp_path / "rec" / "train")
+    rows = list(csv.reader(open(docs / "trainingdata.csv")))
+    assert uris == [p for p, _ in rows]
+    assert labels.tolist() == [0 if label == "positive" else 1 for _, label in rows]
+    assert vectors.shape == (11, 1280) and np.isfinite(vectors).all()
+    assert manifest["records"] == 11 and manifest["skipped"] == 0
+    assert manifest["backbone"]["name"] == "mobilenet_v2" and manifest["backbone"]["alpha"] == 0.35
+    assert not list((tmp_path / "rec").glob(".*tmp")), "no temporary files may be left behind"
+
+
+def test_bad_files_are_skipped_listed_and_the_run_finishes(tmp_path, cli, docs):
+    good = list(csv.reader(open(docs / "trainingdata.csv")))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    jpeg = open(good[0][0], "rb").read()
+    (bad / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "text.jpg").write_text("<html>not an image</html>")
+    gone = bad / "vanished.jpg"
+    rows = good + [[str(bad / n), "negative"] for n in ("truncated.jpg", "empty.jpg", "text.jpg")] + [[str(gone), "positive"]]
+    with open(tmp_path / "mixed.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    (tmp_path / "dict.txt").write_text((docs / "dict.txt").read_text())
+
+    result = embed(cli, tmp_path, tmp_path / "rec" / "mixed", csv_name="mixed.csv")
+    assert result.exit_code == 0, result.output
+    (uris, _, _), manifest = read(tmp_path / "rec" / "mixed")
+    assert uris == [p for p, _ in good]
+    skipped = dict(list(csv.reader(open(tmp_path / "rec" / "mixed-00000-of-00001.skipped.csv")))[1:])
+    assert set(skipped) == {str(bad / "truncated.jpg"), str(bad / "empty.jpg"), str(bad / "text.jpg"), str(gone)}
+    assert skipped[str(bad / "empty.jpg")] == "empty file (0 bytes)"
+    assert skipped[str(gone)] == "file not found"
+    assert skipped[str(bad / "text.jpg")].startswith("cannot decode")
+    assert skipped[str(bad / "truncated.jpg")].startswith("cannot decode")
+    assert manifest["records"] + manifest["skipped"] == len(rows)
+    assert "skipped 4 unreadable files" in result.output
+
+
+def test_shards_split_the_csv_and_together_equal_one_process(tmp_path, cli, docs):
+    assert embed(cli, docs, tmp_path / "one" / "train").exit_code == 0
+    for i in range(3):
+        result = embed(cli, docs, tmp_path / "three" / "train", "--shard-index", i, "--num-shards", 3)
+        assert result.exit_code == 0, result.output
+    (u1, l1, v1), _ = read(tmp_path / "one" / "train")
+    (u3, l3, v3), _ = read(tmp_path / "three" / "train")
+    order = [u3.index(u) for u in u1]
+    assert sorted(u3) == sorted(u1)
+    assert (l3[order] == l1).all()
+    np.testing.assert_allclose(v3[order], v1, rtol=1e-4, atol=1e-5)
+
+
+def test_slurm_array_variables_pick_the_shard(tmp_path, cli, docs):
+    env = {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}
+    result = cli(
+        "preprocess", "--input-path", docs / "trainingdata.csv", "--input-dict", docs / "dict.txt",
+        "--output-path", tmp_path / "s" / "t", *TINY, env=env,
+    )
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "s").glob("*.tfrecord.gz")] == ["t-00001-of-00004.tfrecord.gz"]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [(["--num-shards", "0"], ["--num-shards", "0"]), (["--shard-index", "3", "--num-shards", "3"], ["--shard-index", "0..2", "3"])],
+)
+def test_bad_shard_options_are_usage_errors(tmp_path, cli, docs, args, words):
+    assert_user_error(embed(cli, docs, tmp_path / "r" / "t", *args), 2, *words)
+
+
+def test_unknown_label_and_wrong_dict_are_named(tmp_path, cli, docs):
+    (tmp_path / "dict.txt").write_text((docs / "dict.txt").read_text())
+    (tmp_path / "bad.csv").write_text(f"{tmp_path / 'a.jpg'},cat\n")
+    assert_user_error(embed(cli, tmp_path, tmp_path / "r" / "t", csv_name="bad.csv"), 1, "row 1", "unknown label 'cat'")
+    (tmp_path / "dict.txt").write_text("negative\npositive\n")
+    (tmp_path / "trainingdata.csv").write_text((docs / "trainingdata.csv").read_text())
+    assert_user_error(embed(cli, tmp_path, tmp_path / "r" / "t"), 1, "dict.txt", "positive, negative")
+
+
+def test_missing_weights_file_is_named(tmp_path, cli, docs):
+    result = cli(
+        "preprocess", "--input-path", docs / "trainingdata.csv", "--input-dict", docs / "dict.txt",
+        "--output-path", tmp_path / "t", "--backbone", "mobilenet_v2", "--weights", tmp_path / "nope.h5",
+    )
+    assert_user_error(result, 1, "weights file not found", "nope.h5")
+
+
+def test_manifest_is_json_with_labels(tmp_path, cli, docs):
+    assert embed(cli, docs, tmp_path / "t").exit_code == 0
+    manifest = json.loads((tmp_path / "t-00000-of-00001.json").read_text())
+    assert manifest["labels"] == ["positive", "negative"]
+    assert manifest["embedding_dim"] == 1280 and manifest["image_size"] == 224
