@@ -1,0 +1,50 @@
+"""The installed `meerkat` command as a shell sees it: help, version, env vars, exit codes."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import make_samples
+
+COMMANDS = ["createdocs", "preprocess", "train", "run", "predict", "demo-samples"]
+
+
+def meerkat(*args, env=None):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "meerkat", *map(str, args)], capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command):
+    result = meerkat(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Example" in result.stdout
+
+
+def test_version():
+    from meerkat import __version__
+
+    assert meerkat("--version").stdout.strip() == f"meerkat {__version__}"
+
+
+def test_user_error_is_one_line_without_traceback(tmp_path):
+    result = meerkat("createdocs", tmp_path / "missing", "--output", tmp_path / "o")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: Samples folder not found: {tmp_path / 'missing'}; pass the folder that holds Training/Positives and Training/Negatives"]
+    debug = meerkat("--debug", "createdocs", tmp_path / "missing", "--output", tmp_path / "o")
+    assert "Traceback" in debug.stderr
+
+
+def test_options_come_from_meerkat_environment_variables(tmp_path):
+    samples = make_samples(tmp_path / "S", train=(2, 5))
+    result = meerkat("createdocs", env={"MEERKAT_SAMPLES": str(samples), "MEERKAT_OUTPUT": str(tmp_path / "o"), "MEERKAT_BALANCE": "false"})
+    assert result.returncode == 0, result.stderr
+    assert "Negative training samples: 5" in result.stdout
+
+
+def test_demo_samples_make_a_valid_samples_folder(tmp_path, cli):
+    assert cli("demo-samples", tmp_path / "demo", "--train-per-class", 3, "--test-per-class", 2).exit_code == 0
+    result = cli("createdocs", tmp_path / "demo", "--output", tmp_path / "o")
+    assert result.exit_code == 0 and "Positive training samples: 3" in result.output

@@ -1,0 +1,82 @@
+"""train + export: the SavedModel contract, TensorBoard logs and the report, on a tiny run."""
+
+import json
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import assert_user_error, make_samples
+from contract import check_dict, check_tf1, check_tf2, predictions
+
+
+def test_exported_model_meets_the_contract_and_matches_the_report(tiny_run):
+    model = tiny_run / "model"
+    check_dict(model)
+    preds = predictions(tiny_run)
+    uris = sorted(preds)
+    # The very bytes preprocess read: served scores must equal the training-time eval scores.
+    images = [open(u, "rb").read() for u in uris]
+    served = check_tf2(model, images)
+    reported = np.array([preds[u][1] for u in uris])
+    np.testing.assert_allclose(served["scores"][:, 0], reported, atol=1e-4)
+    assert [s.decode() for s in served["label"]] == [preds[u][0] for u in uris]
+    np.testing.assert_allclose(check_tf1(model, images), served["scores"], atol=1e-5)
+
+
+def test_model_accepts_png_and_crops_of_any_size(tiny_run):
+    import cv2
+
+    rng = np.random.default_rng(1)
+    crops = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((17, 300), (640, 480), (224, 224))]
+    images = [cv2.imencode(ext, c)[1].tobytes() for c, ext in zip(crops, (".jpg", ".png", ".jpg"))]
+    assert check_tf2(tiny_run / "model", images)["scores"].shape == (3, 2)
+
+
+def test_tensorboard_has_loss_and_accuracy_for_train_and_eval(tiny_run):
+    for split in ("train", "eval"):
+        acc = EventAccumulator(str(tiny_run / "logs" / split)).Reload()
+        tags = set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
+        assert {"loss", "accuracy"} <= tags, (split, tags)
+        assert len(acc.Tensors("loss")) == 3  # one point an epoch
+
+
+def test_report_has_metrics_for_every_eval_image(tiny_run):
+    m = json.loads((tiny_run / "report" / "metrics.json").read_text())
+    assert m["counts"] == {"total": 6, "positive": 3, "negative": 3}
+    (tp, fn), (fp, tn) = m["confusion_matrix"]["matrix"]
+    assert tp + fn + fp + tn == 6 and m["accuracy"] == (tp + tn) / 6
+    assert len(predictions(tiny_run)) == 6
+    assert m["run"]["backbone"]["name"] == "mobilenet_v2"
+
+
+def test_predict_scores_files_and_folders(tiny_run, tmp_path, cli):
+    samples = tiny_run.parent / "Samples"
+    out = tmp_path / "scores.csv"
+    result = cli("predict", tiny_run / "model", samples / "Testing", samples / "Training" / "Positives" / "p0.jpg", "--output", out)
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == "path,label,score_positive" and len(lines) == 1 + 6 + 1
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    result = cli("predict", tiny_run / "model", tmp_path / "broken.jpg", samples / "Testing" / "Positives")
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.output and "broken.jpg" in result.output
+
+
+def test_train_from_preprocessed_sets_and_its_errors(tiny_run, tmp_path, cli):
+    rec = tiny_run / "records"
+    result = cli("train", "--train-data", rec / "train", "--eval-data", f"{rec}/eval-*.tfrecord.gz", "--output-dir", tmp_path / "t", "--max-steps", 2)
+    assert result.exit_code == 0, result.output
+    assert "Eval, step 2: on train set" in result.output
+    assert (tmp_path / "t" / "model" / "saved_model.pb").is_file()
+
+    assert_user_error(cli("train", "--train-data", tmp_path / "none", "--eval-data", rec / "eval", "--output-dir", tmp_path / "u"), 1, "no preprocessed shards match")
+    (tmp_path / "part").mkdir()
+    shard = next(rec.glob("train-*.tfrecord.gz"))
+    (tmp_path / "part" / "x-00001-of-00003.tfrecord.gz").write_bytes(shard.read_bytes())
+    assert_user_error(cli("train", "--train-data", tmp_path / "part" / "x", "--eval-data", rec / "eval", "--output-dir", tmp_path / "u"), 1, "shards 0, 1, 2 of 3")
+
+
+def test_run_needs_both_preprocessed_sets(tiny_run, tmp_path, cli):
+    result = cli("run", tmp_path, tmp_path / "o", "--preprocessed-train-set", tiny_run / "records" / "train")
+    assert_user_error(result, 2, "--preprocessed-eval-set")
