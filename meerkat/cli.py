@@ -295,9 +295,9 @@ def predict(
 @app.command("demo-samples")
 def demo_samples(
     folder: Annotated[Path, typer.Argument(help="Where to write Training/ and Testing/.")],
-    train_per_class: Annotated[int, typer.Option(help="Training crops per class.", min=2)] = 40,
-    test_per_class: Annotated[int, typer.Option(help="Testing crops per class.", min=1)] = 15,
-    seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 0,
+    train_per_class: Annotated[int, _opt("MEERKAT_DEMO_TRAIN_PER_CLASS", "Training crops per class.", min=2)] = 40,
+    test_per_class: Annotated[int, _opt("MEERKAT_DEMO_TEST_PER_CLASS", "Testing crops per class.", min=1)] = 15,
+    seed: Annotated[int, _opt("MEERKAT_DEMO_SEED", "Seed of the generator.")] = 0,
 ):
     """Write a small synthetic Samples folder (birds vs foliage) to try meerkat with.
 

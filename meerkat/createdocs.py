@@ -164,9 +164,8 @@ def createdocs(cfg: DocsConfig) -> Docs:
             cd = Path(os.path.abspath(class_dirs[label]))
             testing[label] = [p for p in files if _held_out(p, cd, cfg.seed)]
             training[label] = [p for p in files if not _held_out(p, cd, cfg.seed)]
-            for split, chosen in (("training", training), ("testing", testing)):
-                if not chosen[label]:
-                    raise MeerkatError(
+            if not (testing[label] and training[label]):
+                raise MeerkatError(
                         f"too few {label} images in {class_dirs[label]} to hold out a test set "
                         f"({len(files)} found); add images or a Testing folder"
                     )

@@ -89,7 +89,9 @@ def preprocess(
         return path, label, decode_and_resize(tf.io.read_file(path), size)
 
     paths = [p for p, _ in rows]
-    ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), [labels.index(l) for _, l in rows]))
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(paths, tf.string), tf.constant([labels.index(l) for _, l in rows], tf.int64))
+    )
     # Fixed parallelism with autotune off: autotune's teardown can stall for tens of seconds here.
     ds = ds.map(load, num_parallel_calls=2, deterministic=True).ignore_errors().batch(batch_size).prefetch(2)
     options = tf.data.Options()

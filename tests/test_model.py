@@ -80,3 +80,32 @@ def test_train_from_preprocessed_sets_and_its_errors(tiny_run, tmp_path, cli):
 def test_run_needs_both_preprocessed_sets(tiny_run, tmp_path, cli):
     result = cli("run", tmp_path, tmp_path / "o", "--preprocessed-train-set", tiny_run / "records" / "train")
     assert_user_error(result, 2, "--preprocessed-eval-set")
+
+
+def test_run_skips_bad_images_lists_them_and_finishes(tmp_path, cli):
+    from conftest import TINY
+
+    samples = make_samples(tmp_path / "S", train=(4, 4), test=(2, 2))
+    pos = samples / "Training" / "Positives"
+    jpeg = (pos / "p0.jpg").read_bytes()
+    (pos / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (pos / "zero.jpg").write_bytes(b"")
+    (pos / "letter.jpg").write_text("Dear colleague, the crops are attached.")
+    result = cli("run", samples, tmp_path / "out", *TINY, "--epochs", 1, "--no-balance")
+    assert result.exit_code == 0, result.output
+    skipped = (tmp_path / "out" / "records" / "train-00000-of-00001.skipped.csv").read_text()
+    for name in ("truncated.jpg", "zero.jpg", "letter.jpg"):
+        assert name in skipped and name in result.output
+    manifest = json.loads((tmp_path / "out" / "records" / "train-00000-of-00001.json").read_text())
+    assert (manifest["records"], manifest["skipped"]) == (8, 3)
+    assert (tmp_path / "out" / "model" / "saved_model.pb").is_file()
+
+
+def test_run_reports_layout_errors_before_loading_anything(tmp_path, cli):
+    from conftest import TINY
+
+    assert_user_error(cli("run", tmp_path / "missing", tmp_path / "o", *TINY), 1, "Samples folder not found")
+    samples = make_samples(tmp_path / "S", train=(2, 2), test=(1, 1))
+    for p in (samples / "Training" / "Positives").iterdir():
+        p.unlink()
+    assert_user_error(cli("run", samples, tmp_path / "o", *TINY), 1, "no images in", "Positives")
