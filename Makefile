@@ -19,16 +19,47 @@ RUN_FLAGS ?= --backbone mobilenet_v2 --alpha 0.35 --weights $(SHARED_WEIGHTS)
 endif
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast run clean
+# Containers. The engine is docker where a daemon answers, else podman.
+CONTAINER_ENGINE ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
+IMAGE ?= meerkat:cpu
+IMAGE_GPU ?= meerkat:gpu
+# Empty: the Dockerfile's digest-pinned python image. Without a registry: `make base-image`, then
+# BASE_IMAGE=localhost/debian-py:bookworm.
+BASE_IMAGE ?=
+# A CA bundle for builds behind a TLS-intercepting proxy (passed as a build secret, not baked in).
+CA_BUNDLE ?=
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' meerkat/__init__.py)
+# Baked-in weights: the shared offline MobileNetV2 when it is there, else the default backbone's
+# (downloaded at build time, or taken from weights/ when the file is there).
+ifneq ($(wildcard $(SHARED_WEIGHTS)),)
+IMAGE_WEIGHTS_ARGS ?= --build-arg BACKBONE=mobilenet_v2 --build-arg ALPHA=0.35 \
+  --build-arg WEIGHTS_FILE=$(notdir $(SHARED_WEIGHTS)) --build-arg WEIGHTS_URL= \
+  --build-arg WEIGHTS_HASH=sha256:04af0032331eca800a501cbd14b1861ef1d07bfa5728325084bbe295e7ffaecb
+endif
+BUILD_FLAGS = $(IMAGE_WEIGHTS_ARGS) \
+  $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+  $(if $(CA_BUNDLE),--secret id=ca_bundle$(,)src=$(CA_BUNDLE)) \
+  $(if $(filter podman,$(CONTAINER_ENGINE)),--timestamp $(SOURCE_DATE_EPOCH)) \
+  --build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+  --build-arg VERSION=$(VERSION) \
+  --build-arg REVISION=$(shell git rev-parse HEAD 2>/dev/null || echo unknown) \
+  --build-arg SOURCE=$(shell git config --get remote.origin.url 2>/dev/null) \
+  --build-arg CREATED=$(shell date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ)
+, := ,
+SIF ?= build/meerkat.sif
+
+.PHONY: help install test test-fast run clean base-image weights-context image image-gpu doctor-gpu smoke lint sif sif-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## Create the venv with pinned dependencies and meerkat in it
 
-$(VENV)/.installed: requirements.lock requirements-test.txt pyproject.toml
+$(VENV)/.installed: requirements/cpu.lock requirements/test.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock -r requirements-test.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements/cpu.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/test.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -45,6 +76,31 @@ ifeq ($(SAMPLES),)
 else
 	$(BIN)/meerkat run $(SAMPLES) $(OUTPUT) $(RUN_FLAGS)
 endif
+
+base-image: ## Make localhost/debian-py:bookworm from the Debian mirror (no registry needed)
+	CONTAINER_ENGINE=$(CONTAINER_ENGINE) scripts/make-base-image.sh localhost/debian-py:bookworm
+
+weights-context:
+ifneq ($(wildcard $(SHARED_WEIGHTS)),)
+	cp -f $(SHARED_WEIGHTS) weights/
+endif
+
+image: weights-context ## Build the CPU image (tag $(IMAGE)), after its import test stage
+	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) --target test -t $(IMAGE)-test -f Dockerfile .
+	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) -t $(IMAGE) -f Dockerfile .
+
+image-gpu: weights-context ## Build the CUDA image (tag $(IMAGE_GPU))
+	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) --target test -t $(IMAGE_GPU)-test -f Dockerfile.gpu .
+	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) -t $(IMAGE_GPU) -f Dockerfile.gpu .
+
+doctor-gpu: ## Run `meerkat doctor` in the CUDA image (here: no GPU, so the CPU fallback)
+	$(CONTAINER_ENGINE) run --rm $(IMAGE_GPU) doctor
+
+smoke: install ## Smoke-train in the built image: read-only root, read-only Samples, --user 12345
+	MEERKAT_IMAGE=$(IMAGE) CONTAINER_ENGINE=$(CONTAINER_ENGINE) $(BIN)/python -m pytest tests/image $(PYTEST_ARGS)
+
+lint: install ## hadolint both Dockerfiles
+	$(BIN)/hadolint Dockerfile Dockerfile.gpu
 
 clean: ## Remove the venv, build/ and output/
 	rm -rf $(VENV) build output

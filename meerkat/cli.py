@@ -310,5 +310,25 @@ def demo_samples(
         typer.echo(f"Wrote {2 * (train_per_class + test_per_class)} crops to {folder}")
 
 
+@app.command()
+def doctor(
+    samples: Annotated[Optional[Path], _opt("MEERKAT_SAMPLES", "Check this Samples folder is there and not empty.")] = None,
+    output: Annotated[Optional[Path], _opt("MEERKAT_OUTPUT", "Check this output folder is writable.")] = None,
+    mounts_only: Annotated[bool, typer.Option(help="Check only the folders (fast: no TensorFlow).")] = False,
+):
+    """Report versions, CUDA build, visible GPUs, baked-in weights and their sha256, and check the folders.
+
+    [bold]Example:[/] docker run --rm meerkat:cpu doctor
+    """
+    from meerkat import doctor as checks
+
+    with user_errors():
+        if mounts_only:
+            checks.check_mounts(samples, output)
+        else:
+            for line in checks.report(samples, output):
+                typer.echo(line)
+
+
 def main():
     app(prog_name="meerkat")

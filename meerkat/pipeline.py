@@ -8,6 +8,7 @@ from pathlib import Path
 
 from meerkat import __version__, backbones, fileio, records
 from meerkat.createdocs import DocsConfig, createdocs, read_dict
+from meerkat.doctor import log_devices
 from meerkat.errors import MeerkatError, UsageError
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def run(
         raise UsageError("give both --preprocessed-train-set and --preprocessed-eval-set, or neither")
     output = fileio.ensure_dir(output)
     start = time.perf_counter()
+    log_devices()
     if preprocessed_train_set is not None:
         log.info("Using preprocessed sets; %s is not read.", samples)
         result = train_and_export(preprocessed_train_set, preprocessed_eval_set, None, output, train_cfg)

@@ -1,0 +1,78 @@
+# syntax=docker/dockerfile:1
+# meerkat, CPU image. Build: `make image` (or see README "Docker").
+#   docker build -t meerkat:cpu .
+#   docker run --rm -v $PWD/Samples:/data/Samples:ro -v $PWD/Output:/data/Output --user $(id -u):$(id -g) meerkat:cpu
+# Air-gapped builds: --build-arg BASE_IMAGE=<local python image> (scripts/make-base-image.sh makes one)
+# and the weights file in weights/. Behind a TLS-intercepting proxy: --secret id=ca_bundle,src=CA.pem.
+
+# python:3.11-slim-bookworm, pinned by digest so a rebuild starts from the same bytes.
+ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
+
+FROM ${BASE_IMAGE} AS builder
+SHELL ["/bin/sh", "-euc"]
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
+COPY requirements/cpu.lock /tmp/requirements.lock
+RUN --mount=type=secret,id=ca_bundle \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
+    python3 -m venv /opt/venv; \
+    /opt/venv/bin/pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock
+COPY pyproject.toml README.md /src/
+COPY meerkat /src/meerkat
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation /src \
+    && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
+
+FROM ${BASE_IMAGE} AS weights
+SHELL ["/bin/sh", "-euc"]
+# The default backbone's ImageNet weights, baked in: compute nodes often cannot download.
+ARG WEIGHTS_FILE=efficientnetv2-b0_notop.h5
+ARG WEIGHTS_URL=https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/efficientnetv2-b0_notop.h5
+ARG WEIGHTS_HASH=md5:893217f2bb855e2983157299931e43ff
+COPY scripts/fetch-weights.py /tmp/fetch-weights.py
+COPY weights/ /tmp/weights/
+RUN --mount=type=secret,id=ca_bundle \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
+    python3 /tmp/fetch-weights.py --file "${WEIGHTS_FILE}" --url "${WEIGHTS_URL}" --hash "${WEIGHTS_HASH}" \
+      --local /tmp/weights --dest /opt/meerkat/weights
+
+FROM ${BASE_IMAGE} AS runtime
+ARG BACKBONE=efficientnet_v2_b0
+ARG ALPHA=
+ARG WEIGHTS_FILE=efficientnetv2-b0_notop.h5
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=1970-01-01T00:00:00Z
+ARG SOURCE=
+LABEL org.opencontainers.image.title="meerkat" \
+      org.opencontainers.image.description="Trains DeepMeerkat's two-class crop classifiers (CPU)" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="GPL-3.0-or-later"
+ENV PATH=/opt/venv/bin:${PATH} \
+    PYTHONNOUSERSITE=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    MEERKAT_BACKBONE=${BACKBONE} \
+    MEERKAT_ALPHA=${ALPHA} \
+    MEERKAT_WEIGHTS=/opt/meerkat/weights/${WEIGHTS_FILE} \
+    MEERKAT_WEIGHTS_DIR=/opt/meerkat/weights \
+    MEERKAT_SAMPLES=/data/Samples \
+    MEERKAT_OUTPUT=/data/Output
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=weights /opt/meerkat/weights /opt/meerkat/weights
+COPY entrypoint/ /opt/meerkat/entrypoint/
+# A non-root default user; any --user UID:GID works too (the entrypoint finds writable caches).
+RUN useradd --uid 1000 --user-group --no-create-home --home-dir /tmp/meerkat-home-1000 meerkat \
+    && mkdir -p /data/Samples /data/Output \
+    && chmod 0777 /data/Output
+USER 1000:1000
+WORKDIR /data
+ENTRYPOINT ["/opt/meerkat/entrypoint/entrypoint.sh"]
+CMD []
+
+# `--target test`: the image imports and answers --help, no data needed.
+FROM runtime AS test
+RUN meerkat --version && meerkat --help >/dev/null && python -c "import meerkat.export, meerkat.preprocess, tensorflow"
+
+FROM runtime
