@@ -40,7 +40,7 @@ endif
 BUILD_FLAGS = $(IMAGE_WEIGHTS_ARGS) \
   $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
   $(if $(CA_BUNDLE),--secret id=ca_bundle$(,)src=$(CA_BUNDLE)) \
-  $(if $(filter podman,$(CONTAINER_ENGINE)),--timestamp $(SOURCE_DATE_EPOCH)) \
+  $(if $(filter podman,$(CONTAINER_ENGINE)),--format docker --timestamp $(SOURCE_DATE_EPOCH)) \
   --build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
   --build-arg VERSION=$(VERSION) \
   --build-arg REVISION=$(shell git rev-parse HEAD 2>/dev/null || echo unknown) \
@@ -97,7 +97,7 @@ doctor-gpu: ## Run `meerkat doctor` in the CUDA image (here: no GPU, so the CPU 
 	$(CONTAINER_ENGINE) run --rm $(IMAGE_GPU) doctor
 
 smoke: install ## Smoke-train in the built image: read-only root, read-only Samples, --user 12345
-	MEERKAT_IMAGE=$(IMAGE) CONTAINER_ENGINE=$(CONTAINER_ENGINE) $(BIN)/python -m pytest tests/image $(PYTEST_ARGS)
+	MEERKAT_IMAGE=$(IMAGE) CONTAINER_ENGINE=$(CONTAINER_ENGINE) $(BIN)/python -m pytest tests/test_image.py $(PYTEST_ARGS)
 
 lint: install ## hadolint both Dockerfiles
 	$(BIN)/hadolint Dockerfile Dockerfile.gpu

@@ -28,8 +28,11 @@ if [ "$#" -eq 0 ]; then
 fi
 if [ "$1" = run ] && [ "$#" -ge 3 ]; then
   case "$2" in -*) ;; *)
-    # Refuse a wrong mount in one line, before TensorFlow starts.
-    meerkat doctor --mounts-only --samples "$2" --output "$3" || exit $?
+    # Refuse a wrong mount in one line, before TensorFlow starts. Preprocessed sets need no Samples.
+    case " $* " in
+      *" --preprocessed-train-set"*) meerkat doctor --mounts-only --output "$3" || exit $? ;;
+      *) meerkat doctor --mounts-only --samples "$2" --output "$3" || exit $? ;;
+    esac
     ;;
   esac
 fi

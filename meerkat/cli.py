@@ -316,7 +316,9 @@ def doctor(
     output: Annotated[Optional[Path], _opt("MEERKAT_OUTPUT", "Check this output folder is writable.")] = None,
     mounts_only: Annotated[bool, typer.Option(help="Check only the folders (fast: no TensorFlow).")] = False,
 ):
-    """Report versions, CUDA build, visible GPUs, baked-in weights and their sha256, and check the folders.
+    """Report versions, CUDA build, visible GPUs, baked-in weights and their sha256, and the folders.
+
+    With --mounts-only it checks just the folders and exits 1 on a problem (the container entrypoint uses this).
 
     [bold]Example:[/] docker run --rm meerkat:cpu doctor
     """

@@ -76,7 +76,7 @@ def _weights() -> list[tuple[str, str]]:
 
 
 def report(samples: Path | None, output: Path | None) -> list[str]:
-    """Lines describing the environment; raises MeerkatError if a given mount is unusable."""
+    """Lines describing the environment, a problem with a folder included (never raises for it)."""
     import keras
     import tensorflow as tf
 
@@ -95,8 +95,12 @@ def report(samples: Path | None, output: Path | None) -> list[str]:
     default = os.environ.get("MEERKAT_BACKBONE")
     if default:
         lines.append(f"default backbone: {default} (alpha {os.environ.get('MEERKAT_ALPHA') or '-'})")
-    check_mounts(samples, output)
-    for name, path in (("Samples", samples), ("Output", output)):
+    for name, kwargs in (("Samples", {"samples": samples, "output": None}), ("Output", {"samples": None, "output": output})):
+        path = kwargs["samples"] or kwargs["output"]
         if path is not None:
-            lines.append(f"{name}: {path} ok")
+            try:
+                check_mounts(**kwargs)
+                lines.append(f"{name}: {path} ok")
+            except MeerkatError as e:
+                lines.append(f"{name}: problem: {e}")
     return lines

@@ -48,3 +48,13 @@ def test_demo_samples_make_a_valid_samples_folder(tmp_path, cli):
     assert cli("demo-samples", tmp_path / "demo", "--train-per-class", 3, "--test-per-class", 2).exit_code == 0
     result = cli("createdocs", tmp_path / "demo", "--output", tmp_path / "o")
     assert result.exit_code == 0 and "Positive training samples: 3" in result.output
+
+
+def test_doctor_reports_versions_and_folder_problems(tmp_path):
+    result = meerkat("doctor", "--samples", tmp_path / "nope", "--output", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "TensorFlow CUDA build: no" in result.stdout and "GPUs visible: none" in result.stdout
+    assert f"Samples: problem: Samples folder {tmp_path / 'nope'} not found" in result.stdout
+    assert f"Output: {tmp_path / 'out'} ok" in result.stdout
+    quick = meerkat("doctor", "--mounts-only", "--samples", tmp_path / "nope")
+    assert quick.returncode == 1 and quick.stderr.startswith("error: Samples folder")

@@ -1,0 +1,88 @@
+"""The built image, tested from the outside as a user runs it (make smoke sets MEERKAT_IMAGE)."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import SAMPLES, needs_shared
+
+IMAGE = os.environ.get("MEERKAT_IMAGE")
+ENGINE = os.environ.get("CONTAINER_ENGINE", "podman")
+pytestmark = [
+    pytest.mark.slow,
+    needs_shared(),
+    pytest.mark.skipif(not IMAGE, reason="no image to test: `make image smoke` builds one and sets MEERKAT_IMAGE"),
+]
+UID = 12345
+
+
+def container(*args, mounts=(), user=f"{UID}:{UID}", timeout=900):
+    cmd = [ENGINE, "run", "--rm", "--read-only", "--tmpfs", "/tmp", "--user", user]
+    for m in mounts:
+        cmd += ["-v", m]
+    return subprocess.run([*cmd, IMAGE, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke") / "Output"
+    out.mkdir()
+    os.chown(out, UID, UID)
+    result = container(mounts=[f"{SAMPLES}:/data/Samples:ro", f"{out}:/data/Output"])
+    print(result.stdout[-3000:], result.stderr[-2000:])
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out, result
+
+
+def test_default_command_trains_on_read_only_samples_as_any_user(smoke):
+    out, result = smoke
+    assert (out / "model" / "saved_model.pb").is_file()
+    assert list((out / "logs" / "train").glob("events.out.tfevents.*"))
+    assert list((out / "logs" / "eval").glob("events.out.tfevents.*"))
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    print(f"\nsmoke accuracy in the image: {metrics['accuracy']:.4f}")
+    assert metrics["accuracy"] >= 0.72
+    assert metrics["run"]["backbone"]["weights"].startswith("/opt/meerkat/weights/")
+    for p in [out, *out.rglob("*")]:
+        assert p.stat().st_uid == UID, f"{p} is owned by {p.stat().st_uid}"
+    assert "Traceback" not in result.stderr
+
+
+def test_exported_model_meets_the_contract_on_the_host(smoke):
+    from contract import check_dict, check_tf1, check_tf2, jpeg_of
+
+    out, _ = smoke
+    check_dict(out / "model")
+    crops = sorted((SAMPLES / "Testing" / "Positives").glob("*.jpg"))[:4]
+    served = check_tf2(out / "model", [p.read_bytes() for p in crops])
+    check_tf1(out / "model", [jpeg_of(p) for p in crops])
+    assert served["scores"].shape == (4, 2)
+
+
+def test_missing_samples_mount_is_one_line(tmp_path):
+    out = tmp_path / "Output"
+    out.mkdir()
+    os.chown(out, UID, UID)
+    result = container(mounts=[f"{out}:/data/Output"])
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Samples folder /data/Samples is empty"), result.stderr
+
+
+def test_unwritable_output_is_one_line_with_the_fix(tmp_path):
+    out = tmp_path / "Output"
+    out.mkdir()
+    out.chmod(0o755)  # owned by root: uid 12345 cannot write
+    result = container(mounts=[f"{SAMPLES}:/data/Samples:ro", f"{out}:/data/Output"])
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write to /data/Output" in lines[0] and "--user" in lines[0], result.stderr
+
+
+def test_doctor_reports_weights_and_cpu(tmp_path):
+    result = container("doctor")
+    assert result.returncode == 0, result.stderr
+    assert "TensorFlow CUDA build: no" in result.stdout and "Samples: problem:" in result.stdout
+    assert "weights: /opt/meerkat/weights/" in result.stdout and "sha256" in result.stdout
