@@ -41,6 +41,8 @@ ARG WEIGHTS_FILE=efficientnetv2-b0_notop.h5
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=1970-01-01T00:00:00Z
+# BuildKit stamps files and the image with it; podman gets --timestamp from the Makefile.
+ARG SOURCE_DATE_EPOCH=0
 ARG SOURCE=
 LABEL org.opencontainers.image.title="meerkat" \
       org.opencontainers.image.description="Trains DeepMeerkat's two-class crop classifiers (CPU)" \

@@ -48,6 +48,8 @@ BUILD_FLAGS = $(IMAGE_WEIGHTS_ARGS) \
   --build-arg CREATED=$(shell date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ)
 , := ,
 SIF ?= build/meerkat.sif
+# Apptainer where it is installed; else Debian sid's, run from a cached rootfs (root needed).
+APPTAINER ?= $(shell command -v apptainer >/dev/null && echo apptainer || echo scripts/apptainer-here.sh)
 
 .PHONY: help install test test-fast run clean base-image weights-context image image-gpu doctor-gpu smoke lint sif sif-test
 
@@ -101,6 +103,16 @@ smoke: install ## Smoke-train in the built image: read-only root, read-only Samp
 
 lint: install ## hadolint both Dockerfiles
 	$(BIN)/hadolint Dockerfile Dockerfile.gpu
+
+sif: ## Build $(SIF) from the image $(IMAGE) with apptainer.def
+	mkdir -p build
+	rm -f build/meerkat.tar
+	$(CONTAINER_ENGINE) save $(if $(filter podman,$(CONTAINER_ENGINE)),--format docker-archive) -o build/meerkat.tar $(IMAGE)
+	$(APPTAINER) build --force $(SIF) apptainer.def
+	rm -f build/meerkat.tar
+
+sif-test: install ## Smoke-train with `apptainer run` on the SIF (after make image sif)
+	MEERKAT_SIF=$(SIF) APPTAINER=$(APPTAINER) $(BIN)/python -m pytest tests/test_sif.py $(PYTEST_ARGS)
 
 clean: ## Remove the venv, build/ and output/
 	rm -rf $(VENV) build output
