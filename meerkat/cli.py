@@ -57,6 +57,9 @@ BatchSize = Annotated[int, _opt("MEERKAT_BATCH_SIZE", "Training batch size.", mi
 LearningRate = Annotated[float, _opt("MEERKAT_LEARNING_RATE", "Adam learning rate.", rich_help_panel=ADVANCED)]
 HiddenUnits = Annotated[int, _opt("MEERKAT_HIDDEN_UNITS", "Units of the head's hidden layer.", min=1, rich_help_panel=ADVANCED)]
 Dropout = Annotated[float, _opt("MEERKAT_DROPOUT", "Dropout after the hidden layer.", rich_help_panel=ADVANCED)]
+Force = Annotated[
+    bool, _opt("MEERKAT_FORCE", "Redo everything, even pieces an earlier run finished with the same inputs.")
+]
 Balance = Annotated[
     bool, _opt("MEERKAT_BALANCE", "Undersample training negatives to the number of positives, as DeepMeerkat did.")
 ]
@@ -92,6 +95,13 @@ def user_errors():
 
         where = f"{e.filename}: " if e.filename else ""
         typer.echo(f"error: {where}{describe_os_error(e)} (rerun with --debug for details)", err=True)
+        raise typer.Exit(1)
+    except Exception as e:
+        # TensorFlow's own file I/O (shards, the SavedModel) reports a full disk as an OpError.
+        tf = sys.modules.get("tensorflow")
+        if state["debug"] or tf is None or not isinstance(e, tf.errors.OpError):
+            raise
+        typer.echo(f"error: {e.message.splitlines()[0]} (rerun with --debug for details)", err=True)
         raise typer.Exit(1)
 
 
@@ -197,6 +207,7 @@ def train(
     hidden_units: HiddenUnits = 512,
     dropout: Dropout = 0.5,
     seed: Seed = DEFAULT_SEED,
+    force: Force = False,
 ):
     """Train the dense head on preprocessed embeddings, export the SavedModel and write the report.
 
@@ -214,7 +225,7 @@ def train(
             dropout=dropout,
             seed=seed,
         )
-        train_and_export(train_data, eval_data, input_dict, output_dir, cfg)
+        train_and_export(train_data, eval_data, input_dict, output_dir, cfg, force=force)
 
 
 @app.command()
@@ -241,8 +252,12 @@ def run(
         Optional[str],
         _opt("MEERKAT_PREPROCESSED_EVAL_SET", "With --preprocessed-train-set: evaluate on these shards.", rich_help_panel=ADVANCED),
     ] = None,
+    force: Force = False,
 ):
     """The whole job: createdocs, preprocess, train, export and report, into OUTPUT.
+
+    Run it again after an interruption: finished shards and the last training checkpoint are
+    reused, and a finished run is left as it is (--force redoes it).
 
     [bold]Example:[/] meerkat run Samples runs/hummingbirds
 
@@ -272,6 +287,7 @@ def run(
             cfg,
             preprocessed_train_set,
             preprocessed_eval_set,
+            force,
         )
 
 

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meerkat import fileio
+from meerkat import faults, fileio
 from meerkat.errors import MeerkatError
 from meerkat.settings import DEFAULT_SEED, HOLDOUT_EVERY, IMAGE_EXTENSIONS, LABELS
 
@@ -145,6 +145,12 @@ def createdocs(cfg: DocsConfig) -> Docs:
         )
     train_dir = _match_dir(samples, SPLIT_NAMES["training"], "Training")
     if train_dir is None:
+        loose, _ = list_images(samples)
+        if loose:
+            raise MeerkatError(
+                f"found {len(loose)} images but no Training folder in {samples}; sort them into "
+                f"{samples}/Training/Positives and {samples}/Training/Negatives"
+            )
         raise MeerkatError(
             f"no Training folder in {samples}; expected {samples}/Training/Positives and "
             f"{samples}/Training/Negatives (and optionally the same under Testing/)"
@@ -177,6 +183,7 @@ def createdocs(cfg: DocsConfig) -> Docs:
 
     for split, files, path in (("training", training, docs.training_csv), ("testing", testing, docs.testing_csv)):
         write_csv(path, [(str(p), label) for label in LABELS for p in files[label]])
+        faults.point(f"createdocs:{split}")
         for label in LABELS:
             docs.counts[f"{label}_{split}"] = len(files[label])
     fileio.write_text(docs.dict_txt, "".join(f"{label}\n" for label in LABELS))

@@ -37,9 +37,10 @@ def metrics(labels: np.ndarray, scores: np.ndarray, names: list[str]) -> dict:
     }
 
 
-def write_report(report_dir, uris, labels, scores, names, extra: dict) -> dict:
+def write_report(report_dir, uris, labels, scores, names) -> dict:
+    """metrics.json and predictions.csv: same inputs and seed, same bytes (timings go to run.json)."""
     report_dir = Path(report_dir)
-    result = {**metrics(labels, scores, names), **extra}
+    result = metrics(labels, scores, names)
     with fileio.atomic_open(report_dir / "predictions.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["image_uri", "label", "predicted", "score_positive"])

@@ -4,6 +4,7 @@ Logs loss and accuracy on the whole train and eval sets once an epoch, to the lo
 trainer's format and to TensorBoard (OUT/logs/train, OUT/logs/eval).
 """
 
+import json
 import logging
 import math
 import shutil
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from meerkat import records
+from meerkat import faults, fileio, records
 from meerkat.errors import MeerkatError, UsageError
-from meerkat.settings import DEFAULT_SEED
+from meerkat.settings import DEFAULT_SEED, MIN_IMAGES_PER_CLASS
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,13 @@ def load(pattern: str, what: str) -> Embeddings:
     if len(uris) == 0:
         raise MeerkatError(f"the {what} set {pattern} holds no records; check the preprocess log for skipped files")
     for label, name in enumerate(manifest["labels"]):
-        if not (labels == label).any():
-            raise MeerkatError(f"the {what} set {pattern} has no {name} images; a classifier needs both classes")
+        count = int((labels == label).sum())
+        if count < MIN_IMAGES_PER_CLASS:
+            raise MeerkatError(
+                f"the {what} set has {count} usable {name} images, fewer than the minimum of {MIN_IMAGES_PER_CLASS} "
+                f"({pattern}); add {name} crops or see the skipped-files list beside the shards"
+            )
+    manifest["input_keys"] = sorted(json.loads(records.manifest_path(s).read_text()).get("input_key", "") for s in shards)
     return Embeddings(uris, labels, vectors, manifest)
 
 
@@ -109,8 +115,30 @@ def evaluate(head, data: Embeddings) -> tuple[float, float, np.ndarray]:
     return loss, accuracy, probs
 
 
-def train(train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir: Path):
-    """Train a head on `train_set`; return it (a Keras model giving logits)."""
+def _save_checkpoint(path: Path, step: int, fingerprint: str, head, optimizer) -> None:
+    arrays = {f"v{i}": v.numpy() for i, v in enumerate([*head.variables, *optimizer.variables])}
+    with fileio.atomic_open(path, "wb") as f:
+        np.savez(f, step=step, fingerprint=fingerprint, **arrays)
+
+
+def _restore_checkpoint(path: Path, fingerprint: str, head, optimizer) -> int:
+    """The step a matching checkpoint was saved at (its weights, optimizer and RNG state loaded), else 0."""
+    if not path.is_file():
+        return 0
+    with np.load(path) as ckpt:
+        if str(ckpt["fingerprint"]) != fingerprint:
+            return 0
+        for i, v in enumerate([*head.variables, *optimizer.variables]):
+            v.assign(ckpt[f"v{i}"])
+        return int(ckpt["step"])
+
+
+def train(train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir: Path, checkpoint: Path, fingerprint: str):
+    """Train a head on `train_set`; return it (a Keras model giving logits).
+
+    After every epoch the whole state (weights, Adam, the dropout RNG) goes to `checkpoint`, so a
+    killed run resumes there and ends with the very weights an uninterrupted run would have.
+    """
     import keras
     import tensorflow as tf
 
@@ -122,6 +150,7 @@ def train(train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir:
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     head = build_head(train_set.vectors.shape[1], cfg)
     optimizer = keras.optimizers.Adam(cfg.learning_rate)
+    optimizer.build(head.trainable_variables)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     @tf.function
@@ -131,9 +160,12 @@ def train(train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir:
         optimizer.apply_gradients(zip(tape.gradient(loss, head.trainable_variables), head.trainable_variables))
         return loss
 
-    shutil.rmtree(logdir, ignore_errors=True)  # curves of an earlier run would mix with these
+    done = _restore_checkpoint(checkpoint, fingerprint, head, optimizer)
+    if done:
+        log.info("Resuming training from the checkpoint at step %d of %d", done, total_steps)
+    else:
+        shutil.rmtree(logdir, ignore_errors=True)  # curves of an earlier run would mix with these
     writers = {name: tf.summary.create_file_writer(str(logdir / name)) for name in ("train", "eval")}
-    rng = np.random.default_rng(cfg.seed)
     log.info(
         "Training on %d embeddings for %d steps (%d per epoch), evaluating on %d; figures are loss, accuracy",
         n,
@@ -141,11 +173,12 @@ def train(train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir:
         steps_per_epoch,
         len(eval_set.uris),
     )
-    order = np.array([], dtype=np.int64)
-    for global_step in range(1, total_steps + 1):
-        if len(order) == 0:
-            order = rng.permutation(n)
-        batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
+    for global_step in range(done + 1, total_steps + 1):
+        epoch, position = divmod(global_step - 1, steps_per_epoch)
+        if position == 0 or global_step == done + 1:
+            # One permutation per epoch, from (seed, epoch): the same batches after a resume.
+            order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+        batch = order[position * cfg.batch_size : (position + 1) * cfg.batch_size]
         step(train_set.vectors[batch], train_set.labels[batch])
         if global_step % steps_per_epoch == 0 or global_step == total_steps:
             figures = {name: evaluate(head, data)[:2] for name, data in (("train", train_set), ("eval", eval_set))}
@@ -153,8 +186,11 @@ def train(train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir:
                 with writers[name].as_default(step=global_step):
                     tf.summary.scalar("loss", loss)
                     tf.summary.scalar("accuracy", accuracy)
+                writers[name].flush()
             (tl, ta), (el, ea) = figures["train"], figures["eval"]
             log.info("Eval, step %d: on train set %.4f, %.4f / on eval set %.4f, %.4f", global_step, tl, ta, el, ea)
+            _save_checkpoint(checkpoint, global_step, fingerprint, head, optimizer)
+            faults.point(f"train:epoch-{epoch + 1}")
     for w in writers.values():
         w.close()
     return head

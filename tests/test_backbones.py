@@ -59,3 +59,12 @@ def test_changed_weights_file_is_refused(tmp_path):
     (tmp_path / "w.weights.h5").write_bytes(b"different")
     with pytest.raises(MeerkatError, match="changed since these records were made"):
         backbones.build(spec)
+
+
+def test_random_weights_come_with_a_loud_warning(caplog, monkeypatch):
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("meerkat"), "propagate", True)  # the CLI turns it off
+    spec = backbones.resolve("mobilenet_v2", 0.35, "none")
+    assert spec.weights == "none" and spec.weights_sha256 is None
+    assert "will NOT be useful" in caplog.text

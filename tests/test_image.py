@@ -44,7 +44,8 @@ def test_default_command_trains_on_read_only_samples_as_any_user(smoke):
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     print(f"\nsmoke accuracy in the image: {metrics['accuracy']:.4f}")
     assert metrics["accuracy"] >= 0.72
-    assert metrics["run"]["backbone"]["weights"].startswith("/opt/meerkat/weights/")
+    run = json.loads((out / "report" / "run.json").read_text())
+    assert run["backbone"]["weights"].startswith("/opt/meerkat/weights/")
     for p in [out, *out.rglob("*")]:
         assert p.stat().st_uid == UID, f"{p} is owned by {p.stat().st_uid}"
     assert "Traceback" not in result.stderr

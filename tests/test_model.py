@@ -47,7 +47,8 @@ def test_report_has_metrics_for_every_eval_image(tiny_run):
     (tp, fn), (fp, tn) = m["confusion_matrix"]["matrix"]
     assert tp + fn + fp + tn == 6 and m["accuracy"] == (tp + tn) / 6
     assert len(predictions(tiny_run)) == 6
-    assert m["run"]["backbone"]["name"] == "mobilenet_v2"
+    run = json.loads((tiny_run / "report" / "run.json").read_text())
+    assert run["backbone"]["name"] == "mobilenet_v2" and run["eval_records"] == 6
 
 
 def test_predict_scores_files_and_folders(tiny_run, tmp_path, cli):

@@ -69,10 +69,10 @@ def test_bad_files_are_skipped_listed_and_the_run_finishes(tmp_path, cli, docs):
     assert set(skipped) == {str(bad / "truncated.jpg"), str(bad / "empty.jpg"), str(bad / "text.jpg"), str(gone)}
     assert skipped[str(bad / "empty.jpg")] == "empty file (0 bytes)"
     assert skipped[str(gone)] == "file not found"
-    assert skipped[str(bad / "text.jpg")].startswith("cannot decode")
+    assert skipped[str(bad / "text.jpg")].startswith("not an image (text starting")
     assert skipped[str(bad / "truncated.jpg")].startswith("cannot decode")
     assert manifest["records"] + manifest["skipped"] == len(rows)
-    assert "skipped 4 unreadable files" in result.output
+    assert "skipped 4 unusable files" in result.output
 
 
 def test_shards_split_the_csv_and_together_equal_one_process(tmp_path, cli, docs):

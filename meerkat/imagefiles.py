@@ -1,0 +1,66 @@
+"""Reading a crop from disk for the model, or saying in a few words why it cannot be used.
+
+The checks run in Python before TensorFlow sees the bytes. A file is sniffed by its content, not
+its name, so a PNG called `.jpg` is fine. Pillow reads only the header, which gives the format and
+the size without decoding. Formats that TensorFlow's decoder lacks (TIFF, PPM) are converted
+losslessly to PNG with OpenCV, and the model's own decode (images.decode_and_resize) then sees the
+same pixels.
+
+EXIF orientation is not applied, here or in the exported model: crops are used as stored, which is
+also how DeepMeerkat hands frames to the model.
+"""
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from meerkat.fileio import describe_os_error
+from meerkat.settings import MAX_PIXELS
+
+# What tf.io.decode_image reads (MPO is a camera JPEG with extra frames).
+TF_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"})
+Image.MAX_IMAGE_PIXELS = None  # the limit below is ours, with our message
+
+
+class Unreadable(Exception):
+    """A file preprocess skips; the message is the reason listed in the skipped-files CSV."""
+
+
+def _looks_like(data: bytes) -> str:
+    head = data[:24]
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return f"text starting {head.decode('ascii').strip()[:20]!r}"
+    return f"unknown bytes {head[:8].hex(' ')}"
+
+
+def read_for_model(path) -> bytes:
+    """Bytes that tf.io.decode_image can decode, for an image file; raises Unreadable otherwise."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise Unreadable("file not found") from None
+    except IsADirectoryError:
+        raise Unreadable("a folder, not a file") from None
+    except OSError as e:
+        raise Unreadable(f"cannot read: {describe_os_error(e)}") from None
+    if not data:
+        raise Unreadable("empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind, (width, height) = image.format, image.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise Unreadable(f"not an image ({_looks_like(data)})") from None
+    if width * height > MAX_PIXELS:
+        raise Unreadable(
+            f"{width}x{height} pixels is over the limit of {MAX_PIXELS // 1_000_000} megapixels; "
+            "crops are resized to about 224x224, so downscale it first"
+        )
+    if kind in TF_FORMATS:
+        return data
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if pixels is None:
+        raise Unreadable(f"cannot decode this {kind} file")
+    return cv2.imencode(".png", pixels)[1].tobytes()

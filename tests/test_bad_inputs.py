@@ -1,0 +1,203 @@
+"""Messy camera-trap exports: every kind of file a user has sent us, each used or skipped with a reason."""
+
+import csv
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TINY, assert_user_error, make_samples, write_image
+from meerkat.settings import MAX_PIXELS
+
+
+def rgb(seed=0, h=60, w=80):
+    return np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def pil_bytes(image: Image.Image, fmt: str, **kw) -> bytes:
+    b = io.BytesIO()
+    image.save(b, fmt, **kw)
+    return b.getvalue()
+
+
+def huge_png(width=20000, height=20000) -> bytes:
+    """A real, valid 1-bit PNG of width x height (about 50 kB: all black)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" + bytes((width + 7) // 8)
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+USABLE = {
+    "png named.jpg": lambda: cv2.imencode(".png", rgb(1))[1].tobytes(),
+    "gif named.jpg": lambda: pil_bytes(Image.fromarray(rgb(2)), "GIF"),
+    "own.png": lambda: cv2.imencode(".png", rgb(3))[1].tobytes(),
+    "own.gif": lambda: pil_bytes(Image.fromarray(rgb(4)), "GIF"),
+    "own.bmp": lambda: cv2.imencode(".bmp", rgb(5))[1].tobytes(),
+    "own.tif": lambda: cv2.imencode(".tiff", rgb(6))[1].tobytes(),
+    "tiff named.jpg": lambda: cv2.imencode(".tiff", rgb(7))[1].tobytes(),
+    "own.webp": lambda: cv2.imencode(".webp", rgb(8))[1].tobytes(),
+    "cmyk.jpg": lambda: pil_bytes(Image.fromarray(rgb(9)).convert("CMYK"), "JPEG"),
+    "gray.jpg": lambda: cv2.imencode(".jpg", rgb(10)[:, :, 0])[1].tobytes(),
+    "deep16.png": lambda: cv2.imencode(".png", rgb(11).astype(np.uint16) * 257)[1].tobytes(),
+    "alpha.png": lambda: cv2.imencode(".png", np.dstack([rgb(12), rgb(13)[:, :, :1]]))[1].tobytes(),
+    "animated.gif": lambda: pil_bytes(
+        Image.fromarray(rgb(14)), "GIF", save_all=True, append_images=[Image.fromarray(rgb(15))]
+    ),
+    "one pixel.jpg": lambda: cv2.imencode(".jpg", rgb(16, 1, 1))[1].tobytes(),
+    "UPPER.JPEG": lambda: cv2.imencode(".jpg", rgb(17))[1].tobytes(),
+    "colibrí, ünïcode.jpg": lambda: cv2.imencode(".jpg", rgb(18))[1].tobytes(),
+    "exif rotated.jpg": lambda: pil_bytes(Image.fromarray(rgb(19)), "JPEG", exif=_exif_orientation(6)),
+}
+SKIPPED = {
+    "truncated.jpg": (lambda: cv2.imencode(".jpg", rgb(20, 200, 200))[1].tobytes()[:3000], "cannot decode"),
+    "zero.jpg": (lambda: b"", "empty file (0 bytes)"),
+    "page.jpg": (lambda: b"<!DOCTYPE html><html><body>404</body></html>", "not an image (text starting '<!DOCTYPE html><html'"),
+    "huge.png": (huge_png, f"20000x20000 pixels is over the limit of {MAX_PIXELS // 1_000_000} megapixels"),
+}
+
+
+def _exif_orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("messy")
+    samples = make_samples(root / "Samples", train=(3, 8), test=(2, 2))
+    pos = samples / "Training" / "Positives"
+    for name, make in USABLE.items():
+        (pos / name).write_bytes(make())
+    for name, (make, _) in SKIPPED.items():
+        (pos / name).write_bytes(make())
+    (pos / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (pos / "._p0.jpg").write_bytes(b"\0\5\26\7AppleDouble")
+    elsewhere = write_image(root / "elsewhere" / "linked.jpg", seed=30, positive=True)
+    (pos / "link to file.jpg").symlink_to(elsewhere)
+    write_image(root / "album" / "in linked folder.jpg", seed=31, positive=True)
+    (pos / "linked folder").symlink_to(root / "album", target_is_directory=True)
+    (pos / "loop").symlink_to(pos, target_is_directory=True)  # must not recurse forever
+
+    out = root / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "meerkat", "run", str(samples), str(out), *TINY, "--epochs", "1", "--no-balance"],
+        capture_output=True, text=True, timeout=600,
+    )
+    return samples, out, proc
+
+
+def test_run_finishes_with_exit_0(messy):
+    _, _, proc = messy
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_every_decodable_image_is_used_and_counts_add_up(messy):
+    samples, out, _ = messy
+    manifest = json.loads((out / "records" / "train-00000-of-00001.json").read_text())
+    listed = list(csv.reader(open(out / "docs" / "trainingdata.csv", encoding="utf-8")))
+    assert manifest["records"] + manifest["skipped"] == len(listed)
+    skipped = dict(list(csv.reader(open(out / "records" / "train-00000-of-00001.skipped.csv", encoding="utf-8")))[1:])
+    used = {Path(p).name for p, _ in listed if p not in skipped}
+    assert set(USABLE) | {"link to file.jpg", "in linked folder.jpg"} <= used
+    assert manifest["records"] == len(used) == 3 + 8 + len(USABLE) + 2
+
+
+def test_each_unusable_file_is_skipped_with_its_reason(messy, capsys):
+    samples, out, proc = messy
+    skipped = dict(list(csv.reader(open(out / "records" / "train-00000-of-00001.skipped.csv", encoding="utf-8")))[1:])
+    by_name = {Path(p).name: reason for p, reason in skipped.items()}
+    assert set(by_name) == set(SKIPPED)
+    for name, (_, reason) in SKIPPED.items():
+        assert by_name[name].startswith(reason), (name, by_name[name])
+        assert name in proc.stderr
+    with capsys.disabled():
+        print("\nskipped files and reasons:")
+        for name, reason in by_name.items():
+            print(f"  {name}: {reason}")
+
+
+def test_hidden_and_macos_files_are_ignored_not_listed(messy):
+    _, out, _ = messy
+    ignored = (out / "docs" / "ignored.txt").read_text()
+    assert ".DS_Store" in ignored and "._p0.jpg" in ignored
+    assert ".DS_Store" not in (out / "docs" / "trainingdata.csv").read_text()
+
+
+def test_exif_orientation_is_not_applied_in_training_or_serving(messy):
+    """The same pixels with and without an EXIF rotation tag embed identically."""
+    import tensorflow as tf
+
+    from contract import check_tf2
+
+    samples, out, _ = messy
+    tagged = (samples / "Training" / "Positives" / "exif rotated.jpg").read_bytes()
+    plain = pil_bytes(Image.open(io.BytesIO(tagged)), "JPEG", quality=100)
+    decoded = [tf.io.decode_image(b, channels=3).numpy() for b in (tagged, plain)]
+    assert decoded[0].shape == decoded[1].shape == (60, 80, 3)  # not turned to 80x60
+    scores = check_tf2(out / "model", [tagged])["scores"]
+    assert scores.shape == (1, 2)
+
+
+def test_a_file_that_disappears_after_createdocs_is_skipped(tmp_path, cli):
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
+    assert cli("createdocs", samples, "--output", tmp_path / "o").exit_code == 0
+    (samples / "Training" / "Positives" / "p1.jpg").unlink()
+    docs = tmp_path / "o" / "docs"
+    result = cli("preprocess", "--input-path", docs / "trainingdata.csv", "--input-dict", docs / "dict.txt",
+                 "--output-path", tmp_path / "o" / "records" / "train", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "p1.jpg: file not found" in result.output
+
+
+def test_too_few_usable_images_in_a_class_is_one_line(tmp_path, cli):
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
+    for name in ("p0.jpg", "p1.jpg"):
+        (samples / "Training" / "Positives" / name).write_bytes(b"")
+    result = cli("run", samples, tmp_path / "o", *TINY, "--epochs", 1)
+    assert_user_error(result, 1, "train set has 1 usable positive images", "minimum of 2")
+
+
+def test_images_directly_in_samples(tmp_path, cli):
+    write_image(tmp_path / "S" / "a.jpg")
+    assert_user_error(cli("createdocs", tmp_path / "S", "--output", tmp_path / "o"), 1, "found 1 images but no Training folder")
+
+
+def test_records_of_another_backbone_are_named_before_training(tmp_path, cli):
+    samples = make_samples(tmp_path / "S", train=(2, 2), test=(2, 2))
+    assert cli("createdocs", samples, "--output", tmp_path / "o").exit_code == 0
+    docs = tmp_path / "o" / "docs"
+    for name, csv_name, alpha in (("train", "trainingdata.csv", "0.35"), ("eval", "testingdata.csv", "0.5")):
+        result = cli("preprocess", "--input-path", docs / csv_name, "--input-dict", docs / "dict.txt",
+                     "--output-path", tmp_path / "r" / name, "--backbone", "mobilenet_v2", "--alpha", alpha, "--weights", "none")
+        assert result.exit_code == 0, result.output
+    result = cli("train", "--train-data", tmp_path / "r" / "train", "--eval-data", tmp_path / "r" / "eval", "--output-dir", tmp_path / "t")
+    assert_user_error(result, 1, str(tmp_path / "r" / "train"), str(tmp_path / "r" / "eval"), "same backbone")
+
+
+def test_full_disk_is_one_line(tmp_path, cli):
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root); the full-disk path is not exercised")
+    try:
+        samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
+        result = cli("run", samples, disk / "out", *TINY, "--epochs", 1)
+        assert_user_error(result, 1, "No space left on device")
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)
