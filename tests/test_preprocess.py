@@ -110,6 +110,8 @@ def test_unknown_label_and_wrong_dict_are_named(tmp_path, cli, docs):
     (tmp_path / "dict.txt").write_text((docs / "dict.txt").read_text())
     (tmp_path / "bad.csv").write_text(f"{tmp_path / 'a.jpg'},cat\n")
     assert_user_error(embed(cli, tmp_path, tmp_path / "r" / "t", csv_name="bad.csv"), 1, "row 1", "unknown label 'cat'")
+    (tmp_path / "bad.csv").write_text(f"{tmp_path / 'a.jpg'},positive,extra\n")
+    assert_user_error(embed(cli, tmp_path, tmp_path / "r" / "t", csv_name="bad.csv"), 1, "row 1", "expected `path,label`, received 3 fields")
     (tmp_path / "dict.txt").write_text("negative\npositive\n")
     (tmp_path / "trainingdata.csv").write_text((docs / "trainingdata.csv").read_text())
     assert_user_error(embed(cli, tmp_path, tmp_path / "r" / "t"), 1, "dict.txt", "positive, negative")
