@@ -33,7 +33,7 @@ def _identity(x):
 @dataclass(frozen=True)
 class Architecture:
     image_size: int
-    embedding_dim: int
+    embedding_dim: Callable[[float], int]  # by alpha
     normalize: Callable
     weights_file: Callable[[float], str]  # the file name Keras downloads, by alpha
     construct: Callable  # (alpha, weights) -> keras.Model
@@ -65,23 +65,29 @@ def _efficientnet_v2_b0(alpha, weights):
 
 ARCHITECTURES = {
     "efficientnet_v2_b0": Architecture(
-        224, 1280, _identity, lambda a: "efficientnet_v2/efficientnetv2-b0_notop.h5", _efficientnet_v2_b0
+        224, lambda a: 1280, _identity, lambda a: "efficientnet_v2/efficientnetv2-b0_notop.h5", _efficientnet_v2_b0
     ),
     "mobilenet_v2": Architecture(
         224,
-        1280,
+        lambda a: 1280 if a <= 1.0 else int(1280 * a + 4) // 8 * 8,  # Keras widens the last conv past 1.0
         _scale_to_unit,
         lambda a: f"mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(a)}_224_no_top.h5",
         _mobilenet_v2,
     ),
     "inception_v3": Architecture(
         299,
-        2048,
+        lambda a: 2048,
         _scale_to_unit,
         lambda a: "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
         _inception_v3,
     ),
 }
+
+
+PRECISIONS = ("float32", "bfloat16", "float16")
+KERAS_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+# bfloat16 pays off on CPUs only for dense convolutions; depthwise nets run slower in it (see README).
+BF16_ON_CPU = frozenset({"inception_v3"})
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class BackboneSpec:
     alpha: float | None
     weights: str  # a file path, or "none"
     weights_sha256: str | None
+    precision: str = "float32"  # compute precision of the backbone; the embeddings are float32
 
     @property
     def arch(self) -> Architecture:
@@ -121,9 +128,37 @@ def _keras_cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
-def resolve(name: str, alpha: float | None, weights: str) -> BackboneSpec:
-    """Turn --backbone/--alpha/--weights into a spec naming one local weights file (or none)."""
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def choose_precision(name: str, requested: str) -> str:
+    """--precision auto: mixed float16 on a CUDA GPU, bfloat16 for dense-conv nets on CPUs with
+    AMX/AVX512-BF16, else float32. Both stay within the tolerance measured by `make bench`."""
+    if requested != "auto":
+        if requested not in PRECISIONS:
+            raise UsageError(f"--precision must be one of auto, {', '.join(PRECISIONS)}; received {requested!r}")
+        return requested
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "float16"
+    return "bfloat16" if name in BF16_ON_CPU and cpu_has_bf16() else "float32"
+
+
+def resolve(name: str, alpha: float | None, weights: str, precision: str = "float32") -> BackboneSpec:
+    """Turn --backbone/--alpha/--weights/--precision into a spec naming one local weights file (or none)."""
     alpha = check_choice(name, alpha)
+    precision = choose_precision(name, precision)
+    spec = _resolve_weights(name, alpha, weights)
+    return BackboneSpec(spec.name, spec.alpha, spec.weights, spec.weights_sha256, precision)
+
+
+def _resolve_weights(name: str, alpha: float | None, weights: str) -> BackboneSpec:
     if weights.lower() == "none":
         log.warning(
             "warning: --weights none: the backbone is randomly initialised; the model will NOT be "
@@ -170,6 +205,8 @@ def build(spec: BackboneSpec):
     if weights is None:
         # Random but repeatable, so train can rebuild the very backbone that preprocess used.
         keras.utils.set_random_seed(0)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(KERAS_POLICIES[spec.precision])
     try:
         model = spec.arch.construct(spec.alpha, weights)
     except ValueError as e:
@@ -177,6 +214,8 @@ def build(spec: BackboneSpec):
             f"weights file {weights} does not fit backbone {spec.name}"
             f"{f' --alpha {spec.alpha}' if spec.alpha else ''}: {str(e).splitlines()[0]}"
         ) from e
+    finally:
+        keras.config.set_dtype_policy(previous)
     model.trainable = False
     return model
 
@@ -195,4 +234,6 @@ class Embedder:
         )
 
     def _embed(self, images):
-        return self.model(self.spec.arch.normalize(images), training=False)
+        import tensorflow as tf
+
+        return tf.cast(self.model(self.spec.arch.normalize(images), training=False), tf.float32)

@@ -47,7 +47,21 @@ Weights = Annotated[
     ),
 ]
 EmbedBatchSize = Annotated[
-    int, _opt("MEERKAT_EMBED_BATCH_SIZE", "Images per backbone call in preprocess.", min=1, rich_help_panel=ADVANCED)
+    Optional[int],
+    _opt("MEERKAT_EMBED_BATCH_SIZE", "Images per backbone call in preprocess (default: 32 on CPU, 128 on a GPU).", min=1, rich_help_panel=ADVANCED),
+]
+Precision = Annotated[
+    str,
+    _opt(
+        "MEERKAT_PRECISION",
+        "Backbone compute precision: float32, bfloat16, float16, or auto (bfloat16 for inception_v3 on CPUs "
+        "with AMX/AVX512-BF16, mixed float16 on a CUDA GPU, else float32).",
+        rich_help_panel=ADVANCED,
+    ),
+]
+CacheDir = Annotated[
+    Optional[Path],
+    _opt("MEERKAT_CACHE_DIR", "Embedding cache folder (default: OUTPUT/cache, or cache/ beside the shards).", rich_help_panel=ADVANCED),
 ]
 Epochs = Annotated[int, _opt("MEERKAT_EPOCHS", "Passes over the training set.", min=1)]
 MaxSteps = Annotated[
@@ -158,7 +172,9 @@ def preprocess(
     backbone: Backbone = DEFAULT_BACKBONE,
     alpha: Alpha = None,
     weights: Weights = "imagenet",
-    embed_batch_size: EmbedBatchSize = 32,
+    embed_batch_size: EmbedBatchSize = None,
+    precision: Precision = "auto",
+    cache_dir: CacheDir = None,
     shard_index: Annotated[
         Optional[int],
         _opt("MEERKAT_SHARD_INDEX", "Which 1/N of the CSV this worker embeds (default: $SLURM_ARRAY_TASK_ID, else 0)."),
@@ -182,8 +198,16 @@ def preprocess(
         index = _shard_from_env() if shard_index is None else shard_index
         count = int(os.environ.get("SLURM_ARRAY_TASK_COUNT", "1")) if num_shards is None else num_shards
         check_shard(index, count)
-        spec = backbones.resolve(backbone, alpha, weights)
-        run_preprocess(input_path, input_dict, output_path, spec, embed_batch_size, index, count)
+        spec = backbones.resolve(backbone, alpha, weights, precision)
+        run_preprocess(input_path, input_dict, output_path, spec, _embed_batch(embed_batch_size), index, count, cache_dir)
+
+
+def _embed_batch(requested: int | None) -> int:
+    if requested:
+        return requested
+    import tensorflow as tf
+
+    return 128 if tf.config.list_physical_devices("GPU") else 32
 
 
 def _train_config(**kwargs):
@@ -238,7 +262,9 @@ def run(
     balance: Balance = True,
     epochs: Epochs = 30,
     seed: Seed = DEFAULT_SEED,
-    embed_batch_size: EmbedBatchSize = 32,
+    embed_batch_size: EmbedBatchSize = None,
+    precision: Precision = "auto",
+    cache_dir: CacheDir = None,
     max_steps: MaxSteps = None,
     batch_size: BatchSize = 32,
     learning_rate: LearningRate = 1e-3,
@@ -283,11 +309,13 @@ def run(
             backbone,
             alpha,
             weights,
-            embed_batch_size,
+            _embed_batch(embed_batch_size),
             cfg,
             preprocessed_train_set,
             preprocessed_eval_set,
             force,
+            precision,
+            cache_dir,
         )
 
 

@@ -36,8 +36,8 @@ def _looks_like(data: bytes) -> str:
     return f"unknown bytes {head[:8].hex(' ')}"
 
 
-def read_for_model(path) -> bytes:
-    """Bytes that tf.io.decode_image can decode, for an image file; raises Unreadable otherwise."""
+def read_bytes(path) -> bytes:
+    """The file's bytes; raises Unreadable for a missing, unreadable or empty file."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -48,6 +48,11 @@ def read_for_model(path) -> bytes:
         raise Unreadable(f"cannot read: {describe_os_error(e)}") from None
     if not data:
         raise Unreadable("empty file (0 bytes)")
+    return data
+
+
+def for_model(data: bytes) -> bytes:
+    """Bytes that tf.io.decode_image can decode, from an image file's bytes; raises Unreadable otherwise."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             kind, (width, height) = image.format, image.size
@@ -64,3 +69,7 @@ def read_for_model(path) -> bytes:
     if pixels is None:
         raise Unreadable(f"cannot decode this {kind} file")
     return cv2.imencode(".png", pixels)[1].tobytes()
+
+
+def read_for_model(path) -> bytes:
+    return for_model(read_bytes(path))

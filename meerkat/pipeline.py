@@ -99,7 +99,7 @@ def _fmt(x):
     return "n/a" if x is None else f"{x:.4f}"
 
 
-def _preprocess_set(csv_path, dict_txt, prefix: Path, embedder, batch_size: int, force: bool):
+def _preprocess_set(csv_path, dict_txt, prefix: Path, embedder, batch_size: int, force: bool, cache_dir):
     """Embed one docs CSV as ceil(N / IMAGES_PER_SHARD) shards; return the embedder, if one was built."""
     from meerkat.preprocess import preprocess
 
@@ -108,7 +108,7 @@ def _preprocess_set(csv_path, dict_txt, prefix: Path, embedder, batch_size: int,
         if not old.name.split(".")[0].endswith(f"-of-{count:05d}") or force:
             old.unlink()  # shards of another split (the data set changed size) or redone on --force
     for index in range(count):
-        embedder = preprocess(csv_path, dict_txt, prefix, embedder, batch_size, index, count).embedder or embedder
+        embedder = preprocess(csv_path, dict_txt, prefix, embedder, batch_size, index, count, cache_dir).embedder or embedder
     return embedder
 
 
@@ -124,6 +124,8 @@ def run(
     preprocessed_train_set: str | None = None,
     preprocessed_eval_set: str | None = None,
     force: bool = False,
+    precision: str = "float32",
+    cache_dir=None,
 ) -> dict:
     """createdocs -> preprocess (train and eval) -> train -> export -> report, in OUTPUT."""
     if (preprocessed_train_set is None) != (preprocessed_eval_set is None):
@@ -139,11 +141,13 @@ def run(
             result = train_and_export(preprocessed_train_set, preprocessed_eval_set, None, output, train_cfg, force=force)
         else:
             docs = createdocs(docs_cfg)
-            embedder = backbones.resolve(backbone, alpha, weights)
+            embedder = backbones.resolve(backbone, alpha, weights, precision)
             prefixes = {}
             for name, csv_path in (("train", docs.training_csv), ("eval", docs.testing_csv)):
                 prefix = output / "records" / name
-                embedder = _preprocess_set(csv_path, docs.dict_txt, prefix, embedder, embed_batch_size, force)
+                embedder = _preprocess_set(
+                    csv_path, docs.dict_txt, prefix, embedder, embed_batch_size, force, cache_dir or output / "cache"
+                )
                 prefixes[name] = str(prefix)
             built = embedder if isinstance(embedder, backbones.Embedder) else None
             result = train_and_export(prefixes["train"], prefixes["eval"], docs.dict_txt, output, train_cfg, built, force)

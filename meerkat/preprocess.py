@@ -22,7 +22,8 @@ from meerkat import __version__, faults, fileio, records
 from meerkat.backbones import BackboneSpec, Embedder
 from meerkat.createdocs import read_csv, read_dict
 from meerkat.errors import MeerkatError, UsageError
-from meerkat.imagefiles import Unreadable, read_for_model
+from meerkat.cache import EmbeddingCache, content_hash
+from meerkat.imagefiles import Unreadable, for_model, read_bytes, read_for_model
 from meerkat.settings import PREPROCESSING_VERSION
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,9 @@ def preprocess(
     batch_size: int = 32,
     shard_index: int = 0,
     num_shards: int = 1,
+    cache_dir=None,
 ) -> Summary:
+    """Embed shard `shard_index` of `num_shards` of a docs CSV. `cache_dir` defaults to PREFIX's folder/cache."""
     check_shard(shard_index, num_shards)
     labels = read_dict(input_dict)
     rows = read_csv(input_csv)
@@ -112,37 +115,118 @@ def preprocess(
     if done is not None:
         log.info("Reusing finished shard %s (%d images embedded, %d skipped)", shard, done["records"], done["skipped"])
         return Summary(shard, done["records"], done["skipped"], 0.0, True, None if isinstance(embedder, BackboneSpec) else embedder)
-    if isinstance(embedder, BackboneSpec):  # built only once the inputs are known to be good
-        embedder = Embedder(embedder)
-    summary = _embed(rows, labels, shard, embedder, batch_size, Path(output_prefix).name)
+
+    cache = EmbeddingCache(Path(cache_dir) if cache_dir else shard.parent / "cache", spec)
+    try:
+        result, embedder = _embed(rows, labels, shard, embedder, cache, batch_size, Path(output_prefix).name)
+    finally:
+        cache.close()
     manifest = {
         "backbone": asdict(spec),
-        "image_size": embedder.size,
-        "embedding_dim": int(embedder.model.output_shape[-1]),
+        "image_size": spec.arch.image_size,
+        "embedding_dim": spec.arch.embedding_dim(spec.alpha),
         "preprocessing_version": PREPROCESSING_VERSION,
         "labels": labels,
         "shard_index": shard_index,
         "num_shards": num_shards,
-        "records": summary.embedded,
-        "skipped": summary.skipped,
-        "counts": summary.counts,
+        "records": result.embedded,
+        "skipped": result.skipped,
+        "computed": result.computed,
+        "counts": result.counts,
         "source_csv": str(input_csv),
         "input_key": key,
         "meerkat_version": __version__,
     }
     fileio.write_text(records.manifest_path(shard), json.dumps(manifest, indent=2) + "\n")
-    return Summary(shard, summary.embedded, summary.skipped, summary.seconds, False, embedder)
+    return Summary(shard, result.embedded, result.skipped, result.seconds, False, embedder if isinstance(embedder, Embedder) else None)
 
 
 @dataclass
 class _Embedded:
     embedded: int
     skipped: int
+    computed: int
     seconds: float
     counts: dict
 
 
-def _embed(rows, labels, shard: Path, embedder: Embedder, batch_size: int, fault_name: str) -> _Embedded:
+def _embed(rows, labels, shard: Path, embedder, cache: EmbeddingCache, batch_size: int, fault_name: str):
+    """Write `rows` to `shard` in CSV order, computing only the embeddings the cache lacks."""
+    import tensorflow as tf
+
+    start = time.perf_counter()
+    skipped: list[tuple[str, str]] = []
+    scanned = []  # (path, label index, content hash) of every file that could be read
+    for path, label in rows:
+        try:
+            scanned.append((path, labels.index(label), content_hash(read_bytes(path))))
+        except Unreadable as e:
+            skipped.append((path, str(e)))
+    cached = set(cache.get(list({h for _, _, h in scanned})))
+    todo, queued = [], set()
+    for path, _, h in scanned:
+        if h not in cached and h not in queued:  # identical crops are embedded once
+            todo.append((path, h))
+            queued.add(h)
+    log.info(
+        "%s: %d images, %d embeddings from the cache, %d to compute with %s (%s)",
+        shard.name, len(rows), len(scanned) - len(todo), len(todo), spec_name(embedder), precision_of(embedder),
+    )
+    if todo:
+        if isinstance(embedder, BackboneSpec):
+            embedder = Embedder(embedder)
+        failed = _compute(todo, embedder, cache, batch_size, fault_name)
+        hash_of = dict(todo)
+        reason_of = {hash_of[p]: r for p, r in failed}
+        skipped += failed
+        listed = {p for p, _ in skipped}  # copies of a crop that failed fail the same way
+        skipped += [(p, reason_of[h]) for p, _, h in scanned if h in reason_of and p not in listed]
+    computed_seconds = time.perf_counter() - start
+
+    bad = {p for p, _ in skipped}
+    counts = {label: 0 for label in labels}
+    written = 0
+    with fileio.atomic_path(shard) as tmp, tf.io.TFRecordWriter(str(tmp), options="GZIP") as writer:
+        for i in range(0, len(scanned), 512):
+            chunk = [row for row in scanned[i : i + 512] if row[0] not in bad]
+            vectors = cache.get([h for _, _, h in chunk])
+            for path, label, h in chunk:
+                if h not in vectors:  # its content failed to decode (listed as skipped)
+                    continue
+                writer.write(records.encode_example(path, label, vectors[h]))
+                counts[labels[label]] += 1
+                written += 1
+    seconds = time.perf_counter() - start
+
+    order = {p: i for i, (p, _) in enumerate(rows)}
+    skipped.sort(key=lambda s: order[s[0]])
+    with fileio.atomic_open(records.skipped_path(shard), "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows([("path", "reason"), *skipped])
+
+    rate = len(todo) / computed_seconds if todo and computed_seconds > 0 else 0.0
+    log.info(
+        "Embedded %d images (%d computed, %.1f images/s) in %.1f s -> %s", written, len(todo), rate, seconds, shard
+    )
+    if skipped:
+        log.warning("warning: skipped %d unusable files (listed in %s):", len(skipped), records.skipped_path(shard))
+        for path, reason in skipped[:10]:
+            log.warning("  %s: %s", path, reason)
+        if len(skipped) > 10:
+            log.warning("  ... and %d more", len(skipped) - 10)
+    return _Embedded(written, len(skipped), len(todo), seconds, counts), embedder
+
+
+def spec_name(embedder) -> str:
+    spec = embedder if isinstance(embedder, BackboneSpec) else embedder.spec
+    return spec.name + (f" {spec.alpha}" if spec.alpha else "")
+
+
+def precision_of(embedder) -> str:
+    return (embedder if isinstance(embedder, BackboneSpec) else embedder.spec).precision
+
+
+def _compute(todo, embedder: Embedder, cache: EmbeddingCache, batch_size: int, fault_name: str) -> list[tuple[str, str]]:
+    """Embed `todo` [(path, hash)] into the cache, one committed batch at a time; return the skipped files."""
     import tensorflow as tf
 
     from meerkat.images import decode_and_resize
@@ -151,17 +235,16 @@ def _embed(rows, labels, shard: Path, embedder: Embedder, batch_size: int, fault
     skipped: list[tuple[str, str]] = []
 
     def source():
-        for path, label in rows:
+        for path, h in todo:
             try:
-                yield path, labels.index(label), read_for_model(path)
+                yield h, for_model(read_bytes(path))
             except Unreadable as e:
                 skipped.append((path, str(e)))
 
     ds = tf.data.Dataset.from_generator(
-        source,
-        output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.string)),
+        source, output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string))
     )
-    ds = ds.map(lambda p, l, b: (p, l, decode_and_resize(b, size)), num_parallel_calls=2, deterministic=True)
+    ds = ds.map(lambda h, b: (h, decode_and_resize(b, size)), num_parallel_calls=2, deterministic=True)
     # A file that passed the checks but still fails to decode (a truncated JPEG) is dropped here
     # and diagnosed afterwards; fixed parallelism, autotune off: its teardown can stall for seconds.
     ds = ds.ignore_errors().batch(batch_size).prefetch(2)
@@ -169,37 +252,17 @@ def _embed(rows, labels, shard: Path, embedder: Embedder, batch_size: int, fault
     options.autotune.enabled = False
     ds = ds.with_options(options)
 
-    log.info("Embedding %d images into %s with %s", len(rows), shard.name, embedder.spec.name)
-    seen: set[str] = set()
-    counts = {label: 0 for label in labels}
+    done = 0
     start = last = time.perf_counter()
-    with fileio.atomic_path(shard) as tmp, tf.io.TFRecordWriter(str(tmp), options="GZIP") as writer:
-        for batch_paths, batch_labels, images in ds:
-            embeddings = embedder.embed(images).numpy()
-            for uri, label, embedding in zip(batch_paths.numpy(), batch_labels.numpy(), embeddings):
-                uri = uri.decode("utf-8")
-                writer.write(records.encode_example(uri, int(label), embedding))
-                seen.add(uri)
-                counts[labels[label]] += 1
-            faults.point(f"preprocess:{fault_name}")
-            if time.perf_counter() - last > PROGRESS_EVERY_S:
-                last = time.perf_counter()
-                log.info("  %d/%d images, %.1f images/s", len(seen), len(rows), len(seen) / (last - start))
-    seconds = time.perf_counter() - start
-
+    for hashes, images in ds:
+        embeddings = embedder.embed(images).numpy()
+        cache.put(zip(hashes.numpy(), embeddings))
+        done += len(embeddings)
+        faults.point(f"preprocess:{fault_name}")
+        if time.perf_counter() - last > PROGRESS_EVERY_S:
+            last = time.perf_counter()
+            log.info("  %d/%d images, %.1f images/s", done, len(todo), done / (last - start))
     listed = {p for p, _ in skipped}
-    skipped += [(p, _decode_error(p, size)) for p, _ in rows if p not in seen and p not in listed]
-    order = {p: i for i, (p, _) in enumerate(rows)}
-    skipped.sort(key=lambda s: order[s[0]])
-    with fileio.atomic_open(records.skipped_path(shard), "w", newline="", encoding="utf-8") as f:
-        csv.writer(f, lineterminator="\n").writerows([("path", "reason"), *skipped])
-
-    rate = len(seen) / seconds if seconds > 0 else 0.0
-    log.info("Embedded %d images in %.1f s (%.1f images/s) -> %s", len(seen), seconds, rate, shard)
-    if skipped:
-        log.warning("warning: skipped %d unusable files (listed in %s):", len(skipped), records.skipped_path(shard))
-        for path, reason in skipped[:10]:
-            log.warning("  %s: %s", path, reason)
-        if len(skipped) > 10:
-            log.warning("  ... and %d more", len(skipped) - 10)
-    return _Embedded(len(seen), len(skipped), seconds, counts)
+    stored = set(cache.get([h for _, h in todo]))
+    skipped += [(p, _decode_error(p, size)) for p, h in todo if h not in stored and p not in listed]
+    return skipped

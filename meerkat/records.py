@@ -37,7 +37,8 @@ def encode_example(uri: str, label: int, embedding) -> bytes:
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
         "embedding": tf.train.Feature(float_list=tf.train.FloatList(value=embedding)),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: protobuf map order otherwise varies between processes
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def find_shards(pattern: str) -> tuple[list[Path], dict]:

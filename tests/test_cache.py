@@ -1,0 +1,68 @@
+"""The embedding cache and precision: rerun only what changed, in the precision asked for."""
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import TINY, make_samples, write_image
+from meerkat import records
+
+pytestmark = pytest.mark.slow
+
+
+def meerkat_run(samples, out, *extra):
+    cmd = [sys.executable, "-m", "meerkat", "run", str(samples), str(out), *TINY, "--epochs", "2", *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def computed(stdout) -> list[int]:
+    return [int(n) for n in re.findall(r"embeddings from the cache, (\d+) to compute", stdout)]
+
+
+def test_warm_cache_new_images_and_head_options(tmp_path):
+    samples = make_samples(tmp_path / "Samples", train=(6, 6), test=(3, 3))
+    cache = tmp_path / "cache"
+    assert computed(meerkat_run(samples, tmp_path / "a", "--cache-dir", cache)) == [12, 6]
+    # Same Samples, new output folder, shared cache: nothing is embedded again.
+    warm = meerkat_run(samples, tmp_path / "b", "--cache-dir", cache)
+    assert computed(warm) == [0, 0]
+    assert (tmp_path / "a" / "report" / "metrics.json").read_bytes() == (tmp_path / "b" / "report" / "metrics.json").read_bytes()
+    # Two new crops: only they are embedded.
+    for i in range(2):
+        write_image(samples / "Training" / "Positives" / f"new{i}.jpg", seed=100 + i, positive=True)
+    assert computed(meerkat_run(samples, tmp_path / "b", "--cache-dir", cache, "--no-balance")) == [2]  # eval: reused whole
+    # Only a head option changed: shards are reused as they are, the head is retrained.
+    head_only = meerkat_run(samples, tmp_path / "b", "--cache-dir", cache, "--no-balance", "--hidden-units", "64")
+    assert head_only.count("Reusing finished shard") == 2 and "Training on 14 embeddings" in head_only
+
+
+def test_renamed_crop_is_a_cache_hit(tmp_path):
+    samples = make_samples(tmp_path / "Samples", train=(3, 3), test=(2, 2))
+    meerkat_run(samples, tmp_path / "a")
+    (samples / "Training" / "Positives" / "p0.jpg").rename(samples / "Training" / "Positives" / "renamed.jpg")
+    assert computed(meerkat_run(samples, tmp_path / "a")) == [0]  # the eval shard is reused whole
+
+
+def test_bfloat16_embeddings_stay_close_to_float32(tmp_path):
+    samples = make_samples(tmp_path / "Samples", train=(4, 4), test=(2, 2))
+    meerkat_run(samples, tmp_path / "f32", "--precision", "float32")
+    out = meerkat_run(samples, tmp_path / "bf16", "--precision", "bfloat16")
+    assert "(bfloat16)" in out
+    vectors = {}
+    for name in ("f32", "bf16"):
+        shards, manifest = records.find_shards(str(tmp_path / name / "records" / "train"))
+        uris, _, v = records.read_shards(shards, manifest["embedding_dim"])
+        vectors[name] = v[np.argsort(uris)]
+        assert manifest["backbone"]["precision"] == {"f32": "float32", "bf16": "bfloat16"}[name]
+    a, b = vectors["f32"], vectors["bf16"]
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.98, cosine
+    run = json.loads((tmp_path / "bf16" / "report" / "run.json").read_text())
+    assert run["backbone"]["precision"] == "bfloat16"
+    assert (tmp_path / "bf16" / "model" / "saved_model.pb").is_file()
