@@ -53,7 +53,7 @@ APPTAINER ?= $(shell command -v apptainer >/dev/null && echo apptainer || echo s
 # Root without CAP_SYS_RESOURCE (as here) cannot run %test inside `build`; sif-test runs it with --no-privs.
 SIF_BUILD_FLAGS ?= $(if $(filter scripts/apptainer-here.sh,$(APPTAINER)),--notest)
 
-.PHONY: help install test test-fast run clean base-image weights-context image image-gpu doctor-gpu smoke lint sif sif-test
+.PHONY: help install test test-fast run bench clean base-image weights-context image image-gpu doctor-gpu smoke lint sif sif-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -115,6 +115,10 @@ sif: ## Build $(SIF) from the image $(IMAGE) with apptainer.def
 
 sif-test: install ## Smoke-train with `apptainer run` on the SIF (after make image sif)
 	MEERKAT_SIF=$(SIF) APPTAINER=$(APPTAINER) $(BIN)/python -m pytest tests/test_sif.py $(PYTEST_ARGS)
+
+BENCH_ARGS ?=
+bench: install ## Measure throughput, run times, cache and memory: BENCH_ARGS="--n 11000 ..."
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 clean: ## Remove the venv, build/ and output/
 	rm -rf $(VENV) build output

@@ -156,31 +156,44 @@ def _embed(rows, labels, shard: Path, embedder, cache: EmbeddingCache, batch_siz
 
     start = time.perf_counter()
     skipped: list[tuple[str, str]] = []
-    scanned = []  # (path, label index, content hash) of every file that could be read
-    for path, label in rows:
-        try:
-            scanned.append((path, labels.index(label), content_hash(read_bytes(path))))
-        except Unreadable as e:
-            skipped.append((path, str(e)))
-    cached = set(cache.get(list({h for _, _, h in scanned})))
-    todo, queued = [], set()
-    for path, _, h in scanned:
-        if h not in cached and h not in queued:  # identical crops are embedded once
-            todo.append((path, h))
-            queued.add(h)
+    scanned = []  # (path, label index, content hash) of every usable file
+    cache_hits = set()
+    todo_files, todo_bytes = [], []  # to embed: (hash, path) read again in the graph; (hash, converted bytes)
+    for i in range(0, len(rows), 512):
+        chunk = []
+        for path, label in rows[i : i + 512]:
+            try:
+                data = read_bytes(path)
+                chunk.append((path, labels.index(label), content_hash(data), data))
+            except Unreadable as e:
+                skipped.append((path, str(e)))
+        cache_hits |= set(cache.get([h for _, _, h, _ in chunk]))
+        for path, label, h, data in chunk:
+            if h in cache_hits:
+                scanned.append((path, label, h))
+                continue
+            try:
+                prepared = for_model(data)
+            except Unreadable as e:
+                skipped.append((path, str(e)))
+                continue
+            scanned.append((path, label, h))
+            cache_hits.add(h)  # identical crops are embedded once
+            if prepared is data:
+                todo_files.append((h, path))
+            else:
+                todo_bytes.append((h, prepared))
+    todo = len(todo_files) + len(todo_bytes)
     log.info(
         "%s: %d images, %d embeddings from the cache, %d to compute with %s (%s)",
-        shard.name, len(rows), len(scanned) - len(todo), len(todo), spec_name(embedder), precision_of(embedder),
+        shard.name, len(rows), len(scanned) - todo, todo, spec_name(embedder), precision_of(embedder),
     )
     if todo:
         if isinstance(embedder, BackboneSpec):
             embedder = Embedder(embedder)
-        failed = _compute(todo, embedder, cache, batch_size, fault_name)
-        hash_of = dict(todo)
-        reason_of = {hash_of[p]: r for p, r in failed}
-        skipped += failed
-        listed = {p for p, _ in skipped}  # copies of a crop that failed fail the same way
-        skipped += [(p, reason_of[h]) for p, _, h in scanned if h in reason_of and p not in listed]
+        failed = _compute(todo_files, todo_bytes, embedder, cache, batch_size, fault_name)
+        reason_of = dict(failed)  # by hash; copies of a crop that failed fail the same way
+        skipped += [(p, reason_of[h]) for p, _, h in scanned if h in reason_of]
     computed_seconds = time.perf_counter() - start
 
     bad = {p for p, _ in skipped}
@@ -203,17 +216,15 @@ def _embed(rows, labels, shard: Path, embedder, cache: EmbeddingCache, batch_siz
     with fileio.atomic_open(records.skipped_path(shard), "w", newline="", encoding="utf-8") as f:
         csv.writer(f, lineterminator="\n").writerows([("path", "reason"), *skipped])
 
-    rate = len(todo) / computed_seconds if todo and computed_seconds > 0 else 0.0
-    log.info(
-        "Embedded %d images (%d computed, %.1f images/s) in %.1f s -> %s", written, len(todo), rate, seconds, shard
-    )
+    rate = todo / computed_seconds if todo and computed_seconds > 0 else 0.0
+    log.info("Embedded %d images (%d computed, %.1f images/s) in %.1f s -> %s", written, todo, rate, seconds, shard)
     if skipped:
         log.warning("warning: skipped %d unusable files (listed in %s):", len(skipped), records.skipped_path(shard))
         for path, reason in skipped[:10]:
             log.warning("  %s: %s", path, reason)
         if len(skipped) > 10:
             log.warning("  ... and %d more", len(skipped) - 10)
-    return _Embedded(written, len(skipped), len(todo), seconds, counts), embedder
+    return _Embedded(written, len(skipped), todo, seconds, counts), embedder
 
 
 def spec_name(embedder) -> str:
@@ -225,33 +236,33 @@ def precision_of(embedder) -> str:
     return (embedder if isinstance(embedder, BackboneSpec) else embedder.spec).precision
 
 
-def _compute(todo, embedder: Embedder, cache: EmbeddingCache, batch_size: int, fault_name: str) -> list[tuple[str, str]]:
-    """Embed `todo` [(path, hash)] into the cache, one committed batch at a time; return the skipped files."""
+def _compute(todo_files, todo_bytes, embedder: Embedder, cache: EmbeddingCache, batch_size: int, fault_name: str):
+    """Embed the crops into the cache, one committed batch at a time; return [(hash, reason)] of failures.
+
+    Files that TensorFlow decodes as they are (almost all) are read and decoded inside the tf.data
+    graph, in parallel with the backbone and with no Python per image; converted ones come from memory.
+    """
     import tensorflow as tf
 
     from meerkat.images import decode_and_resize
 
     size = embedder.size
-    skipped: list[tuple[str, str]] = []
 
-    def source():
-        for path, h in todo:
-            try:
-                yield h, for_model(read_bytes(path))
-            except Unreadable as e:
-                skipped.append((path, str(e)))
+    def dataset(items, read):
+        hashes = tf.constant([h for h, _ in items], tf.string, shape=[len(items)])
+        values = tf.constant([v for _, v in items], tf.string, shape=[len(items)])
+        ds = tf.data.Dataset.from_tensor_slices((hashes, values))
+        return ds.map(lambda h, v: (h, decode_and_resize(read(v), size)), num_parallel_calls=2, deterministic=True)
 
-    ds = tf.data.Dataset.from_generator(
-        source, output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string))
-    )
-    ds = ds.map(lambda h, b: (h, decode_and_resize(b, size)), num_parallel_calls=2, deterministic=True)
-    # A file that passed the checks but still fails to decode (a truncated JPEG) is dropped here
+    ds = dataset(todo_files, tf.io.read_file).concatenate(dataset(todo_bytes, tf.identity))
+    # A crop that passed the checks but still fails to decode (a truncated JPEG) is dropped here
     # and diagnosed afterwards; fixed parallelism, autotune off: its teardown can stall for seconds.
     ds = ds.ignore_errors().batch(batch_size).prefetch(2)
     options = tf.data.Options()
     options.autotune.enabled = False
     ds = ds.with_options(options)
 
+    total = len(todo_files) + len(todo_bytes)
     done = 0
     start = last = time.perf_counter()
     for hashes, images in ds:
@@ -261,8 +272,8 @@ def _compute(todo, embedder: Embedder, cache: EmbeddingCache, batch_size: int, f
         faults.point(f"preprocess:{fault_name}")
         if time.perf_counter() - last > PROGRESS_EVERY_S:
             last = time.perf_counter()
-            log.info("  %d/%d images, %.1f images/s", done, len(todo), done / (last - start))
-    listed = {p for p, _ in skipped}
-    stored = set(cache.get([h for _, h in todo]))
-    skipped += [(p, _decode_error(p, size)) for p, h in todo if h not in stored and p not in listed]
-    return skipped
+            log.info("  %d/%d images, %.1f images/s", done, total, done / (last - start))
+    stored = set(cache.get([h for h, _ in todo_files + todo_bytes]))
+    return [(h, _decode_error(p, size)) for h, p in todo_files if h not in stored] + [
+        (h, "cannot decode after conversion to PNG") for h, _ in todo_bytes if h not in stored
+    ]

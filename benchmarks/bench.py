@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""meerkat's performance, measured in one run and printed as a table (`make bench`).
+
+For each backbone it measures:
+  1. the bare forward pass on preloaded, already-resized tensors: the ceiling on this machine;
+  2. `meerkat preprocess` (read, check, decode, resize, embed, write) with a cold cache, and its
+     ratio to (1);
+  3. the whole `meerkat run` (docs, preprocess, train, export, report) cold, then again with the
+     cache warm, then again after 100 new crops were added;
+  4. the original design: one image per model call with the decode inside, as DeepMeerkat's Beam DoFn did;
+  5. peak resident memory of `meerkat preprocess` at N and 4N images.
+Figures are medians over --repeats runs, with min-max. The data are synthetic JPEG crops
+(80-320 px, made by `meerkat demo-samples`), split like the seed's job: 5000+5000 training,
+500+500 testing for N = 11000.
+
+    python benchmarks/bench.py --n 11000
+    python benchmarks/bench.py --n 1100 --backbone inception_v3 --precision bfloat16
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v2_0.35_224_no_top.weights.h5"
+WORK = ROOT / "build" / "bench"
+
+
+def configs(args):
+    if args.backbone:
+        return [(args.backbone, args.alpha, args.weights, args.precision)]
+    mobilenet_weights = str(SHARED_WEIGHTS) if SHARED_WEIGHTS.exists() else "none"
+    # Speed does not depend on the weights' values: without the ImageNet files, random ones time the same.
+    return [
+        ("efficientnet_v2_b0", None, "none", "float32"),
+        ("inception_v3", None, "none", "float32"),
+        ("inception_v3", None, "none", "bfloat16"),
+        ("mobilenet_v2", 0.35, mobilenet_weights, "float32"),
+    ]
+
+
+def samples(n: int, seed: int = 0) -> Path:
+    from meerkat.demo import make_demo_samples
+
+    folder = WORK / f"samples-{n}-{seed}"
+    if not folder.is_dir():
+        train = max(2, round(n * 5000 / 11000))
+        test = max(1, round(n * 500 / 11000))
+        make_demo_samples(folder, train, test, seed)
+    return folder
+
+
+def stats(values) -> str:
+    return f"{statistics.median(values):8.1f}  ({min(values):.1f}-{max(values):.1f})"
+
+
+def meerkat(*args) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "meerkat", *map(str, args)], capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(proc.stdout + proc.stderr)
+    return time.perf_counter() - start, proc.stdout
+
+
+def peak_rss_mb(*args) -> float:
+    """Peak RSS of one `meerkat` process, measured by a parent that runs nothing else."""
+    probe = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, sys.executable, "-m", "meerkat", *map(str, args)], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.split()[-1]) / 1024
+
+
+def bench(backbone, alpha, weights, precision, args):
+    import numpy as np
+    import tensorflow as tf
+
+    from meerkat import backbones
+    from meerkat.createdocs import DocsConfig, createdocs
+    from meerkat.images import decode_and_resize
+    from meerkat.preprocess import preprocess
+
+    name = f"{backbone}{f' {alpha}' if alpha else ''} {precision}"
+    spec = backbones.resolve(backbone, alpha, weights, precision)
+    embedder = backbones.Embedder(spec)
+    data = samples(args.n)
+    work = WORK / name.replace(" ", "-")
+    shutil.rmtree(work, ignore_errors=True)
+    docs = createdocs(DocsConfig(data, work / "docs-out", balance=False))
+    paths = [line.rsplit(",", 1)[0] for line in docs.training_csv.read_text().splitlines()]
+    flags = ["--backbone", backbone, "--weights", weights, "--precision", precision] + (["--alpha", alpha] if alpha else [])
+    table = [f"\n{name}: N = {args.n} ({len(paths)} training crops), batch {args.batch}, {args.repeats} repeats"]
+
+    # 1. Bare forward pass: the same tf.function preprocess calls, on preloaded resized batches.
+    batch = tf.stack([decode_and_resize(open(p, "rb").read(), embedder.size) for p in paths[: args.batch]])
+    embedder.embed(batch)  # trace
+    steps = max(2, round(args.seconds * 1.0))
+    bare = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            embedder.embed(batch).numpy()
+        bare.append(steps * args.batch / (time.perf_counter() - start))
+    table.append(f"  1. bare forward pass              images/s {stats(bare)}")
+
+    # 2. preprocess, cold cache each time, in this process (backbone already built, as in `meerkat run`).
+    rates = []
+    for r in range(args.repeats):
+        start = time.perf_counter()
+        preprocess(docs.training_csv, docs.dict_txt, work / f"pre{r}" / "train", embedder, args.batch, cache_dir=work / f"pre{r}" / "cache")
+        rates.append(len(paths) / (time.perf_counter() - start))
+    ratio = statistics.median(rates) / statistics.median(bare)
+    table.append(f"  2. meerkat preprocess            images/s {stats(rates)}   ratio to (1): {ratio:.2f}")
+
+    # 3. the whole job: cold, warm cache (new output folder), then 100 crops added.
+    cold, warm, added = [], [], []
+    for r in range(args.run_repeats):
+        cache = work / f"run{r}" / "cache"
+        cold.append(meerkat("run", data, work / f"run{r}" / "cold", *flags, "--cache-dir", cache, "--no-balance")[0])
+        warm.append(meerkat("run", data, work / f"run{r}" / "warm", *flags, "--cache-dir", cache, "--no-balance")[0])
+        grown = WORK / f"grown-{args.n}-{r}"
+        shutil.rmtree(grown, ignore_errors=True)
+        shutil.copytree(data, grown)
+        extra = samples(110, seed=1000 + r)  # 100 training crops, 10 testing
+        for f in (extra / "Training").rglob("*.jpg"):
+            shutil.copy(f, grown / "Training" / f.parent.name / f"extra-{f.name}")
+        seconds, out = meerkat("run", grown, work / f"run{r}" / "grown", *flags, "--cache-dir", cache, "--no-balance")
+        added.append(seconds)
+        computed = sum(int(line.split(" to compute")[0].rsplit(", ", 1)[1]) for line in out.splitlines() if " to compute" in line)
+    table.append(f"  3. meerkat run, cold              seconds  {stats(cold)}")
+    table.append(f"     meerkat run, warm cache        seconds  {stats(warm)}")
+    table.append(f"     meerkat run, +100 crops         seconds  {stats(added)}   embeddings computed: {computed}")
+
+    # 4. The original design: one image per call, decode inside the call.
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def one(image_bytes):
+        return embedder.embed(decode_and_resize(image_bytes, embedder.size)[None])
+
+    one(open(paths[0], "rb").read())
+    sample = paths[: args.single_n]
+    single = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for p in sample:
+            one(tf.constant(open(p, "rb").read())).numpy()
+        single.append(len(sample) / (time.perf_counter() - start))
+    table.append(
+        f"  4. one image per call (original)  images/s {stats(single)}   meerkat preprocess is {statistics.median(rates) / statistics.median(single):.1f}x faster"
+    )
+
+    # 5. Peak memory of preprocess at N and 4N (distinct crops, cold cache).
+    rss = {}
+    for n in (args.rss_n, 4 * args.rss_n):
+        d = createdocs(DocsConfig(samples(n, seed=7), work / f"rss-docs-{n}", balance=False))
+        rss[n] = peak_rss_mb("preprocess", "--input-path", d.training_csv, "--input-dict", d.dict_txt,
+                             "--output-path", work / f"rss-{n}" / "train", "--cache-dir", work / f"rss-{n}" / "cache", *flags)
+    small, big = rss[args.rss_n], rss[4 * args.rss_n]
+    table.append(f"  5. preprocess peak RSS            MB       N={args.rss_n}: {small:.0f}   4N={4 * args.rss_n}: {big:.0f}   ratio {big / small:.2f}")
+    print("\n".join(table), flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=11000, help="crops in the job (default: the seed's 11000)")
+    p.add_argument("--backbone", help="one backbone instead of the default set")
+    p.add_argument("--alpha", type=float)
+    p.add_argument("--weights", default="none")
+    p.add_argument("--precision", default="float32")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--run-repeats", type=int, default=1, help="repeats of the whole-run figures (slow)")
+    p.add_argument("--seconds", type=float, default=8, help="batches per bare-forward repeat")
+    p.add_argument("--single-n", type=int, default=200, help="images in the one-per-call measurement")
+    p.add_argument("--rss-n", type=int, default=1000)
+    args = p.parse_args()
+    import platform
+
+    import tensorflow as tf
+
+    print(f"meerkat benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}")
+    for config in configs(args):
+        bench(*config, args)
+
+
+if __name__ == "__main__":
+    main()
