@@ -53,7 +53,7 @@ APPTAINER ?= $(shell command -v apptainer >/dev/null && echo apptainer || echo s
 # Root without CAP_SYS_RESOURCE (as here) cannot run %test inside `build`; sif-test runs it with --no-privs.
 SIF_BUILD_FLAGS ?= $(if $(filter scripts/apptainer-here.sh,$(APPTAINER)),--notest)
 
-.PHONY: help install test test-fast run bench clean base-image weights-context image image-gpu doctor-gpu smoke lint sif sif-test
+.PHONY: help install test test-fast run bench slurm-test clean base-image weights-context image image-gpu doctor-gpu smoke lint sif sif-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -115,6 +115,14 @@ sif: ## Build $(SIF) from the image $(IMAGE) with apptainer.def
 
 sif-test: install ## Smoke-train with `apptainer run` on the SIF (after make image sif)
 	MEERKAT_SIF=$(SIF) APPTAINER=$(APPTAINER) $(BIN)/python -m pytest tests/test_sif.py $(PYTEST_ARGS)
+
+SLURM_STATE ?= build/slurm
+slurm-test: install ## Start a one-node SLURM (slurm-wlm + munge), run examples/slurm against it, stop it
+	@set -e; eval "$$(scripts/slurm-here.sh start $(SLURM_STATE))"; \
+	trap 'scripts/slurm-here.sh stop $(SLURM_STATE)' EXIT; \
+	PATH=$(CURDIR)/$(BIN):$$PATH MEERKAT_SLURM_TEST=1 \
+	  $(if $(wildcard $(SIF)),MEERKAT_TEST_SIF=$(abspath $(SIF)) APPTAINER=$(if $(findstring /,$(APPTAINER)),$(abspath $(APPTAINER)),$(APPTAINER))) \
+	  $(BIN)/python -m pytest tests/test_slurm.py $(PYTEST_ARGS)
 
 BENCH_ARGS ?=
 bench: install ## Measure throughput, run times, cache and memory: BENCH_ARGS="--n 11000 ..."

@@ -59,6 +59,10 @@ Precision = Annotated[
         rich_help_panel=ADVANCED,
     ),
 ]
+Gpus = Annotated[
+    Optional[int],
+    _opt("MEERKAT_GPUS", "Use the first N visible GPUs (0: the CPU only). Default: all; preprocess splits each batch over them.", min=0, rich_help_panel=ADVANCED),
+]
 CacheDir = Annotated[
     Optional[Path],
     _opt("MEERKAT_CACHE_DIR", "Embedding cache folder (default: OUTPUT/cache, or cache/ beside the shards).", rich_help_panel=ADVANCED),
@@ -175,6 +179,7 @@ def preprocess(
     embed_batch_size: EmbedBatchSize = None,
     precision: Precision = "auto",
     cache_dir: CacheDir = None,
+    gpus: Gpus = None,
     shard_index: Annotated[
         Optional[int],
         _opt("MEERKAT_SHARD_INDEX", "Which 1/N of the CSV this worker embeds (default: $SLURM_ARRAY_TASK_ID, else 0)."),
@@ -192,9 +197,11 @@ def preprocess(
     [bold]Example:[/] meerkat preprocess --input-path runs/h/docs/trainingdata.csv --input-dict runs/h/docs/dict.txt --output-path runs/h/records/train
     """
     from meerkat import backbones
+    from meerkat.devices import select_gpus
     from meerkat.preprocess import check_shard, preprocess as run_preprocess
 
     with user_errors():
+        select_gpus(gpus)
         index = _shard_from_env() if shard_index is None else shard_index
         count = int(os.environ.get("SLURM_ARRAY_TASK_COUNT", "1")) if num_shards is None else num_shards
         check_shard(index, count)
@@ -265,6 +272,7 @@ def run(
     embed_batch_size: EmbedBatchSize = None,
     precision: Precision = "auto",
     cache_dir: CacheDir = None,
+    gpus: Gpus = None,
     max_steps: MaxSteps = None,
     batch_size: BatchSize = 32,
     learning_rate: LearningRate = 1e-3,
@@ -290,9 +298,11 @@ def run(
     [bold]Offline, with a local weights file:[/] meerkat run Samples runs/h --backbone mobilenet_v2 --alpha 0.35 --weights mobilenet_v2_0.35_224_no_top.weights.h5
     """
     from meerkat.createdocs import DocsConfig
+    from meerkat.devices import select_gpus
     from meerkat.pipeline import run as run_pipeline
 
     with user_errors():
+        select_gpus(gpus)
         cfg = _train_config(
             epochs=epochs,
             max_steps=max_steps,

@@ -10,12 +10,12 @@ import platform
 from pathlib import Path
 
 from meerkat import __version__, fileio
+from meerkat.devices import GPU_FLAGS, devices
 from meerkat.errors import MeerkatError
 from meerkat.settings import WEIGHTS_DIR_ENV
 
 log = logging.getLogger(__name__)
 
-GPU_FLAGS = "docker run --gpus all, podman run --device nvidia.com/gpu=all, apptainer --nv"
 
 
 def check_mounts(samples: Path | None, output: Path | None) -> None:
@@ -38,28 +38,6 @@ def check_mounts(samples: Path | None, output: Path | None) -> None:
                 f"{e}. Mount a writable host folder (-v $PWD/Output:{output}) and run as its owner "
                 f"(--user $(id -u):$(id -g)); uid here is {os.getuid()}"
             ) from e
-
-
-def devices() -> tuple[bool, list[str]]:
-    """(TensorFlow built with CUDA, names of the visible GPUs)."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return tf.test.is_built_with_cuda(), [g.name for g in gpus]
-
-
-def log_devices() -> None:
-    cuda, gpus = devices()
-    if gpus:
-        log.info("Using %d GPU(s): %s", len(gpus), ", ".join(gpus))
-    elif cuda:
-        log.warning(
-            "warning: this is a CUDA build of TensorFlow but no GPU is visible, so meerkat runs on the CPU. "
-            "To use a GPU: %s",
-            GPU_FLAGS,
-        )
-    else:
-        log.info("Running on the CPU (TensorFlow without CUDA).")
 
 
 def _weights() -> list[tuple[str, str]]:

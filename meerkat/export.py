@@ -25,7 +25,7 @@ def _frozen_logits_graph(embedder: Embedder, head):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def logits(image_bytes):
-        return head(embedder.embed(decode_batch(image_bytes, embedder.size)), training=False)
+        return head(embedder.embed_here(decode_batch(image_bytes, embedder.size)), training=False)
 
     frozen = convert_variables_to_constants_v2(logits.get_concrete_function())
     return frozen.graph.as_graph_def(), frozen.inputs[0].name, frozen.outputs[0].name

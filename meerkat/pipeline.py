@@ -17,7 +17,7 @@ from pathlib import Path
 
 from meerkat import __version__, backbones, faults, fileio, records
 from meerkat.createdocs import DocsConfig, createdocs, read_csv, read_dict
-from meerkat.doctor import log_devices
+from meerkat.devices import log_devices
 from meerkat.errors import MeerkatError, UsageError
 from meerkat.settings import IMAGES_PER_SHARD
 

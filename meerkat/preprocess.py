@@ -118,7 +118,8 @@ def preprocess(
 
     cache = EmbeddingCache(Path(cache_dir) if cache_dir else shard.parent / "cache", spec)
     try:
-        result, embedder = _embed(rows, labels, shard, embedder, cache, batch_size, Path(output_prefix).name)
+        fault_name = f"{Path(output_prefix).name}:{shard_index}"
+        result, embedder = _embed(rows, labels, shard, embedder, cache, batch_size, fault_name)
     finally:
         cache.close()
     manifest = {

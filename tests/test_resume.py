@@ -41,7 +41,7 @@ def reference(tmp_path_factory):
     "kill_at, evidence",
     [
         ("createdocs:training", "train-00000-of-00001.tfrecord.gz: 12 images, 0 embeddings from the cache, 12 to compute"),
-        ("preprocess:eval", "Reusing finished shard"),
+        ("preprocess:eval:0", "Reusing finished shard"),
         ("train:epoch-2", "Resuming training from the checkpoint at step 6 of 9"),
         ("export", "Resuming training from the checkpoint at step 9 of 9"),
     ],

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Submit the whole meerkat job to SLURM: createdocs -> preprocess (job array) -> train.
+# Edit the two places marked EDIT (or set the same names in the environment), then:
+#   bash submit.sh              the whole job
+#   bash submit.sh rerun 2 5    only preprocess tasks 2 and 5 again (after they failed), then train
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+# EDIT 1: paths. Samples holds Training/ (and Testing/); everything meerkat writes goes to OUTPUT,
+# SLURM's logs to OUTPUT/slurm-logs. SIF empty: use the `meerkat` on PATH instead of the container.
+SAMPLES=${SAMPLES:-/path/to/Samples}
+OUTPUT=${OUTPUT:-/path/to/Output}
+SIF=${SIF:-/path/to/meerkat.sif}
+# EDIT 2: where to run. PARTITION empty: the cluster's default partition. GPUS=1 adds --gres=gpu:1
+# and apptainer --nv. TASKS: how many array tasks split the preprocessing.
+PARTITION=${PARTITION:-}
+GPUS=${GPUS:-0}
+TASKS=${TASKS:-8}
+
+# sbatch runs a copy of each script, so they find meerkat.sh through MEERKAT_EXAMPLES.
+export MEERKAT_SAMPLES=$SAMPLES MEERKAT_OUTPUT=$OUTPUT MEERKAT_SIF=$SIF MEERKAT_TASKS=$TASKS MEERKAT_GPUS=$GPUS \
+  MEERKAT_EXAMPLES=$here
+logs=$OUTPUT/slurm-logs
+mkdir -p "$logs"
+common=(--parsable --export=ALL --chdir="$OUTPUT")
+[ -n "$PARTITION" ] && common+=(--partition="$PARTITION")
+[ "$GPUS" -gt 0 ] && gres=(--gres="gpu:$GPUS") || gres=()
+
+if [ "${1:-}" = rerun ]; then
+  shift
+  indices=$(IFS=,; echo "$*")
+  pre=$(sbatch "${common[@]}" "${gres[@]}" --array="$indices" --output="$logs/%x-%A_%a.out" "$here/preprocess.sbatch")
+  train=$(sbatch "${common[@]}" "${gres[@]}" --dependency="afterok:$pre" --output="$logs/%x-%j.out" "$here/train.sbatch")
+  echo "preprocess $pre (array $indices)"
+  echo "train $train"
+  exit 0
+fi
+
+docs=$(sbatch "${common[@]}" --output="$logs/%x-%j.out" "$here/createdocs.sbatch")
+pre=$(sbatch "${common[@]}" "${gres[@]}" --dependency="afterok:$docs" --array="0-$((TASKS - 1))" \
+  --output="$logs/%x-%A_%a.out" "$here/preprocess.sbatch")
+train=$(sbatch "${common[@]}" "${gres[@]}" --dependency="afterok:$pre" --output="$logs/%x-%j.out" "$here/train.sbatch")
+echo "createdocs $docs"
+echo "preprocess $pre (array 0-$((TASKS - 1)))"
+echo "train $train"
+echo "watch: squeue -u $USER; logs in $logs; curves: tensorboard --logdir $OUTPUT/logs"

@@ -1,0 +1,46 @@
+"""Which devices compute: all visible GPUs (or the first --gpus of them), else the CPU."""
+
+import logging
+
+log = logging.getLogger(__name__)
+
+GPU_FLAGS = "docker run --gpus all, podman run --device nvidia.com/gpu=all, apptainer --nv"
+
+
+def select_gpus(limit: int | None) -> None:
+    """Hide all but the first `limit` GPUs (0: run on the CPU). Call before TensorFlow computes anything."""
+    if limit is None:
+        return
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    tf.config.set_visible_devices(gpus[: max(0, limit)], "GPU")
+
+
+def compute_devices() -> list[str]:
+    """Logical devices to spread preprocess batches over: every visible GPU, or the CPU."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return [g.name for g in gpus] or ["/CPU:0"]
+
+
+def devices() -> tuple[bool, list[str]]:
+    """(TensorFlow built with CUDA, names of the visible GPUs)."""
+    import tensorflow as tf
+
+    return tf.test.is_built_with_cuda(), [g.name for g in tf.config.get_visible_devices("GPU")]
+
+
+def log_devices() -> None:
+    cuda, gpus = devices()
+    if gpus:
+        log.info("Using %d GPU(s): %s", len(gpus), ", ".join(gpus))
+    elif cuda:
+        log.warning(
+            "warning: this is a CUDA build of TensorFlow but no GPU is visible, so meerkat runs on the CPU. "
+            "To use a GPU: %s",
+            GPU_FLAGS,
+        )
+    else:
+        log.info("Running on the CPU (TensorFlow without CUDA).")

@@ -1,0 +1,106 @@
+"""The SLURM examples on a real single-node cluster (make slurm-test starts it and sets SLURM_CONF)."""
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, SAMPLES, WEIGHTS, needs_shared
+from meerkat import records
+
+pytestmark = [
+    pytest.mark.slow,
+    needs_shared(),
+    pytest.mark.skipif(not os.environ.get("MEERKAT_SLURM_TEST"), reason="needs a SLURM cluster: run `make slurm-test`"),
+]
+EXAMPLES = ROOT / "examples" / "slurm"
+TASKS = 4
+
+
+def env(out: Path, **extra) -> dict:
+    e = {**os.environ, "SAMPLES": str(SAMPLES), "OUTPUT": str(out), "TASKS": str(TASKS), **extra}
+    if os.environ.get("MEERKAT_TEST_SIF"):  # the container, as on a cluster
+        e["SIF"] = os.environ["MEERKAT_TEST_SIF"]
+        e["MEERKAT_APPTAINER"] = os.environ.get("APPTAINER", "apptainer")
+        e["MEERKAT_APPTAINER_FLAGS"] = "--no-privs" if os.geteuid() == 0 else ""
+        e["APPTAINER_BINDS"] = f"{SAMPLES} {out}"
+    else:  # the installed meerkat, with the small offline backbone
+        e["SIF"] = ""
+        e.update(MEERKAT_BACKBONE="mobilenet_v2", MEERKAT_ALPHA="0.35", MEERKAT_WEIGHTS=str(WEIGHTS))
+    return e
+
+
+def wait(job: str, timeout=900) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        info = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+        states = set(s.split()[0] for s in info.split("JobState=")[1:])
+        if states and states <= {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}:
+            return "COMPLETED" if states == {"COMPLETED"} else ",".join(sorted(states))
+        if "DependencyNeverSatisfied" in info:
+            return "NEVER"
+        time.sleep(1)
+    raise TimeoutError(f"job {job} did not finish in {timeout} s")
+
+
+def submit(out: Path, *args, **extra) -> dict:
+    proc = subprocess.run(["bash", str(EXAMPLES / "submit.sh"), *args], capture_output=True, text=True, env=env(out, **extra))
+    assert proc.returncode == 0, proc.stderr
+    print(proc.stdout)
+    return dict(line.split()[:2] for line in proc.stdout.splitlines() if line.split()[0] in ("createdocs", "preprocess", "train"))
+
+
+@pytest.fixture(scope="module")
+def array_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("slurm") / "Output"
+    jobs = submit(out)
+    assert wait(jobs["train"]) == "COMPLETED", (out / "slurm-logs").iterdir()
+    return out
+
+
+def test_array_job_trains_and_exports(array_run):
+    metrics = json.loads((array_run / "report" / "metrics.json").read_text())
+    print(f"\nSLURM array run accuracy: {metrics['accuracy']:.4f}")
+    assert metrics["accuracy"] >= 0.72
+    assert (array_run / "model" / "saved_model.pb").is_file()
+    assert sorted(p.name for p in (array_run / "records").glob("train-*.tfrecord.gz")) == [
+        f"train-{i:05d}-of-{TASKS:05d}.tfrecord.gz" for i in range(TASKS)
+    ]
+    logs = sorted(p.name for p in (array_run / "slurm-logs").iterdir())
+    assert len([n for n in logs if n.startswith("meerkat-preprocess")]) == TASKS
+
+
+def test_shards_together_equal_one_process(array_run, tmp_path):
+    single = tmp_path / "single" / "train"
+    cmd = ["meerkat", "preprocess", "--input-path", array_run / "docs" / "trainingdata.csv", "--input-dict",
+           array_run / "docs" / "dict.txt", "--output-path", single, "--cache-dir", tmp_path / "cache"]
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    got = {}
+    for prefix in (array_run / "records" / "train", single):
+        shards, manifest = records.find_shards(str(prefix))
+        uris, labels, vectors = records.read_shards(shards, manifest["embedding_dim"])
+        order = np.argsort(uris)
+        got[prefix] = ([uris[i] for i in order], labels[order], vectors[order])
+    (u1, l1, v1), (u2, l2, v2) = got.values()
+    assert u1 == u2 and (l1 == l2).all()
+    np.testing.assert_allclose(v1, v2, rtol=1e-4, atol=1e-5)
+
+
+def test_a_killed_task_is_rerun_alone_with_the_same_result(array_run, tmp_path):
+    out = tmp_path / "Output"
+    jobs = submit(out, MEERKAT_KILL_AT="preprocess:train:2")  # task 2 dies as under `kill -9`
+    assert wait(jobs["preprocess"]) != "COMPLETED"
+    subprocess.run(["scancel", jobs["train"]], check=True)  # its dependency can never be met
+    refused = subprocess.run(
+        ["meerkat", "train", "--train-data", str(out / "records" / "train"), "--eval-data", str(out / "records" / "eval"),
+         "--output-dir", str(out)], capture_output=True, text=True, env=env(out))
+    assert refused.returncode == 1 and "shards 2 of 4 are missing or incomplete" in refused.stderr, refused.stderr
+
+    jobs = submit(out, "rerun", "2", MEERKAT_KILL_AT="")
+    assert wait(jobs["train"]) == "COMPLETED"
+    assert (out / "report" / "metrics.json").read_bytes() == (array_run / "report" / "metrics.json").read_bytes()
