@@ -8,7 +8,8 @@ For each backbone it measures:
   3. the whole `meerkat run` (docs, preprocess, train, export, report) cold, then again with the
      cache warm, then again after 100 new crops were added;
   4. the original design: one image per model call with the decode inside, as DeepMeerkat's Beam DoFn did;
-  5. peak resident memory of `meerkat preprocess` at N and 4N images.
+  5. peak resident memory of `meerkat preprocess` at N and 4N images;
+  6. training the head on 10,000 cached embeddings for 10 epochs.
 Figures are medians over --repeats runs, with min-max. The data are synthetic JPEG crops
 (80-320 px, made by `meerkat demo-samples`), split like the seed's job: 5000+5000 training,
 500+500 testing for N = 11000.
@@ -170,6 +171,37 @@ def bench(backbone, alpha, weights, precision, args):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def head_training(n=10000, dim=1280, epochs=10):
+    """6. Training the head on n cached embeddings: read the shards, then `epochs` passes."""
+    import numpy as np
+    import tensorflow as tf
+
+    from meerkat import records, train
+
+    folder = WORK / "head"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shard = records.shard_path(folder / "train", 0, 1)
+    rng = np.random.default_rng(0)
+    with tf.io.TFRecordWriter(str(shard), options="GZIP") as w:
+        for i in range(n):
+            w.write(records.encode_example(f"img{i}.jpg", i % 2, rng.normal(i % 2, 1, dim).astype(np.float32)))
+    manifest = {"backbone": {}, "embedding_dim": dim, "labels": ["positive", "negative"]}
+    records.manifest_path(shard).write_text(__import__("json").dumps(manifest))
+    reads, fits = [], []
+    for r in range(3):
+        start = time.perf_counter()
+        data = train.load(str(folder / "train"), "train")
+        reads.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        train.train(data, data, train.TrainConfig(epochs=epochs), folder / f"logs{r}", folder / f"ckpt{r}.npz", "bench")
+        fits.append(time.perf_counter() - start)
+    print(f"\nhead training on {n} embeddings ({dim}-d), batch 32:")
+    print(f"  6. read the shards into memory     seconds  {stats(reads)}")
+    print(f"     {epochs} epochs, eval every epoch    seconds  {stats(fits)}")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=11000, help="crops in the job (default: the seed's 11000)")
@@ -183,14 +215,17 @@ def main():
     p.add_argument("--seconds", type=float, default=8, help="batches per bare-forward repeat")
     p.add_argument("--single-n", type=int, default=200, help="images in the one-per-call measurement")
     p.add_argument("--rss-n", type=int, default=1000)
+    p.add_argument("--head-only", action="store_true", help="only the head-training figures (6)")
     args = p.parse_args()
     import platform
 
     import tensorflow as tf
 
     print(f"meerkat benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}")
-    for config in configs(args):
-        bench(*config, args)
+    if not args.head_only:
+        for config in configs(args):
+            bench(*config, args)
+    head_training()
 
 
 if __name__ == "__main__":

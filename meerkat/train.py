@@ -153,12 +153,18 @@ def train(train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir:
     optimizer.build(head.trainable_variables)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, head(x, training=True))
-        optimizer.apply_gradients(zip(tape.gradient(loss, head.trainable_variables), head.trainable_variables))
-        return loss
+    dim = train_set.vectors.shape[1]
+    signature = [tf.TensorSpec([None, dim], tf.float32), tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64)]
+
+    @tf.function(input_signature=signature)
+    def run_steps(x, y, order):
+        # A whole epoch's batches in one graph call (a while loop, no tf.data iterator to set up and
+        # tear down): per-step Python overhead would dominate otherwise.
+        for start in tf.range(0, tf.shape(order, out_type=tf.int64)[0], cfg.batch_size):
+            batch = order[start : start + cfg.batch_size]
+            with tf.GradientTape() as tape:
+                loss = loss_fn(tf.gather(y, batch), head(tf.gather(x, batch), training=True))
+            optimizer.apply_gradients(zip(tape.gradient(loss, head.trainable_variables), head.trainable_variables))
 
     done = _restore_checkpoint(checkpoint, fingerprint, head, optimizer)
     if done:
@@ -173,24 +179,25 @@ def train(train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir:
         steps_per_epoch,
         len(eval_set.uris),
     )
-    for global_step in range(done + 1, total_steps + 1):
-        epoch, position = divmod(global_step - 1, steps_per_epoch)
-        if position == 0 or global_step == done + 1:
-            # One permutation per epoch, from (seed, epoch): the same batches after a resume.
-            order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-        batch = order[position * cfg.batch_size : (position + 1) * cfg.batch_size]
-        step(train_set.vectors[batch], train_set.labels[batch])
-        if global_step % steps_per_epoch == 0 or global_step == total_steps:
-            figures = {name: evaluate(head, data)[:2] for name, data in (("train", train_set), ("eval", eval_set))}
-            for name, (loss, accuracy) in figures.items():
-                with writers[name].as_default(step=global_step):
-                    tf.summary.scalar("loss", loss)
-                    tf.summary.scalar("accuracy", accuracy)
-                writers[name].flush()
-            (tl, ta), (el, ea) = figures["train"], figures["eval"]
-            log.info("Eval, step %d: on train set %.4f, %.4f / on eval set %.4f, %.4f", global_step, tl, ta, el, ea)
-            _save_checkpoint(checkpoint, global_step, fingerprint, head, optimizer)
-            faults.point(f"train:epoch-{epoch + 1}")
+    x, y = tf.constant(train_set.vectors), tf.constant(train_set.labels)
+    global_step = done
+    while global_step < total_steps:
+        epoch = global_step // steps_per_epoch
+        steps = min(steps_per_epoch, total_steps - global_step)
+        # One permutation per epoch, from (seed, epoch): the same batches after a resume.
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(n)[: steps * cfg.batch_size]
+        run_steps(x, y, tf.constant(order))
+        global_step += steps
+        figures = {name: evaluate(head, data)[:2] for name, data in (("train", train_set), ("eval", eval_set))}
+        for name, (loss, accuracy) in figures.items():
+            with writers[name].as_default(step=global_step):
+                tf.summary.scalar("loss", loss)
+                tf.summary.scalar("accuracy", accuracy)
+            writers[name].flush()
+        (tl, ta), (el, ea) = figures["train"], figures["eval"]
+        log.info("Eval, step %d: on train set %.4f, %.4f / on eval set %.4f, %.4f", global_step, tl, ta, el, ea)
+        _save_checkpoint(checkpoint, global_step, fingerprint, head, optimizer)
+        faults.point(f"train:epoch-{epoch + 1}")
     for w in writers.values():
         w.close()
     return head
