@@ -118,7 +118,7 @@ sif-test: install ## Smoke-train with `apptainer run` on the SIF (after make ima
 
 SLURM_STATE ?= build/slurm
 slurm-test: install ## Start a one-node SLURM (slurm-wlm + munge), run examples/slurm against it, stop it
-	@set -e; eval "$$(scripts/slurm-here.sh start $(SLURM_STATE))"; \
+	@set -e; conf=$$(scripts/slurm-here.sh start $(SLURM_STATE)); eval "$$conf"; \
 	trap 'scripts/slurm-here.sh stop $(SLURM_STATE)' EXIT; \
 	PATH=$(CURDIR)/$(BIN):$$PATH MEERKAT_SLURM_TEST=1 \
 	  $(if $(wildcard $(SIF)),MEERKAT_TEST_SIF=$(abspath $(SIF)) APPTAINER=$(if $(findstring /,$(APPTAINER)),$(abspath $(APPTAINER)),$(APPTAINER))) \

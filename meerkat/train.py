@@ -63,6 +63,9 @@ class Embeddings:
 def load(pattern: str, what: str) -> Embeddings:
     shards, manifest = records.find_shards(pattern)
     uris, labels, vectors = records.read_shards(shards, manifest["embedding_dim"])
+    # A canonical order: however the set was sharded (1 process or an array of N), same model.
+    order = sorted(range(len(uris)), key=uris.__getitem__)
+    uris, labels, vectors = [uris[i] for i in order], labels[order], vectors[order]
     if len(uris) == 0:
         raise MeerkatError(f"the {what} set {pattern} holds no records; check the preprocess log for skipped files")
     for label, name in enumerate(manifest["labels"]):

@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # SLURM's logs to OUTPUT/slurm-logs. SIF empty: use the `meerkat` on PATH instead of the container.
 SAMPLES=${SAMPLES:-/path/to/Samples}
 OUTPUT=${OUTPUT:-/path/to/Output}
-SIF=${SIF:-/path/to/meerkat.sif}
+SIF=${SIF-/path/to/meerkat.sif}
 # EDIT 2: where to run. PARTITION empty: the cluster's default partition. GPUS=1 adds --gres=gpu:1
 # and apptainer --nv. TASKS: how many array tasks split the preprocessing.
 PARTITION=${PARTITION:-}
@@ -43,4 +43,4 @@ train=$(sbatch "${common[@]}" "${gres[@]}" --dependency="afterok:$pre" --output=
 echo "createdocs $docs"
 echo "preprocess $pre (array 0-$((TASKS - 1)))"
 echo "train $train"
-echo "watch: squeue -u $USER; logs in $logs; curves: tensorboard --logdir $OUTPUT/logs"
+echo "watch: squeue -u $(id -un); logs in $logs; curves: tensorboard --logdir $OUTPUT/logs"
