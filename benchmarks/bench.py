@@ -216,6 +216,7 @@ def main():
     p.add_argument("--single-n", type=int, default=200, help="images in the one-per-call measurement")
     p.add_argument("--rss-n", type=int, default=1000)
     p.add_argument("--head-only", action="store_true", help="only the head-training figures (6)")
+    p.add_argument("--no-head", action="store_true", help="skip the head-training figures (6)")
     args = p.parse_args()
     import platform
 
@@ -225,7 +226,8 @@ def main():
     if not args.head_only:
         for config in configs(args):
             bench(*config, args)
-    head_training()
+    if not args.no_head:
+        head_training()
 
 
 if __name__ == "__main__":
