@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -34,6 +35,14 @@ def env(out: Path, **extra) -> dict:
     return e
 
 
+def meerkat(*args, root: Path) -> subprocess.CompletedProcess:
+    """`meerkat ARGS` the way the sbatch scripts run it (through the SIF when there is one);
+    every path in ARGS must lie under `root`, which is bound into the container."""
+    e = env(root, MEERKAT_SIF=env(root)["SIF"], MEERKAT_SAMPLES=str(SAMPLES), MEERKAT_OUTPUT=str(root))
+    script = f'source {EXAMPLES}/meerkat.sh; meerkat "$@"'
+    return subprocess.run(["bash", "-c", script, "meerkat", *map(str, args)], capture_output=True, text=True, env=e)
+
+
 def wait(job: str, timeout=900) -> str:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -64,8 +73,7 @@ def array_run(tmp_path_factory):
 
 
 def test_array_job_trains_and_exports_as_well_as_one_process(array_run, tmp_path):
-    single = subprocess.run(["meerkat", "run", str(SAMPLES), str(tmp_path / "single")], capture_output=True, text=True,
-                            env=env(tmp_path))
+    single = meerkat("run", SAMPLES, tmp_path / "single", root=tmp_path)
     assert single.returncode == 0, single.stderr
     metrics, reference = (json.loads((d / "report" / "metrics.json").read_text()) for d in (array_run, tmp_path / "single"))
     print(f"\nSLURM array run accuracy: {metrics['accuracy']:.4f}, single process: {reference['accuracy']:.4f}")
@@ -81,9 +89,9 @@ def test_array_job_trains_and_exports_as_well_as_one_process(array_run, tmp_path
 
 def test_shards_together_equal_one_process(array_run, tmp_path):
     single = tmp_path / "single" / "train"
-    cmd = ["meerkat", "preprocess", "--input-path", array_run / "docs" / "trainingdata.csv", "--input-dict",
-           array_run / "docs" / "dict.txt", "--output-path", single, "--cache-dir", tmp_path / "cache"]
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env(tmp_path))
+    shutil.copytree(array_run / "docs", tmp_path / "docs")
+    proc = meerkat("preprocess", "--input-path", tmp_path / "docs" / "trainingdata.csv", "--input-dict",
+                   tmp_path / "docs" / "dict.txt", "--output-path", single, "--cache-dir", tmp_path / "cache", root=tmp_path)
     assert proc.returncode == 0, proc.stderr
     got = {}
     for prefix in (array_run / "records" / "train", single):
@@ -102,9 +110,8 @@ def test_a_killed_task_is_rerun_alone_with_the_same_result(array_run, tmp_path):
     assert wait(jobs["createdocs"]) == "COMPLETED"
     assert wait(jobs["preprocess"]) == "COMPLETED,FAILED"
     subprocess.run(["scancel", jobs["train"]], check=True)  # its dependency can never be met
-    refused = subprocess.run(
-        ["meerkat", "train", "--train-data", str(out / "records" / "train"), "--eval-data", str(out / "records" / "eval"),
-         "--output-dir", str(out)], capture_output=True, text=True, env=env(out))
+    refused = meerkat("train", "--train-data", out / "records" / "train", "--eval-data", out / "records" / "eval",
+                      "--output-dir", out, root=out)
     assert refused.returncode == 1 and "shards 2 of 4 are missing or incomplete" in refused.stderr, refused.stderr
 
     jobs = submit(out, "rerun", "2", MEERKAT_KILL_AT="")
