@@ -54,8 +54,7 @@ Precision = Annotated[
     str,
     _opt(
         "MEERKAT_PRECISION",
-        "Backbone compute precision: float32, bfloat16, float16, or auto (bfloat16 for inception_v3 on CPUs "
-        "with AMX/AVX512-BF16, mixed float16 on a CUDA GPU, else float32).",
+        "Backbone compute precision: float32, bfloat16, float16, or auto (mixed float16 on a CUDA GPU, else float32).",
         rich_help_panel=ADVANCED,
     ),
 ]
