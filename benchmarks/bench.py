@@ -105,7 +105,7 @@ def bench(backbone, alpha, weights, precision, args):
     # 1. Bare forward pass: the same tf.function preprocess calls, on preloaded resized batches.
     batch = tf.stack([decode_and_resize(open(p, "rb").read(), embedder.size) for p in paths[: args.batch]])
     embedder.embed(batch)  # trace
-    steps = max(2, round(args.seconds * 1.0))
+    steps = args.batches
     bare = []
     for _ in range(args.repeats):
         start = time.perf_counter()
@@ -212,7 +212,7 @@ def main():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--run-repeats", type=int, default=1, help="repeats of the whole-run figures (slow)")
-    p.add_argument("--seconds", type=float, default=8, help="batches per bare-forward repeat")
+    p.add_argument("--batches", type=int, default=8, help="batches per bare-forward repeat")
     p.add_argument("--single-n", type=int, default=200, help="images in the one-per-call measurement")
     p.add_argument("--rss-n", type=int, default=1000)
     p.add_argument("--head-only", action="store_true", help="only the head-training figures (6)")

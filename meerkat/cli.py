@@ -205,15 +205,7 @@ def preprocess(
         count = int(os.environ.get("SLURM_ARRAY_TASK_COUNT", "1")) if num_shards is None else num_shards
         check_shard(index, count)
         spec = backbones.resolve(backbone, alpha, weights, precision)
-        run_preprocess(input_path, input_dict, output_path, spec, _embed_batch(embed_batch_size), index, count, cache_dir)
-
-
-def _embed_batch(requested: int | None) -> int:
-    if requested:
-        return requested
-    import tensorflow as tf
-
-    return 128 if tf.config.list_physical_devices("GPU") else 32
+        run_preprocess(input_path, input_dict, output_path, spec, embed_batch_size, index, count, cache_dir)
 
 
 def _train_config(**kwargs):
@@ -318,7 +310,7 @@ def run(
             backbone,
             alpha,
             weights,
-            _embed_batch(embed_batch_size),
+            embed_batch_size,
             cfg,
             preprocessed_train_set,
             preprocessed_eval_set,

@@ -17,6 +17,15 @@ def select_gpus(limit: int | None) -> None:
     tf.config.set_visible_devices(gpus[: max(0, limit)], "GPU")
 
 
+def batch_size(requested: int | None) -> int:
+    """Images per backbone call: as asked, else 128 on a GPU and 32 on the CPU."""
+    if requested:
+        return requested
+    import tensorflow as tf
+
+    return 128 if tf.config.list_physical_devices("GPU") else 32
+
+
 def compute_devices() -> list[str]:
     """Logical devices to spread preprocess batches over: every visible GPU, or the CPU."""
     import tensorflow as tf

@@ -99,7 +99,7 @@ def _fmt(x):
     return "n/a" if x is None else f"{x:.4f}"
 
 
-def _preprocess_set(csv_path, dict_txt, prefix: Path, embedder, batch_size: int, force: bool, cache_dir):
+def _preprocess_set(csv_path, dict_txt, prefix: Path, embedder, batch_size: int | None, force: bool, cache_dir):
     """Embed one docs CSV as ceil(N / IMAGES_PER_SHARD) shards; return the embedder, if one was built."""
     from meerkat.preprocess import preprocess
 
@@ -119,7 +119,7 @@ def run(
     backbone: str,
     alpha,
     weights: str,
-    embed_batch_size: int,
+    embed_batch_size: int | None,
     train_cfg,
     preprocessed_train_set: str | None = None,
     preprocessed_eval_set: str | None = None,
@@ -135,12 +135,13 @@ def run(
         for folder in (output, output / "docs", output / "records", output / "report"):
             fileio.remove_stale_temps(folder)
         start = time.perf_counter()
-        log_devices()
         if preprocessed_train_set is not None:
+            log_devices()
             log.info("Using preprocessed sets; %s is not read.", samples)
             result = train_and_export(preprocessed_train_set, preprocessed_eval_set, None, output, train_cfg, force=force)
         else:
-            docs = createdocs(docs_cfg)
+            docs = createdocs(docs_cfg)  # before TensorFlow loads: a wrong folder is reported at once
+            log_devices()
             embedder = backbones.resolve(backbone, alpha, weights, precision)
             prefixes = {}
             for name, csv_path in (("train", docs.training_csv), ("eval", docs.testing_csv)):

@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from meerkat import __version__, faults, fileio, records
+from meerkat import __version__, devices, faults, fileio, records
 from meerkat.backbones import BackboneSpec, Embedder
 from meerkat.createdocs import read_csv, read_dict
 from meerkat.errors import MeerkatError, UsageError
@@ -37,7 +37,6 @@ class Summary:
     embedded: int
     skipped: int
     seconds: float
-    reused: bool
     embedder: Embedder | None  # built only if something had to be computed; hand it to the next call
 
 
@@ -94,7 +93,7 @@ def preprocess(
     input_dict,
     output_prefix,
     embedder: Embedder | BackboneSpec,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     shard_index: int = 0,
     num_shards: int = 1,
     cache_dir=None,
@@ -114,12 +113,12 @@ def preprocess(
     done = _finished(shard, key)
     if done is not None:
         log.info("Reusing finished shard %s (%d images embedded, %d skipped)", shard, done["records"], done["skipped"])
-        return Summary(shard, done["records"], done["skipped"], 0.0, True, None if isinstance(embedder, BackboneSpec) else embedder)
+        return Summary(shard, done["records"], done["skipped"], 0.0, None if isinstance(embedder, BackboneSpec) else embedder)
 
     cache = EmbeddingCache(Path(cache_dir) if cache_dir else shard.parent / "cache", spec)
     try:
         fault_name = f"{Path(output_prefix).name}:{shard_index}"
-        result, embedder = _embed(rows, labels, shard, embedder, cache, batch_size, fault_name)
+        result, embedder = _embed(rows, labels, shard, embedder, cache, devices.batch_size(batch_size), fault_name)
     finally:
         cache.close()
     manifest = {
@@ -139,7 +138,7 @@ def preprocess(
         "meerkat_version": __version__,
     }
     fileio.write_text(records.manifest_path(shard), json.dumps(manifest, indent=2) + "\n")
-    return Summary(shard, result.embedded, result.skipped, result.seconds, False, embedder if isinstance(embedder, Embedder) else None)
+    return Summary(shard, result.embedded, result.skipped, result.seconds, embedder if isinstance(embedder, Embedder) else None)
 
 
 @dataclass
