@@ -68,6 +68,8 @@ def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
+            if name == fileio.OWNED:
+                continue  # meerkat's own list of what it wrote (a demo-samples folder has them)
             path = Path(root) / name
             # macOS leaves .DS_Store and ._name resource forks next to real crops.
             if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:

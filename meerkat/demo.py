@@ -44,7 +44,7 @@ def make_demo_samples(folder, train_per_class: int = 40, test_per_class: int = 1
     """Write folder/Training/{Positives,Negatives} and folder/Testing/{...} of JPEG crops."""
     rng = np.random.default_rng(seed)
     folder = Path(folder)
-    with fileio.atomic_dir(folder) as tmp:
+    with fileio.atomic_dir(folder, "the demo Samples folder (give a new or empty folder)") as tmp:
         for split, n in (("Training", train_per_class), ("Testing", test_per_class)):
             for cls in ("Positives", "Negatives"):
                 d = tmp / split / cls

@@ -38,7 +38,7 @@ def export_model(embedder: Embedder, head, labels: list[str], model_dir) -> Path
     v1 = tf.compat.v1
     graph_def, input_name, output_name = _frozen_logits_graph(embedder, head)
     model_dir = Path(model_dir)
-    with fileio.atomic_dir(model_dir) as tmp:
+    with fileio.atomic_dir(model_dir, "the exported model") as tmp:
         dict_txt = tmp / "dict.txt"
         dict_txt.write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
         graph = tf.Graph()

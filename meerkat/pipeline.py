@@ -10,12 +10,12 @@ import json
 import logging
 import math
 import platform
-import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from meerkat import __version__, backbones, faults, fileio, records
+from meerkat import __version__, backbones, faults, fileio, locks, records
 from meerkat.createdocs import DocsConfig, createdocs, read_csv, read_dict
 from meerkat.devices import log_devices
 from meerkat.errors import MeerkatError, UsageError
@@ -62,7 +62,7 @@ def train_and_export(train_data: str, eval_data: str, input_dict, output_dir, cf
 
     checkpoint = output_dir / "checkpoints" / "head.npz"
     if force:
-        checkpoint.unlink(missing_ok=True)
+        fileio.remove(checkpoint, "--force")
     head = train.train(train_set, eval_set, cfg, output_dir / "logs", checkpoint, fingerprint)
     faults.point("export")
     export.export_model(embedder, head, labels, output_dir / "model")
@@ -83,7 +83,7 @@ def train_and_export(train_data: str, eval_data: str, input_dict, output_dir, cf
     }
     # Written last: its fingerprint marks the run as finished.
     fileio.write_text(output_dir / "report" / "run.json", json.dumps(run, indent=2) + "\n")
-    shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    fileio.remove(checkpoint.parent, "the finished run's cleanup")
     log.info(
         "Eval set: accuracy %.4f, precision %s, recall %s on %d images -> %s",
         result["accuracy"],
@@ -95,6 +95,22 @@ def train_and_export(train_data: str, eval_data: str, input_dict, output_dir, cf
     return result
 
 
+@contextmanager
+def locked(output: Path):
+    """Hold OUTPUT's lock, and clear what killed runs left half-written there."""
+    with locks.output_lock(output):
+        for folder in (output, output / "docs", output / "records", output / "report", output / "checkpoints"):
+            fileio.remove_stale_temps(folder)
+        yield
+
+
+def train(train_data: str, eval_data: str, input_dict, output_dir, cfg, force=False) -> dict:
+    """`meerkat train`: train_and_export under the same lock as `run`."""
+    output_dir = fileio.ensure_dir(output_dir)
+    with locked(output_dir):
+        return train_and_export(train_data, eval_data, input_dict, output_dir, cfg, force=force)
+
+
 def _fmt(x):
     return "n/a" if x is None else f"{x:.4f}"
 
@@ -104,9 +120,9 @@ def _preprocess_set(csv_path, dict_txt, prefix: Path, embedder, batch_size: int 
     from meerkat.preprocess import preprocess
 
     count = max(1, math.ceil(len(read_csv(csv_path)) / IMAGES_PER_SHARD))
-    for old in prefix.parent.glob(f"{prefix.name}-*-of-*"):
-        if not old.name.split(".")[0].endswith(f"-of-{count:05d}") or force:
-            old.unlink()  # shards of another split (the data set changed size) or redone on --force
+    for old in sorted(prefix.parent.glob(f"{prefix.name}-*-of-*")):
+        if (not old.name.split(".")[0].endswith(f"-of-{count:05d}") or force) and not fileio.is_temp(old):
+            fileio.remove(old, "--force")  # shards of another split (the data set changed size) or redone on --force
     for index in range(count):
         embedder = preprocess(csv_path, dict_txt, prefix, embedder, batch_size, index, count, cache_dir).embedder or embedder
     return embedder
@@ -130,10 +146,8 @@ def run(
     """createdocs -> preprocess (train and eval) -> train -> export -> report, in OUTPUT."""
     if (preprocessed_train_set is None) != (preprocessed_eval_set is None):
         raise UsageError("give both --preprocessed-train-set and --preprocessed-eval-set, or neither")
-    output = Path(output)
-    with fileio.run_lock(output):
-        for folder in (output, output / "docs", output / "records", output / "report"):
-            fileio.remove_stale_temps(folder)
+    output = fileio.ensure_dir(output)
+    with locked(output):
         start = time.perf_counter()
         if preprocessed_train_set is not None:
             log_devices()

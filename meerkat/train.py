@@ -4,10 +4,8 @@ Logs loss and accuracy on the whole train and eval sets once an epoch, to the lo
 trainer's format and to TensorBoard (OUT/logs/train, OUT/logs/eval).
 """
 
-import json
 import logging
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +73,7 @@ def load(pattern: str, what: str) -> Embeddings:
                 f"the {what} set has {count} usable {name} images, fewer than the minimum of {MIN_IMAGES_PER_CLASS} "
                 f"({pattern}); add {name} crops or see the skipped-files list beside the shards"
             )
-    manifest["input_keys"] = sorted(json.loads(records.manifest_path(s).read_text()).get("input_key", "") for s in shards)
+    manifest["input_keys"] = sorted(records.read_manifest(s).get("input_key", "") for s in shards)
     return Embeddings(uris, labels, vectors, manifest)
 
 
@@ -173,8 +171,13 @@ def train(train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir:
     if done:
         log.info("Resuming training from the checkpoint at step %d of %d", done, total_steps)
     else:
-        shutil.rmtree(logdir, ignore_errors=True)  # curves of an earlier run would mix with these
-    writers = {name: tf.summary.create_file_writer(str(logdir / name)) for name in ("train", "eval")}
+        fileio.remove(logdir, "new training curves")  # an earlier run's curves would mix with these
+    writers = {}
+    for name in ("train", "eval"):
+        folder = fileio.ensure_dir(logdir / name)
+        before = set(folder.iterdir())
+        writers[name] = tf.summary.create_file_writer(str(folder))
+        fileio.record(*(set(folder.iterdir()) - before))  # the event file, created by the writer
     log.info(
         "Training on %d embeddings for %d steps (%d per epoch), evaluating on %d; figures are loss, accuracy",
         n,

@@ -1,4 +1,4 @@
-"""The built image, tested from the outside as a user runs it (make smoke sets MEERKAT_IMAGE)."""
+"""The built image, tested from the outside as a user runs it (make smoke sets TEST_IMAGE)."""
 
 import json
 import os
@@ -8,20 +8,22 @@ import pytest
 
 from conftest import SAMPLES, needs_shared
 
-IMAGE = os.environ.get("MEERKAT_IMAGE")
+IMAGE = os.environ.get("TEST_IMAGE")
 ENGINE = os.environ.get("CONTAINER_ENGINE", "podman")
 pytestmark = [
     pytest.mark.slow,
     needs_shared(),
-    pytest.mark.skipif(not IMAGE, reason="no image to test: `make image smoke` builds one and sets MEERKAT_IMAGE"),
+    pytest.mark.skipif(not IMAGE, reason="no image to test: `make image smoke` builds one and sets TEST_IMAGE"),
 ]
 UID = 12345
 
 
-def container(*args, mounts=(), user=f"{UID}:{UID}", timeout=900):
+def container(*args, mounts=(), user=f"{UID}:{UID}", env=(), timeout=900):
     cmd = [ENGINE, "run", "--rm", "--read-only", "--tmpfs", "/tmp", "--user", user]
     for m in mounts:
         cmd += ["-v", m]
+    for e in env:
+        cmd += ["-e", e]
     return subprocess.run([*cmd, IMAGE, *args], capture_output=True, text=True, timeout=timeout)
 
 
@@ -49,6 +51,26 @@ def test_default_command_trains_on_read_only_samples_as_any_user(smoke):
     for p in [out, *out.rglob("*")]:
         assert p.stat().st_uid == UID, f"{p} is owned by {p.stat().st_uid}"
     assert "Traceback" not in result.stderr
+
+
+def test_a_killed_container_resumes_and_ends_like_an_uninterrupted_run(smoke, tmp_path):
+    """`docker kill` mid-training: meerkat was pid 1 of a container whose host name is gone. The
+    next container on the same Output takes over the lock, reuses the shards and the checkpoint."""
+    reference, _ = smoke
+    out = tmp_path / "Output"
+    out.mkdir()
+    os.chown(out, UID, UID)
+    mounts = [f"{SAMPLES}:/data/Samples:ro", f"{out}:/data/Output"]
+    killed = container(mounts=mounts, env=["MEERKAT_KILL_AT=train:epoch-2"])
+    assert killed.returncode == 137, killed.stdout + killed.stderr
+    assert json.loads((out / ".meerkat.lock").read_text())["pid"] == 1
+    again = container(mounts=mounts)
+    print(again.stdout[-1500:], again.stderr[-800:])
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Reusing finished shard" in again.stdout and "Resuming training from the checkpoint" in again.stdout
+    assert "ended without finishing" in again.stderr
+    assert (out / "report" / "metrics.json").read_bytes() == (reference / "report" / "metrics.json").read_bytes()
+    assert not list(out.rglob(".*.tmp")) and not (out / ".meerkat.lock").exists()
 
 
 def test_exported_model_meets_the_contract_on_the_host(smoke):

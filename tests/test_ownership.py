@@ -1,0 +1,95 @@
+"""meerkat deletes or replaces only what it can show it wrote; anything else in the way is named."""
+
+import subprocess
+import sys
+
+from conftest import TINY, assert_user_error, make_samples, write_image
+
+
+def test_demo_samples_refuses_a_folder_holding_a_users_files(tmp_path, cli):
+    keep = write_image(tmp_path / "MySamples" / "Training" / "Positives" / "keep.jpg")
+    result = cli("demo-samples", tmp_path / "MySamples")
+    assert_user_error(result, 1, str(tmp_path / "MySamples"), "meerkat did not write")
+    assert keep.is_file() and sorted(p.name for p in (tmp_path / "MySamples").rglob("*.jpg")) == ["keep.jpg"]
+
+
+def test_demo_samples_fills_an_empty_folder_and_replaces_its_own(tmp_path, cli):
+    demo = tmp_path / "demo"
+    demo.mkdir()  # e.g. a mount point made beforehand
+    assert cli("demo-samples", demo, "--train-per-class", 2, "--test-per-class", 1).exit_code == 0
+    assert len(list(demo.rglob("*.jpg"))) == 6
+    assert cli("demo-samples", demo, "--train-per-class", 3, "--test-per-class", 1).exit_code == 0
+    assert len(list(demo.rglob("*.jpg"))) == 8
+    write_image(demo / "Training" / "Positives" / "mine.jpg")  # now it holds a user's crop too
+    assert_user_error(cli("demo-samples", demo), 1, "meerkat did not write")
+    assert (demo / "Training" / "Positives" / "mine.jpg").is_file()
+
+
+def test_train_keeps_a_users_files_in_its_output_folder(tmp_path, cli, tiny_run):
+    project = tmp_path / "proj"
+    (project / "logs").mkdir(parents=True)
+    (project / "logs" / "important.txt").write_text("field notes")
+    records = tiny_run / "records"
+    result = cli("train", "--train-data", records / "train", "--eval-data", records / "eval", "--output-dir", project, "--epochs", 1)
+    assert_user_error(result, 1, str(project / "logs" / "important.txt"), "meerkat did not write")
+    assert (project / "logs" / "important.txt").read_text() == "field notes"
+
+
+def test_a_users_model_folder_is_never_replaced(tmp_path, cli, tiny_run):
+    project = tmp_path / "proj"
+    (project / "model").mkdir(parents=True)
+    (project / "model" / "saved_model.pb").write_bytes(b"someone else's model")
+    records = tiny_run / "records"
+    result = cli("train", "--train-data", records / "train", "--eval-data", records / "eval", "--output-dir", project, "--epochs", 1)
+    assert_user_error(result, 1, str(project / "model"), "meerkat did not write")
+    assert (project / "model" / "saved_model.pb").read_bytes() == b"someone else's model"
+
+
+def test_force_redoes_meerkats_work_but_never_deletes_a_users_file(tmp_path, cli):
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
+    out = tmp_path / "out"
+    assert cli("run", samples, out, *TINY, "--epochs", 1).exit_code == 0
+    (out / "report" / "notes.md").write_text("keep me")
+    forced = cli("run", samples, out, *TINY, "--epochs", 1, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert (out / "report" / "notes.md").read_text() == "keep me"
+
+    (out / "logs" / "train" / "my-plot.png").write_bytes(b"png")
+    result = cli("run", samples, out, *TINY, "--epochs", 1, "--force")
+    assert_user_error(result, 1, str(out / "logs" / "train" / "my-plot.png"))
+    assert (out / "logs" / "train" / "my-plot.png").read_bytes() == b"png"
+
+
+def test_an_output_file_of_the_users_is_not_overwritten(tmp_path):
+    from meerkat import fileio
+    from meerkat.errors import MeerkatError
+
+    theirs = tmp_path / "scores.csv"
+    theirs.write_text("their,data\n")
+    try:
+        fileio.write_text(theirs, "ours\n")
+        raise AssertionError("a user's file was replaced")
+    except MeerkatError as e:
+        assert str(theirs) in str(e)
+    assert theirs.read_text() == "their,data\n"
+    ours = tmp_path / "again.csv"
+    fileio.write_text(ours, "one\n")
+    fileio.write_text(ours, "two\n")  # meerkat's own file: replaced
+    assert ours.read_text() == "two\n"
+
+
+def test_a_kill_between_listing_and_renaming_never_blocks_the_rerun(tmp_path):
+    """The name goes on the list before the file appears, so no kill leaves an unclaimable file."""
+    script = (
+        "import os, signal, sys\n"
+        "from meerkat import fileio\n"
+        "real = os.replace\n"
+        "def replace_then_die(a, b): real(a, b); os.kill(os.getpid(), signal.SIGKILL)\n"
+        "os.replace = replace_then_die\n"
+        f"fileio.write_text({str(tmp_path / 'f.txt')!r}, 'first')\n"
+    )
+    assert subprocess.run([sys.executable, "-c", script]).returncode == -9
+    from meerkat import fileio
+
+    fileio.write_text(tmp_path / "f.txt", "second")
+    assert (tmp_path / "f.txt").read_text() == "second"
