@@ -11,6 +11,7 @@ also how DeepMeerkat hands frames to the model.
 """
 
 import io
+import re
 from pathlib import Path
 
 import cv2
@@ -73,3 +74,24 @@ def for_model(data: bytes) -> bytes:
 
 def read_for_model(path) -> bytes:
     return for_model(read_bytes(path))
+
+
+def decode_error(path) -> str:
+    """Why a file that passed the checks above failed in TensorFlow, found by decoding it alone.
+
+    preprocess and predict decode whole batches in one graph, whose error does not say which file
+    failed or why; this gives the skip reason that both list.
+    """
+    import tensorflow as tf
+
+    from meerkat.images import decode_and_resize
+
+    try:
+        decode_and_resize(read_for_model(path), 8)  # the size cannot change whether it decodes
+    except Unreadable as e:
+        return str(e)  # it changed since it was read
+    except tf.errors.OpError as e:
+        # "{{function_node ...}} Invalid JPEG data ... [Op:DecodeImage]" -> "Invalid JPEG data ..."
+        message = re.sub(r"\{\{.*?\}\}|\[Op:\w+\]", "", e.message.splitlines()[0]).strip()
+        return f"cannot decode: {message}"
+    return "failed in the pipeline but decodes alone; rerun with --debug"

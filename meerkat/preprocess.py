@@ -1,7 +1,8 @@
 """Stage 2: docs CSV -> frozen-backbone embeddings in a gzip TFRecord shard.
 
 Files stream through tf.data (read and check in Python, decode and resize in parallel with the
-backbone), so memory does not grow with the data set. A file that cannot be used is skipped and
+backbone): no image is held in memory beyond the batches in flight, only a path, label and hash
+per row (a few hundred bytes). A file that cannot be used is skipped and
 listed with its reason in PREFIX-....skipped.csv; the run goes on.
 
 A shard whose manifest shows it was made from the same rows, files and backbone is reused, not
@@ -13,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ from meerkat.backbones import BackboneSpec, Embedder
 from meerkat.createdocs import read_csv, read_dict
 from meerkat.errors import MeerkatError, UsageError
 from meerkat.cache import EmbeddingCache, content_hash
-from meerkat.imagefiles import Unreadable, for_model, read_bytes, read_for_model
+from meerkat.imagefiles import Unreadable, decode_error, for_model, read_bytes
 from meerkat.settings import PREPROCESSING_VERSION
 
 log = logging.getLogger(__name__)
@@ -69,23 +69,6 @@ def _finished(shard: Path, key: str) -> dict | None:
         if m.get("input_key") == key:
             return m
     return None
-
-
-def _decode_error(path: str, size: int) -> str:
-    """Why a file that passed the checks failed in the pipeline, found by decoding it alone."""
-    import tensorflow as tf
-
-    from meerkat.images import decode_and_resize
-
-    try:
-        decode_and_resize(read_for_model(path), size)
-    except Unreadable as e:
-        return str(e)  # it changed since it was read
-    except tf.errors.OpError as e:
-        # "{{function_node ...}} Invalid JPEG data ... [Op:DecodeImage]" -> "Invalid JPEG data ..."
-        message = re.sub(r"\{\{.*?\}\}|\[Op:\w+\]", "", e.message.splitlines()[0]).strip()
-        return f"cannot decode: {message}"
-    return "failed in the pipeline but decodes alone; rerun with --debug"
 
 
 def preprocess(
@@ -134,6 +117,7 @@ def preprocess(
         "computed": result.computed,
         "counts": result.counts,
         "source_csv": str(input_csv),
+        "source_csv_sha256": hashlib.sha256(Path(input_csv).read_bytes()).hexdigest(),
         "input_key": key,
         "meerkat_version": __version__,
     }
@@ -158,7 +142,9 @@ def _embed(rows, labels, shard: Path, embedder, cache: EmbeddingCache, batch_siz
     skipped: list[tuple[str, str]] = []
     scanned = []  # (path, label index, content hash) of every usable file
     cache_hits = set()
-    todo_files, todo_bytes = [], []  # to embed: (hash, path) read again in the graph; (hash, converted bytes)
+    # To embed: (hash, path) of files TensorFlow decodes as they are, read again in the graph; and of
+    # files it cannot (TIFF), converted again when their turn comes, so no image is held in memory.
+    todo_files, todo_converted = [], []
     for i in range(0, len(rows), 512):
         chunk = []
         for path, label in rows[i : i + 512]:
@@ -179,11 +165,8 @@ def _embed(rows, labels, shard: Path, embedder, cache: EmbeddingCache, batch_siz
                 continue
             scanned.append((path, label, h))
             cache_hits.add(h)  # identical crops are embedded once
-            if prepared is data:
-                todo_files.append((h, path))
-            else:
-                todo_bytes.append((h, prepared))
-    todo = len(todo_files) + len(todo_bytes)
+            (todo_files if prepared is data else todo_converted).append((h, path))
+    todo = len(todo_files) + len(todo_converted)
     log.info(
         "%s: %d images, %d embeddings from the cache, %d to compute with %s (%s)",
         shard.name, len(rows), len(scanned) - todo, todo, spec_name(embedder), precision_of(embedder),
@@ -191,7 +174,7 @@ def _embed(rows, labels, shard: Path, embedder, cache: EmbeddingCache, batch_siz
     if todo:
         if isinstance(embedder, BackboneSpec):
             embedder = Embedder(embedder)
-        failed = _compute(todo_files, todo_bytes, embedder, cache, batch_size, fault_name)
+        failed = _compute(todo_files, todo_converted, embedder, cache, batch_size, fault_name)
         reason_of = dict(failed)  # by hash; copies of a crop that failed fail the same way
         skipped += [(p, reason_of[h]) for p, _, h in scanned if h in reason_of]
     computed_seconds = time.perf_counter() - start
@@ -236,11 +219,12 @@ def precision_of(embedder) -> str:
     return (embedder if isinstance(embedder, BackboneSpec) else embedder.spec).precision
 
 
-def _compute(todo_files, todo_bytes, embedder: Embedder, cache: EmbeddingCache, batch_size: int, fault_name: str):
+def _compute(todo_files, todo_converted, embedder: Embedder, cache: EmbeddingCache, batch_size: int, fault_name: str):
     """Embed the crops into the cache, one committed batch at a time; return [(hash, reason)] of failures.
 
     Files that TensorFlow decodes as they are (almost all) are read and decoded inside the tf.data
-    graph, in parallel with the backbone and with no Python per image; converted ones come from memory.
+    graph, in parallel with the backbone and with no Python per image; the others are converted
+    one by one as the pipeline reaches them.
     """
     import tensorflow as tf
 
@@ -248,21 +232,25 @@ def _compute(todo_files, todo_bytes, embedder: Embedder, cache: EmbeddingCache, 
 
     size = embedder.size
 
-    def dataset(items, read):
-        hashes = tf.constant([h for h, _ in items], tf.string, shape=[len(items)])
-        values = tf.constant([v for _, v in items], tf.string, shape=[len(items)])
-        ds = tf.data.Dataset.from_tensor_slices((hashes, values))
-        return ds.map(lambda h, v: (h, decode_and_resize(read(v), size)), num_parallel_calls=2, deterministic=True)
+    def converted():
+        for h, path in todo_converted:
+            try:
+                yield h, for_model(read_bytes(path))
+            except Unreadable:
+                continue  # changed since the scan: not stored, so diagnosed below
 
-    ds = dataset(todo_files, tf.io.read_file).concatenate(dataset(todo_bytes, tf.identity))
-    # A crop that passed the checks but still fails to decode (a truncated JPEG) is dropped here
-    # and diagnosed afterwards; fixed parallelism, autotune off: its teardown can stall for seconds.
+    hashes = tf.constant([h for h, _ in todo_files], tf.string, shape=[len(todo_files)])
+    paths = tf.constant([p for _, p in todo_files], tf.string, shape=[len(todo_files)])
+    as_is = tf.data.Dataset.from_tensor_slices((hashes, paths)).map(lambda h, p: (h, tf.io.read_file(p)))
+    spec = (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string))
+    ds = as_is.concatenate(tf.data.Dataset.from_generator(converted, output_signature=spec))
+    ds = ds.map(lambda h, data: (h, decode_and_resize(data, size)), num_parallel_calls=2, deterministic=True)
     ds = ds.ignore_errors().batch(batch_size).prefetch(2)
     options = tf.data.Options()
     options.autotune.enabled = False
     ds = ds.with_options(options)
 
-    total = len(todo_files) + len(todo_bytes)
+    total = len(todo_files) + len(todo_converted)
     done = 0
     start = last = time.perf_counter()
     for hashes, images in ds:
@@ -273,7 +261,5 @@ def _compute(todo_files, todo_bytes, embedder: Embedder, cache: EmbeddingCache, 
         if time.perf_counter() - last > PROGRESS_EVERY_S:
             last = time.perf_counter()
             log.info("  %d/%d images, %.1f images/s", done, total, done / (last - start))
-    stored = set(cache.get([h for h, _ in todo_files + todo_bytes]))
-    return [(h, _decode_error(p, size)) for h, p in todo_files if h not in stored] + [
-        (h, "cannot decode after conversion to PNG") for h, _ in todo_bytes if h not in stored
-    ]
+    stored = set(cache.get([h for h, _ in todo_files + todo_converted]))
+    return [(h, decode_error(p)) for h, p in todo_files + todo_converted if h not in stored]

@@ -61,12 +61,38 @@ def find_shards(pattern: str) -> tuple[list[Path], dict]:
             f"{pattern}: shards {', '.join(map(str, missing))} of {count} are missing or incomplete; "
             "rerun `meerkat preprocess` for those --shard-index values"
         )
-    manifests = [json.loads(manifest_path(s).read_text()) for s in shards]
+    manifests = [read_manifest(s) for s in shards]
     first = manifests[0]
-    for s, m in zip(shards, manifests):
-        if m["backbone"] != first["backbone"]:
-            raise MeerkatError(f"{s} was made with another backbone than {shards[0]}; preprocess them again together")
+    for s, m in zip(shards[1:], manifests[1:]):
+        for key, what in SAME_IN_A_SET.items():
+            if m.get(key) != first.get(key):
+                raise MeerkatError(
+                    f"{s} and {shards[0]} were made from {what} ({m.get(key)} vs {first.get(key)}); "
+                    "one set of shards must come from one preprocess of one CSV: preprocess them again together"
+                )
     return shards, first
+
+
+# What every shard of one set shares; the message says what differed.
+SAME_IN_A_SET = {
+    "backbone": "different backbones",
+    "labels": "different label lists",
+    "preprocessing_version": "different preprocessing versions",
+    "source_csv_sha256": "different CSVs",
+}
+
+
+def read_manifest(shard) -> dict:
+    path = manifest_path(shard)
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict) or "embedding_dim" not in manifest:
+            raise ValueError("not a shard manifest")
+    except (OSError, ValueError) as e:
+        raise MeerkatError(
+            f"shard manifest {path} is unreadable or corrupt ({e}); rerun `meerkat preprocess` for that shard"
+        ) from None
+    return manifest
 
 
 def spec_of(manifest: dict) -> BackboneSpec:

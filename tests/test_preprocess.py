@@ -8,6 +8,7 @@ import pytest
 
 from conftest import TINY, assert_user_error, make_samples
 from meerkat import records
+from meerkat.errors import MeerkatError
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +131,66 @@ def test_manifest_is_json_with_labels(tmp_path, cli, docs):
     manifest = json.loads((tmp_path / "t-00000-of-00001.json").read_text())
     assert manifest["labels"] == ["positive", "negative"]
     assert manifest["embedding_dim"] == 1280 and manifest["image_size"] == 224
+
+
+def test_a_corrupt_shard_manifest_is_one_line_naming_it(tmp_path, cli, docs):
+    assert embed(cli, docs, tmp_path / "r" / "train").exit_code == 0
+    manifest = tmp_path / "r" / "train-00000-of-00001.json"
+    manifest.write_text('{"backbone": {"name": "mobil')  # cut off mid-write by a disk full, say
+    result = cli("train", "--train-data", tmp_path / "r" / "train", "--eval-data", tmp_path / "r" / "train",
+                 "--output-dir", tmp_path / "t")
+    assert_user_error(result, 1, f"shard manifest {manifest} is unreadable or corrupt", "rerun `meerkat preprocess`")
+
+
+def test_shards_of_different_csvs_do_not_make_one_set(tmp_path, cli, docs):
+    other = tmp_path / "other.csv"
+    other.write_text("".join(line + "\n" for line in (docs / "trainingdata.csv").read_text().splitlines()[:-1]))
+    (tmp_path / "dict.txt").write_text((docs / "dict.txt").read_text())
+    prefix = tmp_path / "r" / "train"
+    assert embed(cli, docs, prefix, "--shard-index", 0, "--num-shards", 2).exit_code == 0
+    result = cli("preprocess", "--input-path", other, "--input-dict", tmp_path / "dict.txt", "--output-path", prefix,
+                 *TINY, "--shard-index", 1, "--num-shards", 2)
+    assert result.exit_code == 0, result.output
+    result = cli("train", "--train-data", prefix, "--eval-data", prefix, "--output-dir", tmp_path / "t")
+    assert_user_error(result, 1, "train-00001-of-00002.tfrecord.gz", "train-00000-of-00002.tfrecord.gz", "different CSVs")
+
+
+def test_shards_with_different_label_lists_do_not_make_one_set(tmp_path, cli, docs):
+    prefix = tmp_path / "r" / "train"
+    for i in range(2):
+        assert embed(cli, docs, prefix, "--shard-index", i, "--num-shards", 2).exit_code == 0
+    manifest = tmp_path / "r" / "train-00001-of-00002.json"
+    m = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**m, "labels": ["negative", "positive"]}))  # made by a hand-edited dict.txt
+    with pytest.raises(MeerkatError, match="different label lists"):
+        records.find_shards(str(prefix))
+
+
+@pytest.mark.parametrize(
+    "env, words",
+    [
+        ({"SLURM_ARRAY_TASK_ID": "two"}, ["$SLURM_ARRAY_TASK_ID must be an integer", "'two'"]),
+        (
+            {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "5", "SLURM_ARRAY_TASK_COUNT": "3"},
+            ["not an evenly spaced range", "--array=0-N"],
+        ),
+    ],
+)
+def test_unusable_slurm_array_variables_are_one_line(tmp_path, cli, docs, env, words):
+    result = cli("preprocess", "--input-path", docs / "trainingdata.csv", "--input-dict", docs / "dict.txt",
+                 "--output-path", tmp_path / "s" / "t", *TINY, env=env)
+    assert_user_error(result, 2, *words)
+
+
+def test_a_stepped_slurm_array_maps_tasks_to_consecutive_shards(monkeypatch):
+    from meerkat.slurm import array_shard
+
+    array = {"SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_MAX": "16", "SLURM_ARRAY_TASK_STEP": "2", "SLURM_ARRAY_TASK_COUNT": "4"}
+    for name, value in array.items():
+        monkeypatch.setenv(name, value)
+    got = []
+    for task in (10, 12, 14, 16):
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
+        got.append(array_shard(None, None))
+    assert got == [(0, 4), (1, 4), (2, 4), (3, 4)]
+    assert array_shard(2, 3) == (2, 3)  # options win
