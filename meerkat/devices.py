@@ -7,23 +7,34 @@ log = logging.getLogger(__name__)
 GPU_FLAGS = "docker run --gpus all, podman run --device nvidia.com/gpu=all, apptainer --nv"
 
 
-def select_gpus(limit: int | None) -> None:
-    """Hide all but the first `limit` GPUs (0: run on the CPU). Call before TensorFlow computes anything."""
+def select_gpus(limit: int | None) -> list[str]:
+    """Hide all but the first `limit` GPUs (0: run on the CPU); return the GPUs in use.
+
+    Call before TensorFlow computes anything.
+    """
     if limit is None:
-        return
+        return gpus_in_use()
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
-    tf.config.set_visible_devices(gpus[: max(0, limit)], "GPU")
+    gpus = tf.config.list_physical_devices("GPU")[: max(0, limit)]
+    tf.config.set_visible_devices(gpus, "GPU")
+    return [g.name for g in gpus]
 
 
-def batch_size(requested: int | None) -> int:
-    """Images per backbone call: as asked, else 128 on a GPU and 32 on the CPU."""
+def gpus_in_use() -> list[str]:
+    """The visible GPUs. Not list_physical_devices: that also lists the GPUs hidden by --gpus."""
+    import tensorflow as tf
+
+    return [g.name for g in tf.config.get_visible_devices("GPU")]
+
+
+def batch_size(requested: int | None, gpus: list[str] | None = None) -> int:
+    """Images per backbone call: as asked, else 128 with GPUs in use and 32 on the CPU."""
     if requested:
         return requested
-    import tensorflow as tf
-
-    return 128 if tf.config.list_physical_devices("GPU") else 32
+    if gpus is None:
+        gpus = gpus_in_use()
+    return 128 if gpus else 32
 
 
 def compute_devices() -> list[str]:
@@ -38,7 +49,7 @@ def devices() -> tuple[bool, list[str]]:
     """(TensorFlow built with CUDA, names of the visible GPUs)."""
     import tensorflow as tf
 
-    return tf.test.is_built_with_cuda(), [g.name for g in tf.config.get_visible_devices("GPU")]
+    return tf.test.is_built_with_cuda(), gpus_in_use()
 
 
 def log_devices() -> None:

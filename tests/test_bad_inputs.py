@@ -139,19 +139,35 @@ def test_hidden_and_macos_files_are_ignored_not_listed(messy):
     assert ".DS_Store" not in (out / "docs" / "trainingdata.csv").read_text()
 
 
+def _with_exif_orientation(jpeg: bytes, value: int) -> bytes:
+    """The same JPEG bytes with an APP1/EXIF segment added after SOI (and APP0): pixels untouched."""
+    payload = _exif_orientation(value)  # b"Exif\0\0" + TIFF header + IFD
+    at = 4 + int.from_bytes(jpeg[4:6], "big") if jpeg[2:4] == b"\xff\xe0" else 2
+    return jpeg[:at] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[at:]
+
+
 def test_exif_orientation_is_not_applied_in_training_or_serving(messy):
-    """The same pixels with and without an EXIF rotation tag embed identically."""
+    """A rotation tag changes no score; rotating the pixels themselves does, so the test can tell."""
     import tensorflow as tf
 
     from contract import check_tf2
+    from meerkat.images import decode_and_resize
 
-    samples, out, _ = messy
-    tagged = (samples / "Training" / "Positives" / "exif rotated.jpg").read_bytes()
-    plain = pil_bytes(Image.open(io.BytesIO(tagged)), "JPEG", quality=100)
-    decoded = [tf.io.decode_image(b, channels=3).numpy() for b in (tagged, plain)]
-    assert decoded[0].shape == decoded[1].shape == (60, 80, 3)  # not turned to 80x60
-    scores = check_tf2(out / "model", [tagged])["scores"]
-    assert scores.shape == (1, 2)
+    _, out, _ = messy
+    pixels = rgb(19)
+    pixels[5:25, 5:30] = (0, 200, 255)  # off-centre, so a rotation changes what the backbone sees
+    plain = cv2.imencode(".jpg", pixels)[1].tobytes()
+    tagged = _with_exif_orientation(plain, 6)
+    rotated = cv2.imencode(".jpg", np.ascontiguousarray(np.rot90(pixels, -1)))[1].tobytes()  # what 6 asks for
+    assert Image.open(io.BytesIO(tagged)).getexif()[0x0112] == 6 and 0x0112 not in Image.open(io.BytesIO(plain)).getexif()
+
+    # preprocess (training) feeds the backbone decode_and_resize's output; the model serves through it too
+    seen = [decode_and_resize(tf.constant(b), 224).numpy() for b in (plain, tagged, rotated)]
+    np.testing.assert_array_equal(seen[1], seen[0])
+    assert not np.array_equal(seen[2], seen[0])
+    scores = check_tf2(out / "model", [plain, tagged, rotated])["scores"]
+    np.testing.assert_array_equal(scores[1], scores[0])
+    assert np.abs(scores[2] - scores[0]).max() > 1e-3, scores
 
 
 def test_a_file_that_disappears_after_createdocs_is_skipped(tmp_path, cli):

@@ -29,10 +29,34 @@ def test_batches_split_over_two_devices_match_one_device():
     assert "ok (7, 1280)" in proc.stdout
 
 
-def test_gpus_zero_runs_on_the_cpu(tmp_path, cli):
-    from conftest import TINY, make_samples
+def test_precision_and_batch_size_follow_the_gpus_in_use():
+    from meerkat import backbones, devices
 
-    samples = make_samples(tmp_path / "S", train=(2, 2), test=(2, 2))
-    result = cli("run", samples, tmp_path / "o", *TINY, "--epochs", 1, "--gpus", 0)
-    assert result.exit_code == 0, result.output
-    assert "Running on the CPU" in result.output
+    gpu = ["/physical_device:GPU:0"]
+    assert backbones.choose_precision("auto", gpu) == "float16"
+    assert backbones.choose_precision("auto", []) == "float32"
+    assert backbones.choose_precision("bfloat16", gpu) == "bfloat16"
+    assert devices.batch_size(None, gpu) == 128
+    assert devices.batch_size(None, []) == 32
+    assert devices.batch_size(64, gpu) == 64
+
+
+# In a fresh process: GPUs can only be hidden before TensorFlow has initialised its devices.
+GPUS_ZERO = """
+import tensorflow as tf
+from meerkat import backbones, devices
+physical = [g.name for g in tf.config.list_physical_devices("GPU")]
+assert devices.select_gpus(None) == physical
+assert devices.select_gpus(0) == [] == devices.gpus_in_use()
+# On a GPU host these are what --gpus 0 used to get wrong: float16 and batch 128.
+assert backbones.resolve("mobilenet_v2", 0.35, "none", "auto").precision == "float32"
+assert devices.batch_size(None) == 32
+assert devices.compute_devices() == ["/CPU:0"]
+print("ok", len(physical))
+"""
+
+
+def test_gpus_zero_chooses_float32_and_batch_32():
+    proc = subprocess.run([sys.executable, "-c", GPUS_ZERO], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("ok")
