@@ -67,7 +67,7 @@ $(VENV)/.installed: requirements/cpu.lock requirements/test.txt pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-test: install ## Run every test, the slow end-to-end ones included
+test: install ## Run the unit and end-to-end tests (images, SIF, SLURM: smoke, sif-test, slurm-test)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install ## Run the tests that take seconds
@@ -101,7 +101,7 @@ doctor-gpu: ## Run `meerkat doctor` in the CUDA image (here: no GPU, so the CPU 
 	$(CONTAINER_ENGINE) run --rm $(IMAGE_GPU) doctor
 
 smoke: install ## Smoke-train in the built image: read-only root, read-only Samples, --user 12345
-	MEERKAT_IMAGE=$(IMAGE) CONTAINER_ENGINE=$(CONTAINER_ENGINE) $(BIN)/python -m pytest tests/test_image.py $(PYTEST_ARGS)
+	TEST_IMAGE=$(IMAGE) CONTAINER_ENGINE=$(CONTAINER_ENGINE) $(BIN)/python -m pytest tests/test_image.py $(PYTEST_ARGS)
 
 lint: install ## hadolint both Dockerfiles
 	$(BIN)/hadolint Dockerfile Dockerfile.gpu
@@ -114,14 +114,14 @@ sif: ## Build $(SIF) from the image $(IMAGE) with apptainer.def
 	rm -f build/meerkat.tar
 
 sif-test: install ## Smoke-train with `apptainer run` on the SIF (after make image sif)
-	MEERKAT_SIF=$(SIF) APPTAINER=$(APPTAINER) $(BIN)/python -m pytest tests/test_sif.py $(PYTEST_ARGS)
+	TEST_SIF=$(SIF) APPTAINER=$(APPTAINER) $(BIN)/python -m pytest tests/test_sif.py $(PYTEST_ARGS)
 
 SLURM_STATE ?= build/slurm
 slurm-test: install ## Start a one-node SLURM (slurm-wlm + munge), run examples/slurm against it, stop it
 	@set -e; conf=$$(scripts/slurm-here.sh start $(SLURM_STATE)); eval "$$conf"; \
 	trap 'scripts/slurm-here.sh stop $(SLURM_STATE)' EXIT; \
-	PATH=$(CURDIR)/$(BIN):$$PATH MEERKAT_SLURM_TEST=1 \
-	  $(if $(wildcard $(SIF)),MEERKAT_TEST_SIF=$(abspath $(SIF)) APPTAINER=$(if $(findstring /,$(APPTAINER)),$(abspath $(APPTAINER)),$(APPTAINER))) \
+	PATH=$(CURDIR)/$(BIN):$$PATH TEST_SLURM=1 \
+	  $(if $(wildcard $(SIF)),TEST_SLURM_SIF=$(abspath $(SIF)) APPTAINER=$(if $(findstring /,$(APPTAINER)),$(abspath $(APPTAINER)),$(APPTAINER))) \
 	  $(BIN)/python -m pytest tests/test_slurm.py $(PYTEST_ARGS)
 
 BENCH_ARGS ?=

@@ -138,6 +138,10 @@ def main_options(
     state["debug"] = debug
     if debug:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        from meerkat.quiet import hush
+
+        hush()
     _configure_logging(debug)
 
 
@@ -159,12 +163,6 @@ def createdocs(
 
     with user_errors():
         run_createdocs(DocsConfig(samples, output, balance, seed))
-
-
-def _shard_from_env() -> int:
-    # A SLURM array may start at 1 (--array=1-8); shards always count from 0.
-    task = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
-    return task - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
 
 
 @app.command()
@@ -198,11 +196,11 @@ def preprocess(
     from meerkat import backbones
     from meerkat.devices import select_gpus
     from meerkat.preprocess import check_shard, preprocess as run_preprocess
+    from meerkat.slurm import array_shard
 
     with user_errors():
         select_gpus(gpus)
-        index = _shard_from_env() if shard_index is None else shard_index
-        count = int(os.environ.get("SLURM_ARRAY_TASK_COUNT", "1")) if num_shards is None else num_shards
+        index, count = array_shard(shard_index, num_shards)
         check_shard(index, count)
         spec = backbones.resolve(backbone, alpha, weights, precision)
         run_preprocess(input_path, input_dict, output_path, spec, embed_batch_size, index, count, cache_dir)
@@ -235,7 +233,7 @@ def train(
 
     [bold]Example:[/] meerkat train --train-data runs/h/records/train --eval-data runs/h/records/eval --output-dir runs/h
     """
-    from meerkat.pipeline import train_and_export
+    from meerkat.pipeline import train as run_train
 
     with user_errors():
         cfg = _train_config(
@@ -247,7 +245,7 @@ def train(
             dropout=dropout,
             seed=seed,
         )
-        train_and_export(train_data, eval_data, input_dict, output_dir, cfg, force=force)
+        run_train(train_data, eval_data, input_dict, output_dir, cfg, force=force)
 
 
 @app.command()
@@ -323,18 +321,26 @@ def run(
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="The model/ folder written by train or run.")],
-    paths: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
-    output: Annotated[Optional[Path], _opt("MEERKAT_PREDICT_OUTPUT", "CSV to write; default: print to stdout.")] = None,
-    batch_size: BatchSize = 32,
+    paths: Annotated[list[Path], typer.Argument(help="Image files (any name) or folders (searched recursively for images).")],
+    output: Annotated[
+        Optional[Path], _opt("MEERKAT_PREDICT_OUTPUT", "CSV to write, with the skipped files in CSV-stem.skipped.csv; default: print to stdout.")
+    ] = None,
+    threshold: Annotated[
+        float, _opt("MEERKAT_THRESHOLD", "Label a crop positive when score_positive >= THRESHOLD (0 to 1); DeepMeerkat used 0.05.")
+    ] = 0.5,
+    batch_size: Annotated[int, _opt("MEERKAT_BATCH_SIZE", "Images per model call.", min=1, rich_help_panel=ADVANCED)] = 32,
 ):
     """Score image files or folders with an exported model: path,label,score_positive.
 
-    [bold]Example:[/] meerkat predict runs/h/model new_crops/ --output scores.csv
+    Files are read as preprocess reads them; unusable ones are skipped with their reason. Exits 1
+    when no file could be scored.
+
+    [bold]Example:[/] meerkat predict runs/h/model new_crops/ --output scores.csv --threshold 0.05
     """
     from meerkat.predict import predict as run_predict
 
     with user_errors():
-        run_predict(model, paths, output, batch_size)
+        run_predict(model, paths, output, batch_size, threshold)
 
 
 @app.command("demo-samples")

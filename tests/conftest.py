@@ -9,6 +9,11 @@ from typer.testing import CliRunner
 
 from meerkat.cli import app
 
+# Hermetic: a caller's MEERKAT_* settings (the README invites exporting them) must not change what
+# the tests run. Subprocesses inherit this cleaned environment.
+for _name in [n for n in os.environ if n.startswith("MEERKAT_")]:
+    del os.environ[_name]
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SAMPLES = SHARED / "data" / "deepmeerkat_samples"
@@ -18,11 +23,20 @@ WEIGHTS = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top.weights.h5"
 TINY = ["--backbone", "mobilenet_v2", "--alpha", "0.35", "--weights", str(WEIGHTS) if WEIGHTS.exists() else "none"]
 
 
+MISSING_SHARED = [p for p in (SAMPLES, WEIGHTS) if not p.exists()]
+
+
 def needs_shared():
-    missing = [p for p in (SAMPLES, WEIGHTS) if not p.exists()]
     return pytest.mark.skipif(
-        bool(missing), reason=f"shared test data not found: {', '.join(map(str, missing))} (it sits beside the repo)"
+        bool(MISSING_SHARED),
+        reason=f"shared test data not found: {', '.join(map(str, MISSING_SHARED))} (it sits beside the repo)",
     )
+
+
+def pytest_sessionstart(session):
+    # In CI a missing ../shared would quietly skip every accuracy test and swap in random weights.
+    if os.environ.get("CI") == "true" and MISSING_SHARED:
+        pytest.exit(f"CI=true but the shared test data is missing: {', '.join(map(str, MISSING_SHARED))}", returncode=1)
 
 
 def write_image(path: Path, seed: int = 0, size=(96, 128), ext=None, positive=False) -> Path:

@@ -1,5 +1,6 @@
 """The installed `meerkat` command as a shell sees it: help, version, env vars, exit codes."""
 
+import os
 import subprocess
 import sys
 
@@ -11,8 +12,6 @@ COMMANDS = ["createdocs", "preprocess", "train", "run", "predict", "demo-samples
 
 
 def meerkat(*args, env=None):
-    import os
-
     return subprocess.run([sys.executable, "-m", "meerkat", *map(str, args)], capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
@@ -58,3 +57,18 @@ def test_doctor_reports_versions_and_folder_problems(tmp_path):
     assert f"Output: {tmp_path / 'out'} ok" in result.stdout
     quick = meerkat("doctor", "--mounts-only", "--samples", tmp_path / "nope")
     assert quick.returncode == 1 and quick.stderr.startswith("error: Samples folder")
+
+
+def test_start_is_quiet_unless_debug(tmp_path):
+    """TensorFlow's absl start-up lines (`I0000 ... oneDNN custom operations are on`) stay hidden."""
+    quiet = meerkat("doctor")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "", quiet.stderr
+    assert quiet.stdout.startswith("meerkat ")
+    loud = meerkat("--debug", "doctor")
+    assert "I0000" in loud.stderr or "oneDNN" in loud.stderr, "--debug must show what TensorFlow prints"
+
+
+def test_the_callers_meerkat_variables_do_not_reach_the_tests():
+    # conftest removes them: `export MEERKAT_BACKBONE=...` for a run must not change what is tested.
+    assert not [name for name in os.environ if name.startswith("MEERKAT_")]

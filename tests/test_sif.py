@@ -1,4 +1,4 @@
-"""The SIF, run as an HPC user runs it: `apptainer run` with binds (make sif-test sets MEERKAT_SIF)."""
+"""The SIF, run as an HPC user runs it: `apptainer run` with binds (make sif-test sets TEST_SIF)."""
 
 import json
 import os
@@ -9,12 +9,12 @@ import pytest
 
 from conftest import SAMPLES, needs_shared
 
-SIF = os.environ.get("MEERKAT_SIF")
+SIF = os.environ.get("TEST_SIF")
 APPTAINER = os.environ.get("APPTAINER", "apptainer")
 pytestmark = [
     pytest.mark.slow,
     needs_shared(),
-    pytest.mark.skipif(not SIF, reason="no SIF to test: `make image sif sif-test` builds one and sets MEERKAT_SIF"),
+    pytest.mark.skipif(not SIF, reason="no SIF to test: `make image sif sif-test` builds one and sets TEST_SIF"),
 ]
 
 

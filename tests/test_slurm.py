@@ -16,7 +16,7 @@ from meerkat import records
 pytestmark = [
     pytest.mark.slow,
     needs_shared(),
-    pytest.mark.skipif(not os.environ.get("MEERKAT_SLURM_TEST"), reason="needs a SLURM cluster: run `make slurm-test`"),
+    pytest.mark.skipif(not os.environ.get("TEST_SLURM"), reason="needs a SLURM cluster: run `make slurm-test`"),
 ]
 EXAMPLES = ROOT / "examples" / "slurm"
 TASKS = 4
@@ -24,8 +24,8 @@ TASKS = 4
 
 def env(out: Path, **extra) -> dict:
     e = {**os.environ, "SAMPLES": str(SAMPLES), "OUTPUT": str(out), "TASKS": str(TASKS), **extra}
-    if os.environ.get("MEERKAT_TEST_SIF"):  # the container, as on a cluster
-        e["SIF"] = os.environ["MEERKAT_TEST_SIF"]
+    if os.environ.get("TEST_SLURM_SIF"):  # the container, as on a cluster
+        e["SIF"] = os.environ["TEST_SLURM_SIF"]
         e["MEERKAT_APPTAINER"] = os.environ.get("APPTAINER", "apptainer")
         e["MEERKAT_APPTAINER_FLAGS"] = "--no-privs" if os.geteuid() == 0 else ""
         e["APPTAINER_BINDS"] = f"{SAMPLES} {out} {Path(e['SIF']).parent}"  # for scripts/apptainer-here.sh
