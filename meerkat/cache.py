@@ -16,7 +16,6 @@ import json
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 

@@ -1,21 +1,25 @@
 """The `meerkat` command: a thin Typer layer over the stage functions.
 
-Every option can also be set by the MEERKAT_* variable shown in --help, so a container or a batch
-script can configure a run without editing the command line.
+A stage's options are the fields of its config (config.py), turned into Typer options here: help,
+default and MEERKAT_* variable are written once, there. Each command builds its configs from the
+parsed options by keyword and hands them to its stage. Precedence is click's, the same for every
+option: the command line, then the MEERKAT_* variable, then the default.
 """
 
+import inspect
 import logging
 import os
 import sys
 from contextlib import contextmanager
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from meerkat import __version__
+from meerkat import __version__, config
+from meerkat.config import ADVANCED, BackboneConfig, DocsConfig, PreprocessConfig, RecordsConfig, RunConfig, TrainConfig
 from meerkat.errors import MeerkatError
-from meerkat.settings import DEFAULT_BACKBONE, DEFAULT_SEED
 
 app = typer.Typer(
     help="Train DeepMeerkat's two-class crop classifiers: createdocs -> preprocess -> train -> export.",
@@ -25,61 +29,44 @@ app = typer.Typer(
 )
 state = {"debug": False}
 
-ADVANCED = "Advanced"
-
 
 def _opt(envvar: str, help: str, **kwargs):
     return typer.Option(envvar=envvar, show_envvar=True, help=help, **kwargs)
 
 
-# Options shared by several commands, declared once.
-Seed = Annotated[int, _opt("MEERKAT_SEED", "Seed for sampling, splitting and training: same seed, same result.")]
-Backbone = Annotated[
-    str, _opt("MEERKAT_BACKBONE", "Frozen ImageNet backbone: efficientnet_v2_b0, mobilenet_v2 or inception_v3.")
-]
-Alpha = Annotated[Optional[float], _opt("MEERKAT_ALPHA", "Width of mobilenet_v2 (0.35 to 1.4; default 1.0).")]
-Weights = Annotated[
-    str,
-    _opt(
-        "MEERKAT_WEIGHTS",
-        "Backbone weights: 'imagenet' (baked-in or cached file, else Keras' download), a .h5 file, "
-        "or 'none' (random; smoke tests only).",
-    ),
-]
-EmbedBatchSize = Annotated[
-    Optional[int],
-    _opt("MEERKAT_EMBED_BATCH_SIZE", "Images per backbone call in preprocess (default: 32 on CPU, 128 on a GPU).", min=1, rich_help_panel=ADVANCED),
-]
-Precision = Annotated[
-    str,
-    _opt(
-        "MEERKAT_PRECISION",
-        "Backbone compute precision: float32, bfloat16, float16, or auto (mixed float16 on a CUDA GPU, else float32).",
-        rich_help_panel=ADVANCED,
-    ),
-]
-Gpus = Annotated[
-    Optional[int],
-    _opt("MEERKAT_GPUS", "Use the first N visible GPUs (0: the CPU only). Default: all; preprocess splits each batch over them.", min=0, rich_help_panel=ADVANCED),
-]
-CacheDir = Annotated[
-    Optional[Path],
-    _opt("MEERKAT_CACHE_DIR", "Embedding cache folder (default: OUTPUT/cache, or cache/ beside the shards).", rich_help_panel=ADVANCED),
-]
-Epochs = Annotated[int, _opt("MEERKAT_EPOCHS", "Passes over the training set.", min=1)]
-MaxSteps = Annotated[
-    Optional[int], _opt("MEERKAT_MAX_STEPS", "Train this many batches instead of --epochs.", min=1, rich_help_panel=ADVANCED)
-]
-BatchSize = Annotated[int, _opt("MEERKAT_BATCH_SIZE", "Training batch size.", min=1, rich_help_panel=ADVANCED)]
-LearningRate = Annotated[float, _opt("MEERKAT_LEARNING_RATE", "Adam learning rate.", rich_help_panel=ADVANCED)]
-HiddenUnits = Annotated[int, _opt("MEERKAT_HIDDEN_UNITS", "Units of the head's hidden layer.", min=1, rich_help_panel=ADVANCED)]
-Dropout = Annotated[float, _opt("MEERKAT_DROPOUT", "Dropout after the hidden layer.", rich_help_panel=ADVANCED)]
-Force = Annotated[
-    bool, _opt("MEERKAT_FORCE", "Redo everything, even pieces an earlier run finished with the same inputs.")
-]
-Balance = Annotated[
-    bool, _opt("MEERKAT_BALANCE", "Undersample training negatives to the number of positives, as DeepMeerkat did.")
-]
+def _parameter(f, as_argument: bool, required: bool) -> inspect.Parameter:
+    meta = f.metadata
+    declare = typer.Argument if as_argument else typer.Option
+    info = declare(
+        envvar=meta["env"], show_envvar=True, help=meta["help"], rich_help_panel=meta["panel"], **meta["click"]
+    )
+    default = inspect.Parameter.empty if f.default is MISSING or required else f.default
+    return inspect.Parameter(
+        f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[f.type, info]
+    )
+
+
+def config_command(*configs, arguments: tuple[str, ...] = (), required: tuple[str, ...] = ()):
+    """Register a command whose options are the fields of `configs` (the first one of a name wins).
+
+    `arguments` names the fields that are positional arguments, in order (without it, each field
+    says so itself); `required` those that this command needs although they have a default.
+    The function receives the options as keywords.
+    """
+
+    def register(fn):
+        found = {}
+        for cls in configs:
+            for f in fields(cls):
+                if not is_dataclass(f.type) and f.name not in found:
+                    found[f.name] = f
+        positional = list(arguments) or [n for n, f in found.items() if f.metadata["argument"]]
+        params = [_parameter(found[n], True, n in required) for n in positional]
+        params += [_parameter(f, False, n in required) for n, f in found.items() if n not in positional]
+        fn.__signature__ = inspect.Signature(params)
+        return app.command()(fn)
+
+    return register
 
 
 def _configure_logging(debug: bool) -> None:
@@ -104,7 +91,7 @@ def user_errors():
         if state["debug"]:
             raise
         typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(e.exit_code)
+        raise typer.Exit(e.exit_code) from None
     except OSError as e:
         if state["debug"]:
             raise
@@ -112,14 +99,14 @@ def user_errors():
 
         where = f"{e.filename}: " if e.filename else ""
         typer.echo(f"error: {where}{describe_os_error(e)} (rerun with --debug for details)", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except Exception as e:
         # TensorFlow's own file I/O (shards, the SavedModel) reports a full disk as an OpError.
         tf = sys.modules.get("tensorflow")
         if state["debug"] or tf is None or not isinstance(e, tf.errors.OpError):
             raise
         typer.echo(f"error: {e.message.splitlines()[0]} (rerun with --debug for details)", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 def _version(value: bool):
@@ -132,7 +119,7 @@ def _version(value: bool):
 def main_options(
     debug: Annotated[bool, _opt("MEERKAT_DEBUG", "Show tracebacks and TensorFlow's own logs.")] = False,
     version: Annotated[
-        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = None,
 ):
     state["debug"] = debug
@@ -145,13 +132,8 @@ def main_options(
     _configure_logging(debug)
 
 
-@app.command()
-def createdocs(
-    samples: Annotated[Path, typer.Argument(envvar="MEERKAT_SAMPLES", show_envvar=True, help="Folder with Training/ and Testing/.")],
-    output: Annotated[Path, _opt("MEERKAT_OUTPUT", "Run folder; CSVs go to OUTPUT/docs.")] = Path("output"),
-    balance: Balance = True,
-    seed: Seed = DEFAULT_SEED,
-):
+@config_command(DocsConfig)
+def createdocs(**options):
     """List the crops of SAMPLES/{Training,Testing}/{Positives,Negatives} as path,label CSVs.
 
     Writes OUTPUT/docs/trainingdata.csv, testingdata.csv and dict.txt. Folder names may be in any
@@ -159,124 +141,47 @@ def createdocs(
 
     [bold]Example:[/] meerkat createdocs Samples --output runs/hummingbirds
     """
-    from meerkat.createdocs import DocsConfig, createdocs as run_createdocs
+    from meerkat.createdocs import createdocs as run_createdocs
 
     with user_errors():
-        run_createdocs(DocsConfig(samples, output, balance, seed))
+        run_createdocs(config.build(DocsConfig, options))
 
 
-@app.command()
-def preprocess(
-    input_path: Annotated[Path, _opt("MEERKAT_INPUT_PATH", "Docs CSV (path,label) to embed.")],
-    input_dict: Annotated[Path, _opt("MEERKAT_INPUT_DICT", "dict.txt written by createdocs.")],
-    output_path: Annotated[str, _opt("MEERKAT_OUTPUT_PATH", "Prefix of the shards: PREFIX-00000-of-00001.tfrecord.gz.")],
-    backbone: Backbone = DEFAULT_BACKBONE,
-    alpha: Alpha = None,
-    weights: Weights = "imagenet",
-    embed_batch_size: EmbedBatchSize = None,
-    precision: Precision = "auto",
-    cache_dir: CacheDir = None,
-    gpus: Gpus = None,
-    shard_index: Annotated[
-        Optional[int],
-        _opt("MEERKAT_SHARD_INDEX", "Which 1/N of the CSV this worker embeds (default: $SLURM_ARRAY_TASK_ID, else 0)."),
-    ] = None,
-    num_shards: Annotated[
-        Optional[int],
-        _opt("MEERKAT_NUM_SHARDS", "Number of workers splitting the CSV (default: $SLURM_ARRAY_TASK_COUNT, else 1)."),
-    ] = None,
-):
+@config_command(PreprocessConfig, BackboneConfig)
+def preprocess(**options):
     """Embed the images of a docs CSV with a frozen ImageNet backbone into a gzip TFRecord shard.
 
     Unreadable files are skipped and listed in PREFIX-....skipped.csv. N workers each given
     --shard-index i --num-shards N split one CSV between them.
 
-    [bold]Example:[/] meerkat preprocess --input-path runs/h/docs/trainingdata.csv --input-dict runs/h/docs/dict.txt --output-path runs/h/records/train
+    [bold]Example:[/] meerkat preprocess --input-path runs/h/docs/trainingdata.csv \\
+      --input-dict runs/h/docs/dict.txt --output-path runs/h/records/train
     """
     from meerkat import backbones
-    from meerkat.devices import select_gpus
-    from meerkat.preprocess import check_shard, preprocess as run_preprocess
-    from meerkat.slurm import array_shard
+    from meerkat.preprocess import preprocess as run_preprocess
 
     with user_errors():
-        select_gpus(gpus)
-        index, count = array_shard(shard_index, num_shards)
-        check_shard(index, count)
-        spec = backbones.resolve(backbone, alpha, weights, precision)
-        run_preprocess(input_path, input_dict, output_path, spec, embed_batch_size, index, count, cache_dir)
+        cfg = config.build(PreprocessConfig, options)
+        run_preprocess(cfg, backbones.resolve(config.build(BackboneConfig, options)))
 
 
-def _train_config(**kwargs):
-    from meerkat.train import TrainConfig
-
-    return TrainConfig(**kwargs)
-
-
-@app.command()
-def train(
-    train_data: Annotated[str, _opt("MEERKAT_TRAIN_DATA", "Training shards: a preprocess prefix or a glob.")],
-    eval_data: Annotated[str, _opt("MEERKAT_EVAL_DATA", "Evaluation shards: a preprocess prefix or a glob.")],
-    output_dir: Annotated[Path, _opt("MEERKAT_OUTPUT_DIR", "Where model/, logs/ and report/ go.")],
-    input_dict: Annotated[
-        Optional[Path], _opt("MEERKAT_INPUT_DICT", "dict.txt to check the records' labels against.")
-    ] = None,
-    epochs: Epochs = 30,
-    max_steps: MaxSteps = None,
-    batch_size: BatchSize = 32,
-    learning_rate: LearningRate = 1e-3,
-    hidden_units: HiddenUnits = 512,
-    dropout: Dropout = 0.5,
-    seed: Seed = DEFAULT_SEED,
-    force: Force = False,
-):
+@config_command(RecordsConfig, TrainConfig)
+def train(**options):
     """Train the dense head on preprocessed embeddings, export the SavedModel and write the report.
 
-    [bold]Example:[/] meerkat train --train-data runs/h/records/train --eval-data runs/h/records/eval --output-dir runs/h
+    [bold]Example:[/] meerkat train --train-data runs/h/records/train --eval-data runs/h/records/eval \\
+      --output-dir runs/h
     """
-    from meerkat.pipeline import train as run_train
+    from meerkat import pipeline
 
     with user_errors():
-        cfg = _train_config(
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            hidden_units=hidden_units,
-            dropout=dropout,
-            seed=seed,
-        )
-        run_train(train_data, eval_data, input_dict, output_dir, cfg, force=force)
+        pipeline.train(config.build(RecordsConfig, options), config.build(TrainConfig, options))
 
 
-@app.command()
-def run(
-    samples: Annotated[Path, typer.Argument(envvar="MEERKAT_SAMPLES", show_envvar=True, help="Folder with Training/ and Testing/.")],
-    output: Annotated[Path, typer.Argument(envvar="MEERKAT_OUTPUT", show_envvar=True, help="Run folder for docs, records, model, logs, report.")],
-    backbone: Backbone = DEFAULT_BACKBONE,
-    alpha: Alpha = None,
-    weights: Weights = "imagenet",
-    balance: Balance = True,
-    epochs: Epochs = 30,
-    seed: Seed = DEFAULT_SEED,
-    embed_batch_size: EmbedBatchSize = None,
-    precision: Precision = "auto",
-    cache_dir: CacheDir = None,
-    gpus: Gpus = None,
-    max_steps: MaxSteps = None,
-    batch_size: BatchSize = 32,
-    learning_rate: LearningRate = 1e-3,
-    hidden_units: HiddenUnits = 512,
-    dropout: Dropout = 0.5,
-    preprocessed_train_set: Annotated[
-        Optional[str],
-        _opt("MEERKAT_PREPROCESSED_TRAIN_SET", "Skip createdocs and preprocess: train on these shards.", rich_help_panel=ADVANCED),
-    ] = None,
-    preprocessed_eval_set: Annotated[
-        Optional[str],
-        _opt("MEERKAT_PREPROCESSED_EVAL_SET", "With --preprocessed-train-set: evaluate on these shards.", rich_help_panel=ADVANCED),
-    ] = None,
-    force: Force = False,
-):
+@config_command(
+    DocsConfig, BackboneConfig, TrainConfig, RunConfig, arguments=("samples", "output"), required=("output",)
+)
+def run(**options):
     """The whole job: createdocs, preprocess, train, export and report, into OUTPUT.
 
     Run it again after an interruption: finished shards and the last training checkpoint are
@@ -284,51 +189,38 @@ def run(
 
     [bold]Example:[/] meerkat run Samples runs/hummingbirds
 
-    [bold]Offline, with a local weights file:[/] meerkat run Samples runs/h --backbone mobilenet_v2 --alpha 0.35 --weights mobilenet_v2_0.35_224_no_top.weights.h5
+    [bold]Offline, with a local weights file:[/] meerkat run Samples runs/h --backbone mobilenet_v2 --alpha 0.35 \\
+      --weights mobilenet_v2_0.35_224_no_top.weights.h5
     """
-    from meerkat.createdocs import DocsConfig
-    from meerkat.devices import select_gpus
-    from meerkat.pipeline import run as run_pipeline
+    from meerkat import pipeline
 
     with user_errors():
-        select_gpus(gpus)
-        cfg = _train_config(
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            hidden_units=hidden_units,
-            dropout=dropout,
-            seed=seed,
-        )
-        run_pipeline(
-            samples,
-            output,
-            DocsConfig(samples, output, balance, seed),
-            backbone,
-            alpha,
-            weights,
-            embed_batch_size,
-            cfg,
-            preprocessed_train_set,
-            preprocessed_eval_set,
-            force,
-            precision,
-            cache_dir,
-        )
+        pipeline.run(config.build(RunConfig, options))
 
 
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="The model/ folder written by train or run.")],
-    paths: Annotated[list[Path], typer.Argument(help="Image files (any name) or folders (searched recursively for images).")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Image files (any name) or folders (searched recursively for images).")
+    ],
     output: Annotated[
-        Optional[Path], _opt("MEERKAT_PREDICT_OUTPUT", "CSV to write, with the skipped files in CSV-stem.skipped.csv; default: print to stdout.")
+        Path | None,
+        _opt(
+            "MEERKAT_PREDICT_OUTPUT",
+            "CSV to write, with the skipped files in CSV-stem.skipped.csv; default: print to stdout.",
+        ),
     ] = None,
     threshold: Annotated[
-        float, _opt("MEERKAT_THRESHOLD", "Label a crop positive when score_positive >= THRESHOLD (0 to 1); DeepMeerkat used 0.05.")
+        float,
+        _opt(
+            "MEERKAT_THRESHOLD",
+            "Label a crop positive when score_positive >= THRESHOLD (0 to 1); DeepMeerkat used 0.05.",
+        ),
     ] = 0.5,
-    batch_size: Annotated[int, _opt("MEERKAT_BATCH_SIZE", "Images per model call.", min=1, rich_help_panel=ADVANCED)] = 32,
+    batch_size: Annotated[
+        int, _opt("MEERKAT_BATCH_SIZE", "Images per model call.", min=1, rich_help_panel=ADVANCED)
+    ] = 32,
 ):
     """Score image files or folders with an exported model: path,label,score_positive.
 
@@ -363,8 +255,10 @@ def demo_samples(
 
 @app.command()
 def doctor(
-    samples: Annotated[Optional[Path], _opt("MEERKAT_SAMPLES", "Check this Samples folder is there and not empty.")] = None,
-    output: Annotated[Optional[Path], _opt("MEERKAT_OUTPUT", "Check this output folder is writable.")] = None,
+    samples: Annotated[
+        Path | None, _opt("MEERKAT_SAMPLES", "Check this Samples folder is there and not empty.")
+    ] = None,
+    output: Annotated[Path | None, _opt("MEERKAT_OUTPUT", "Check this output folder is writable.")] = None,
     mounts_only: Annotated[bool, typer.Option(help="Check only the folders (fast: no TensorFlow).")] = False,
 ):
     """Report versions, CUDA build, visible GPUs, baked-in weights and their sha256, and the folders.

@@ -14,29 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meerkat import faults, fileio
+from meerkat.config import DocsConfig
 from meerkat.errors import MeerkatError
-from meerkat.settings import DEFAULT_SEED, HOLDOUT_EVERY, IMAGE_EXTENSIONS, LABELS
+from meerkat.imagefiles import list_images
+from meerkat.settings import HOLDOUT_EVERY, IMAGE_EXTENSIONS, LABELS
 
 log = logging.getLogger(__name__)
 
 SPLIT_NAMES = {"training": ("training", "train"), "testing": ("testing", "test")}
 CLASS_NAMES = {"positive": ("positive", "positives"), "negative": ("negative", "negatives")}
-
-
-@dataclass(frozen=True)
-class DocsConfig:
-    """What createdocs reads and how it samples.
-
-    samples: folder holding Training/{Positives,Negatives} and optionally Testing/{...}.
-    output: run folder; the CSVs go to OUTPUT/docs.
-    balance: undersample training negatives to the number of training positives.
-    seed: makes the undersampling (and the hold-out split) repeatable.
-    """
-
-    samples: Path
-    output: Path
-    balance: bool = True
-    seed: int = DEFAULT_SEED
 
 
 @dataclass
@@ -55,30 +41,6 @@ def _match_dir(parent: Path, names: tuple, what: str) -> Path | None:
         listed = ", ".join(p.name for p in found)
         raise MeerkatError(f"{parent} has several {what} folders ({listed}); merge them into one")
     return found[0] if found else None
-
-
-def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Image files under `folder` (recursively, following links), and the other files found."""
-    images, ignored, seen = [], [], set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:  # a symlink loop
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if name == fileio.OWNED:
-                continue  # meerkat's own list of what it wrote (a demo-samples folder has them)
-            path = Path(root) / name
-            # macOS leaves .DS_Store and ._name resource forks next to real crops.
-            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
-                ignored.append(path)
-            elif path.is_file():
-                images.append(path)
-            else:
-                ignored.append(path)  # a dangling link
-    return images, ignored
 
 
 def _held_out(path: Path, class_dir: Path, seed: int) -> bool:
@@ -142,8 +104,7 @@ def createdocs(cfg: DocsConfig) -> Docs:
     samples = Path(cfg.samples)
     if not samples.is_dir():
         raise MeerkatError(
-            f"Samples folder not found: {samples}; pass the folder that holds Training/Positives "
-            "and Training/Negatives"
+            f"Samples folder not found: {samples}; pass the folder that holds Training/Positives and Training/Negatives"
         )
     train_dir = _match_dir(samples, SPLIT_NAMES["training"], "Training")
     if train_dir is None:
@@ -174,9 +135,9 @@ def createdocs(cfg: DocsConfig) -> Docs:
             training[label] = [p for p in files if not _held_out(p, cd, cfg.seed)]
             if not (testing[label] and training[label]):
                 raise MeerkatError(
-                        f"too few {label} images in {class_dirs[label]} to hold out a test set "
-                        f"({len(files)} found); add images or a Testing folder"
-                    )
+                    f"too few {label} images in {class_dirs[label]} to hold out a test set "
+                    f"({len(files)} found); add images or a Testing folder"
+                )
 
     found_negatives = len(training["negative"])
     if cfg.balance and found_negatives > len(training["positive"]):
@@ -200,10 +161,10 @@ def createdocs(cfg: DocsConfig) -> Docs:
         fileio.write_text(docs_dir / "ignored.txt", "".join(f"{p}\n" for p in docs.ignored))
         shown = ", ".join(str(p) for p in docs.ignored[:5])
         more = f" and {len(docs.ignored) - 5} more" if len(docs.ignored) > 5 else ""
-        log.info("Ignored %d non-image files (listed in %s): %s%s", len(docs.ignored), docs_dir / "ignored.txt", shown, more)
-    _warn_overlap(
-        [p for files in training.values() for p in files], [p for files in testing.values() for p in files]
-    )
+        log.info(
+            "Ignored %d non-image files (listed in %s): %s%s", len(docs.ignored), docs_dir / "ignored.txt", shown, more
+        )
+    _warn_overlap([p for files in training.values() for p in files], [p for files in testing.values() for p in files])
     return docs
 
 
@@ -234,7 +195,8 @@ def read_dict(path) -> list[str]:
     labels = [line.strip().lower() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if tuple(labels) != LABELS:
         raise MeerkatError(
-            f"{path}: expected the labels {', '.join(LABELS)} in that order, received {', '.join(labels) or 'nothing'}; "
+            f"{path}: expected the labels {', '.join(LABELS)} in that order, "
+            f"received {', '.join(labels) or 'nothing'}; "
             "use the dict.txt written by `meerkat createdocs`"
         )
     return labels

@@ -54,5 +54,7 @@ def make_demo_samples(folder, train_per_class: int = 40, test_per_class: int = 1
                     img = _scene(rng, h, w)
                     if cls == "Positives":
                         _bird(rng, img)
-                    cv2.imwrite(str(d / f"{split.lower()}_{cls.lower()}_{i:04d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+                    cv2.imwrite(
+                        str(d / f"{split.lower()}_{cls.lower()}_{i:04d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90]
+                    )
     return folder

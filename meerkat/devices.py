@@ -2,6 +2,8 @@
 
 import logging
 
+from meerkat.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 GPU_FLAGS = "docker run --gpus all, podman run --device nvidia.com/gpu=all, apptainer --nv"
@@ -45,7 +47,7 @@ def compute_devices() -> list[str]:
     return [g.name for g in gpus] or ["/CPU:0"]
 
 
-def devices() -> tuple[bool, list[str]]:
+def cuda_build_and_gpus() -> tuple[bool, list[str]]:
     """(TensorFlow built with CUDA, names of the visible GPUs)."""
     import tensorflow as tf
 
@@ -53,7 +55,7 @@ def devices() -> tuple[bool, list[str]]:
 
 
 def log_devices() -> None:
-    cuda, gpus = devices()
+    cuda, gpus = cuda_build_and_gpus()
     if gpus:
         log.info("Using %d GPU(s): %s", len(gpus), ", ".join(gpus))
     elif cuda:
@@ -64,3 +66,20 @@ def log_devices() -> None:
         )
     else:
         log.info("Running on the CPU (TensorFlow without CUDA).")
+
+
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def choose_precision(requested: str, gpus: list[str]) -> str:
+    """--precision auto: mixed float16 when GPUs are in use (`gpus`, after --gpus), else float32.
+
+    Measured here (benchmarks/): float16 embeddings stay within 0.9994 cosine of float32 with the
+    same eval accuracy (+-0.01); Keras' mixed bfloat16 on this AMX CPU was slower than float32 for
+    InceptionV3 (12.7 vs 18.3 images/s) and only 0.95 cosine at worst, so auto never picks it.
+    """
+    if requested == "auto":
+        return "float16" if gpus else "float32"
+    if requested not in PRECISIONS:
+        raise UsageError(f"--precision must be one of auto, {', '.join(PRECISIONS)}; received {requested!r}")
+    return requested

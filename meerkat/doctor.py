@@ -10,12 +10,11 @@ import platform
 from pathlib import Path
 
 from meerkat import __version__, fileio
-from meerkat.devices import GPU_FLAGS, devices
+from meerkat.devices import GPU_FLAGS, cuda_build_and_gpus
 from meerkat.errors import MeerkatError
 from meerkat.settings import WEIGHTS_DIR_ENV
 
 log = logging.getLogger(__name__)
-
 
 
 def check_mounts(samples: Path | None, output: Path | None) -> None:
@@ -41,10 +40,13 @@ def check_mounts(samples: Path | None, output: Path | None) -> None:
 
 
 def _weights() -> list[tuple[str, str]]:
-    from meerkat.backbones import sha256
+    from meerkat.weights import sha256
 
     found = []
-    for d in filter(None, {os.environ.get(WEIGHTS_DIR_ENV), str(Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models")}):
+    for d in filter(
+        None,
+        {os.environ.get(WEIGHTS_DIR_ENV), str(Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models")},
+    ):
         for f in sorted(Path(d).glob("*.h5")) if Path(d).is_dir() else []:
             found.append((str(f), sha256(f)))
     explicit = os.environ.get("MEERKAT_WEIGHTS", "")
@@ -59,9 +61,10 @@ def report(samples: Path | None, output: Path | None) -> list[str]:
     import tensorflow as tf
 
     build = tf.sysconfig.get_build_info()
-    cuda, gpus = devices()
+    cuda, gpus = cuda_build_and_gpus()
     lines = [
-        f"meerkat {__version__}, Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}",
+        f"meerkat {__version__}, Python {platform.python_version()}, "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}",
         f"TensorFlow CUDA build: {'yes' if cuda else 'no'}"
         + (f" (CUDA {build.get('cuda_version')}, cuDNN {build.get('cudnn_version')})" if cuda else ""),
         f"GPUs visible: {', '.join(gpus) if gpus else 'none'}"
@@ -73,7 +76,10 @@ def report(samples: Path | None, output: Path | None) -> list[str]:
     default = os.environ.get("MEERKAT_BACKBONE")
     if default:
         lines.append(f"default backbone: {default} (alpha {os.environ.get('MEERKAT_ALPHA') or '-'})")
-    for name, kwargs in (("Samples", {"samples": samples, "output": None}), ("Output", {"samples": None, "output": output})):
+    for name, kwargs in (
+        ("Samples", {"samples": samples, "output": None}),
+        ("Output", {"samples": None, "output": output}),
+    ):
         path = kwargs["samples"] or kwargs["output"]
         if path is not None:
             try:

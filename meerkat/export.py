@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from meerkat import fileio
-from meerkat.backbones import Embedder
+from meerkat.embedder import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def _frozen_logits_graph(embedder: Embedder, head):
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from meerkat.images import decode_batch
+    from meerkat.decode import decode_batch
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def logits(image_bytes):

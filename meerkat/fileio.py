@@ -100,7 +100,9 @@ def check_ours(path, what: str = "") -> None:
         problem = f"{found} is in the way{what}: it holds files that meerkat did not write"
     else:
         problem = f"{found} is in the way{what}: meerkat did not write it"
-    raise MeerkatError(f"{problem}; move it elsewhere or choose another output folder (meerkat never deletes a file it did not write)")
+    raise MeerkatError(
+        f"{problem}; move it elsewhere or choose another output folder (meerkat never deletes a file it did not write)"
+    )
 
 
 def remove(path, what: str = "") -> None:

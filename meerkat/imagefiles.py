@@ -1,16 +1,20 @@
-"""Reading a crop from disk for the model, or saying in a few words why it cannot be used.
+"""Image files: finding them in folders, reading one for the model, or saying in a few words why
+it cannot be used.
 
 The checks run in Python before TensorFlow sees the bytes. A file is sniffed by its content, not
 its name, so a PNG called `.jpg` is fine. Pillow reads only the header, which gives the format and
 the size without decoding. Formats that TensorFlow's decoder lacks (TIFF, PPM) are converted
-losslessly to PNG with OpenCV, and the model's own decode (images.decode_and_resize) then sees the
+losslessly to PNG with OpenCV, and the model's own decode (decode.decode_and_resize) then sees the
 same pixels.
 
 EXIF orientation is not applied, here or in the exported model: crops are used as stored, which is
 also how DeepMeerkat hands frames to the model.
 """
 
+import csv
 import io
+import logging
+import os
 import re
 from pathlib import Path
 
@@ -18,8 +22,11 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from meerkat.fileio import describe_os_error
-from meerkat.settings import MAX_PIXELS
+from meerkat import fileio
+from meerkat.fileio import OWNED, describe_os_error
+from meerkat.settings import IMAGE_EXTENSIONS, MAX_PIXELS
+
+log = logging.getLogger(__name__)
 
 # What tf.io.decode_image reads (MPO is a camera JPEG with extra frames).
 TF_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"})
@@ -84,7 +91,7 @@ def decode_error(path) -> str:
     """
     import tensorflow as tf
 
-    from meerkat.images import decode_and_resize
+    from meerkat.decode import decode_and_resize
 
     try:
         decode_and_resize(read_for_model(path), 8)  # the size cannot change whether it decodes
@@ -95,3 +102,45 @@ def decode_error(path) -> str:
         message = re.sub(r"\{\{.*?\}\}|\[Op:\w+\]", "", e.message.splitlines()[0]).strip()
         return f"cannot decode: {message}"
     return "failed in the pipeline but decodes alone; rerun with --debug"
+
+
+def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Image files under `folder` (recursively, following links), and the other files found."""
+    images, ignored, seen = [], [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a symlink loop
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name == OWNED:
+                continue  # meerkat's own list of what it wrote (a demo-samples folder has them)
+            path = Path(root) / name
+            # macOS leaves .DS_Store and ._name resource forks next to real crops.
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                ignored.append(path)
+            elif path.is_file():
+                images.append(path)
+            else:
+                ignored.append(path)  # a dangling link
+    return images, ignored
+
+
+def write_skipped(path, skipped: list[tuple[str, str]]) -> None:
+    """The `path,reason` list of files that could not be used, written atomically."""
+    with fileio.atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows([("path", "reason"), *skipped])
+
+
+def warn_skipped(skipped: list[tuple[str, str]], listed_in=None) -> None:
+    """Name the first ten skipped files and their reasons in the log; the list has them all."""
+    if not skipped:
+        return
+    where = f" (listed in {listed_in})" if listed_in else ""
+    log.warning("warning: skipped %d unusable files%s:", len(skipped), where)
+    for path, reason in skipped[:10]:
+        log.warning("  %s: %s", path, reason)
+    if len(skipped) > 10:
+        log.warning("  ... and %d more", len(skipped) - 10)

@@ -4,15 +4,15 @@ Files are read and checked by the same code as in preprocess (imagefiles), so pr
 same formats, applies the same pixel limit and skips the same files with the same reasons.
 """
 
-import csv
 import logging
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from meerkat import fileio
-from meerkat.createdocs import list_images
 from meerkat.errors import MeerkatError, UsageError
-from meerkat.imagefiles import Unreadable, decode_error, for_model, read_bytes
+from meerkat.imagefiles import Unreadable, decode_error, for_model, list_images, read_bytes, warn_skipped, write_skipped
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def predict(model_dir, paths, output=None, batch_size: int = 32, threshold: floa
                 score(batch[: len(batch) // 2])
                 score(batch[len(batch) // 2 :])
             return
-        for (path, _), s in zip(batch, scores):
+        for (path, _), s in zip(batch, scores, strict=True):
             s = round(float(s), 6)  # the value the CSV shows, so that its label agrees with it
             rows.append((str(path), "positive" if s >= threshold else "negative", s))
 
@@ -74,31 +74,21 @@ def predict(model_dir, paths, output=None, batch_size: int = 32, threshold: floa
             score(batch)
 
     if not rows:
-        _warn(skipped, None)
+        warn_skipped(skipped)
         path, reason = skipped[0]
-        raise MeerkatError(f"none of the {len(skipped)} files could be scored (reasons above); the first, {path}: {reason}")
-    table = [("path", "label", "score_positive"), *((p, label, f"{s:.6f}") for p, label, s in rows)]
+        raise MeerkatError(
+            f"none of the {len(skipped)} files could be scored (reasons above); the first, {path}: {reason}"
+        )
+    table = pd.DataFrame(rows, columns=["path", "label", "score_positive"])
     if output:
         with fileio.atomic_open(output, "w", newline="", encoding="utf-8") as f:
-            csv.writer(f, lineterminator="\n").writerows(table)
+            table.to_csv(f, index=False, lineterminator="\n", float_format="%.6f")
         # Always written, so that a rerun never leaves an older run's list beside the new scores.
-        with fileio.atomic_open(skipped_path(output), "w", newline="", encoding="utf-8") as f:
-            csv.writer(f, lineterminator="\n").writerows([("path", "reason"), *skipped])
+        write_skipped(skipped_path(output), skipped)
     else:
-        csv.writer(sys.stdout, lineterminator="\n").writerows(table)
-    _warn(skipped, output)
+        table.to_csv(sys.stdout, index=False, lineterminator="\n", float_format="%.6f")
+    warn_skipped(skipped, skipped_path(output) if output else None)
     # The summary goes where the CSV does not, so that `meerkat predict ... > scores.csv` stays clean.
     summary = f"Scored {len(rows)} images, skipped {len(skipped)}" + (f" -> {output}" if output else "")
     print(summary, file=sys.stdout if output else sys.stderr, flush=True)
     return rows
-
-
-def _warn(skipped, output) -> None:
-    if not skipped:
-        return
-    where = f" (listed in {skipped_path(output)})" if output else ""
-    log.warning("warning: skipped %d unusable files%s:", len(skipped), where)
-    for path, reason in skipped[:10]:
-        log.warning("  %s: %s", path, reason)
-    if len(skipped) > 10:
-        log.warning("  ... and %d more", len(skipped) - 10)

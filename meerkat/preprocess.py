@@ -9,7 +9,6 @@ A shard whose manifest shows it was made from the same rows, files and backbone 
 recomputed: a rerun after a kill only does the work that was lost.
 """
 
-import csv
 import hashlib
 import json
 import logging
@@ -19,12 +18,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from meerkat import __version__, devices, faults, fileio, records
-from meerkat.backbones import BackboneSpec, Embedder
-from meerkat.createdocs import read_csv, read_dict
-from meerkat.errors import MeerkatError, UsageError
+from meerkat.backbones import BackboneSpec
 from meerkat.cache import EmbeddingCache, content_hash
-from meerkat.imagefiles import Unreadable, decode_error, for_model, read_bytes
+from meerkat.config import PreprocessConfig
+from meerkat.createdocs import read_csv, read_dict
+from meerkat.embedder import Embedder, embedder_for
+from meerkat.errors import MeerkatError, UsageError
+from meerkat.imagefiles import Unreadable, decode_error, for_model, read_bytes, warn_skipped, write_skipped
 from meerkat.settings import PREPROCESSING_VERSION
+from meerkat.slurm import array_shard
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +39,15 @@ class Summary:
     embedded: int
     skipped: int
     seconds: float
-    embedder: Embedder | None  # built only if something had to be computed; hand it to the next call
 
 
 def check_shard(shard_index: int, num_shards: int) -> None:
     if num_shards < 1:
         raise UsageError(f"--num-shards must be at least 1, received {num_shards}")
     if not 0 <= shard_index < num_shards:
-        raise UsageError(f"--shard-index must be in 0..{num_shards - 1} for --num-shards {num_shards}, received {shard_index}")
+        raise UsageError(
+            f"--shard-index must be in 0..{num_shards - 1} for --num-shards {num_shards}, received {shard_index}"
+        )
 
 
 def _input_key(rows, labels, spec: BackboneSpec) -> str:
@@ -71,37 +74,34 @@ def _finished(shard: Path, key: str) -> dict | None:
     return None
 
 
-def preprocess(
-    input_csv,
-    input_dict,
-    output_prefix,
-    embedder: Embedder | BackboneSpec,
-    batch_size: int | None = None,
-    shard_index: int = 0,
-    num_shards: int = 1,
-    cache_dir=None,
-) -> Summary:
-    """Embed shard `shard_index` of `num_shards` of a docs CSV. `cache_dir` defaults to PREFIX's folder/cache."""
+def preprocess(cfg: PreprocessConfig, spec: BackboneSpec) -> Summary:
+    """Embed this worker's shard of a docs CSV. The cache defaults to cache/ beside the shards."""
+    shard_index, num_shards = array_shard(cfg.shard_index, cfg.num_shards)
     check_shard(shard_index, num_shards)
-    labels = read_dict(input_dict)
-    rows = read_csv(input_csv)
+    labels = read_dict(cfg.input_dict)
+    rows = read_csv(cfg.input_path)
     for n, (path, label) in enumerate(rows, start=1):
         if label not in labels:
-            raise MeerkatError(f"{input_csv}, row {n}: unknown label {label!r} for {path}; expected one of {', '.join(labels)}")
+            raise MeerkatError(
+                f"{cfg.input_path}, row {n}: unknown label {label!r} for {path}; expected one of {', '.join(labels)}"
+            )
     rows = rows[shard_index::num_shards]
-    shard = records.shard_path(output_prefix, shard_index, num_shards)
+    shard = records.shard_path(cfg.output_path, shard_index, num_shards)
     fileio.ensure_dir(shard.parent)
-    spec = embedder if isinstance(embedder, BackboneSpec) else embedder.spec
     key = _input_key(rows, labels, spec)
-    done = _finished(shard, key)
-    if done is not None:
-        log.info("Reusing finished shard %s (%d images embedded, %d skipped)", shard, done["records"], done["skipped"])
-        return Summary(shard, done["records"], done["skipped"], 0.0, None if isinstance(embedder, BackboneSpec) else embedder)
+    finished = _finished(shard, key)
+    if finished is not None:
+        log.info(
+            "Reusing finished shard %s (%d images embedded, %d skipped)",
+            shard,
+            finished["records"],
+            finished["skipped"],
+        )
+        return Summary(shard, finished["records"], finished["skipped"], 0.0)
 
-    cache = EmbeddingCache(Path(cache_dir) if cache_dir else shard.parent / "cache", spec)
+    cache = EmbeddingCache(Path(cfg.cache_dir) if cfg.cache_dir else shard.parent / "cache", spec)
     try:
-        fault_name = f"{Path(output_prefix).name}:{shard_index}"
-        result, embedder = _embed(rows, labels, shard, embedder, cache, devices.batch_size(batch_size), fault_name)
+        result = _write_shard(rows, labels, shard, spec, cache, devices.batch_size(cfg.embed_batch_size))
     finally:
         cache.close()
     manifest = {
@@ -116,13 +116,13 @@ def preprocess(
         "skipped": result.skipped,
         "computed": result.computed,
         "counts": result.counts,
-        "source_csv": str(input_csv),
-        "source_csv_sha256": hashlib.sha256(Path(input_csv).read_bytes()).hexdigest(),
+        "source_csv": str(cfg.input_path),
+        "source_csv_sha256": hashlib.sha256(Path(cfg.input_path).read_bytes()).hexdigest(),
         "input_key": key,
         "meerkat_version": __version__,
     }
     fileio.write_text(records.manifest_path(shard), json.dumps(manifest, indent=2) + "\n")
-    return Summary(shard, result.embedded, result.skipped, result.seconds, embedder if isinstance(embedder, Embedder) else None)
+    return Summary(shard, result.embedded, result.skipped, result.seconds)
 
 
 @dataclass
@@ -134,7 +134,7 @@ class _Embedded:
     counts: dict
 
 
-def _embed(rows, labels, shard: Path, embedder, cache: EmbeddingCache, batch_size: int, fault_name: str):
+def _write_shard(rows, labels, shard: Path, spec: BackboneSpec, cache: EmbeddingCache, batch_size: int) -> _Embedded:
     """Write `rows` to `shard` in CSV order, computing only the embeddings the cache lacks."""
     import tensorflow as tf
 
@@ -168,13 +168,15 @@ def _embed(rows, labels, shard: Path, embedder, cache: EmbeddingCache, batch_siz
             (todo_files if prepared is data else todo_converted).append((h, path))
     todo = len(todo_files) + len(todo_converted)
     log.info(
-        "%s: %d images, %d embeddings from the cache, %d to compute with %s (%s)",
-        shard.name, len(rows), len(scanned) - todo, todo, spec_name(embedder), precision_of(embedder),
+        "%s: %d images, %d embeddings from the cache, %d to compute with %s",
+        shard.name,
+        len(rows),
+        len(scanned) - todo,
+        todo,
+        spec.label,
     )
     if todo:
-        if isinstance(embedder, BackboneSpec):
-            embedder = Embedder(embedder)
-        failed = _compute(todo_files, todo_converted, embedder, cache, batch_size, fault_name)
+        failed = _compute(todo_files, todo_converted, embedder_for(spec), cache, batch_size, records.fault_name(shard))
         reason_of = dict(failed)  # by hash; copies of a crop that failed fail the same way
         skipped += [(p, reason_of[h]) for p, _, h in scanned if h in reason_of]
     computed_seconds = time.perf_counter() - start
@@ -196,27 +198,12 @@ def _embed(rows, labels, shard: Path, embedder, cache: EmbeddingCache, batch_siz
 
     order = {p: i for i, (p, _) in enumerate(rows)}
     skipped.sort(key=lambda s: order[s[0]])
-    with fileio.atomic_open(records.skipped_path(shard), "w", newline="", encoding="utf-8") as f:
-        csv.writer(f, lineterminator="\n").writerows([("path", "reason"), *skipped])
+    write_skipped(records.skipped_path(shard), skipped)
 
     rate = todo / computed_seconds if todo and computed_seconds > 0 else 0.0
     log.info("Embedded %d images (%d computed, %.1f images/s) in %.1f s -> %s", written, todo, rate, seconds, shard)
-    if skipped:
-        log.warning("warning: skipped %d unusable files (listed in %s):", len(skipped), records.skipped_path(shard))
-        for path, reason in skipped[:10]:
-            log.warning("  %s: %s", path, reason)
-        if len(skipped) > 10:
-            log.warning("  ... and %d more", len(skipped) - 10)
-    return _Embedded(written, len(skipped), todo, seconds, counts), embedder
-
-
-def spec_name(embedder) -> str:
-    spec = embedder if isinstance(embedder, BackboneSpec) else embedder.spec
-    return spec.name + (f" {spec.alpha}" if spec.alpha else "")
-
-
-def precision_of(embedder) -> str:
-    return (embedder if isinstance(embedder, BackboneSpec) else embedder.spec).precision
+    warn_skipped(skipped, records.skipped_path(shard))
+    return _Embedded(written, len(skipped), todo, seconds, counts)
 
 
 def _compute(todo_files, todo_converted, embedder: Embedder, cache: EmbeddingCache, batch_size: int, fault_name: str):
@@ -228,7 +215,7 @@ def _compute(todo_files, todo_converted, embedder: Embedder, cache: EmbeddingCac
     """
     import tensorflow as tf
 
-    from meerkat.images import decode_and_resize
+    from meerkat.decode import decode_and_resize
 
     size = embedder.size
 
@@ -251,15 +238,15 @@ def _compute(todo_files, todo_converted, embedder: Embedder, cache: EmbeddingCac
     ds = ds.with_options(options)
 
     total = len(todo_files) + len(todo_converted)
-    done = 0
+    embedded = 0
     start = last = time.perf_counter()
     for hashes, images in ds:
         embeddings = embedder.embed(images).numpy()
-        cache.put(zip(hashes.numpy(), embeddings))
-        done += len(embeddings)
+        cache.put(zip(hashes.numpy(), embeddings, strict=True))
+        embedded += len(embeddings)
         faults.point(f"preprocess:{fault_name}")
         if time.perf_counter() - last > PROGRESS_EVERY_S:
             last = time.perf_counter()
-            log.info("  %d/%d images, %.1f images/s", done, total, done / (last - start))
+            log.info("  %d/%d images, %.1f images/s", embedded, total, embedded / (last - start))
     stored = set(cache.get([h for h, _ in todo_files + todo_converted]))
     return [(h, decode_error(p)) for h, p in todo_files + todo_converted if h not in stored]

@@ -21,6 +21,12 @@ def shard_path(prefix, index: int, count: int) -> Path:
     return Path(f"{prefix}-{index:05d}-of-{count:05d}.tfrecord.gz")
 
 
+def fault_name(shard) -> str:
+    """`train:2` for train-00002-of-00004.tfrecord.gz: how faults.point names this shard's work."""
+    shard = Path(shard)
+    return f"{SHARD_RE.split(shard.name)[0]}:{int(SHARD_RE.search(shard.name).group(1))}"
+
+
 def manifest_path(shard) -> Path:
     return Path(str(shard).removesuffix(".tfrecord.gz") + ".json")
 
@@ -35,7 +41,9 @@ def encode_example(uri: str, label: int, embedding) -> bytes:
     feature = {
         "image_uri": tf.train.Feature(bytes_list=tf.train.BytesList(value=[uri.encode("utf-8")])),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-        "embedding": tf.train.Feature(float_list=tf.train.FloatList(value=embedding.tolist())),  # 4x faster than the array
+        "embedding": tf.train.Feature(
+            float_list=tf.train.FloatList(value=embedding.tolist())
+        ),  # 4x faster than the array
     }
     # deterministic: protobuf map order otherwise varies between processes
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
@@ -54,8 +62,8 @@ def find_shards(pattern: str) -> tuple[list[Path], dict]:
     if len(counts) > 1:
         raise MeerkatError(f"{pattern} mixes shard sets of sizes {sorted(counts)}; give one set")
     count = counts.pop()
-    done = {int(SHARD_RE.search(str(s)).group(1)) for s in shards if manifest_path(s).is_file()}
-    missing = sorted(set(range(count)) - done)
+    complete = {int(SHARD_RE.search(str(s)).group(1)) for s in shards if manifest_path(s).is_file()}
+    missing = sorted(set(range(count)) - complete)
     if missing:
         raise MeerkatError(
             f"{pattern}: shards {', '.join(map(str, missing))} of {count} are missing or incomplete; "
@@ -63,7 +71,7 @@ def find_shards(pattern: str) -> tuple[list[Path], dict]:
         )
     manifests = [read_manifest(s) for s in shards]
     first = manifests[0]
-    for s, m in zip(shards[1:], manifests[1:]):
+    for s, m in zip(shards[1:], manifests[1:], strict=True):
         for key, what in SAME_IN_A_SET.items():
             if m.get(key) != first.get(key):
                 raise MeerkatError(
@@ -96,6 +104,7 @@ def read_manifest(shard) -> dict:
 
 
 def spec_of(manifest: dict) -> BackboneSpec:
+    """The backbone that made the records of `manifest`."""
     return BackboneSpec(**manifest["backbone"])
 
 

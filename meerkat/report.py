@@ -1,10 +1,10 @@
 """Stage 5: eval-set predictions -> report/metrics.json and report/predictions.csv."""
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from meerkat import fileio
 
@@ -41,10 +41,15 @@ def write_report(report_dir, uris, labels, scores, names) -> dict:
     """metrics.json and predictions.csv: same inputs and seed, same bytes (timings go to run.json)."""
     report_dir = Path(report_dir)
     result = metrics(labels, scores, names)
+    table = pd.DataFrame(
+        {
+            "image_uri": uris,
+            "label": np.take(names, labels),
+            "predicted": np.take(names, scores.argmax(1)),
+            "score_positive": scores[:, 0],
+        }
+    )
     with fileio.atomic_open(report_dir / "predictions.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["image_uri", "label", "predicted", "score_positive"])
-        for uri, label, score in zip(uris, labels, scores):
-            w.writerow([uri, names[label], names[int(score.argmax())], f"{score[0]:.6f}"])
+        table.to_csv(f, index=False, lineterminator="\n", float_format="%.6f")
     fileio.write_text(report_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -12,7 +12,9 @@ def _env_int(name: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise UsageError(f"${name} must be an integer, received {value!r}; pass --shard-index and --num-shards instead") from None
+        raise UsageError(
+            f"${name} must be an integer, received {value!r}; pass --shard-index and --num-shards instead"
+        ) from None
 
 
 def array_shard(shard_index: int | None, num_shards: int | None) -> tuple[int, int]:

@@ -12,42 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from meerkat import faults, fileio, records
-from meerkat.errors import MeerkatError, UsageError
-from meerkat.settings import DEFAULT_SEED, MIN_IMAGES_PER_CLASS
+from meerkat.config import TrainConfig
+from meerkat.errors import MeerkatError
+from meerkat.settings import MIN_IMAGES_PER_CLASS
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Head training.
-
-    epochs: passes over the training set (ignored when max_steps is set).
-    max_steps: stop after this many batches instead.
-    batch_size, learning_rate: Adam's batch and step size.
-    hidden_units, dropout: the one hidden layer and the dropout after it.
-    seed: weight init and batch order; same seed, same model.
-    """
-
-    epochs: int = 30
-    max_steps: int | None = None
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    hidden_units: int = 512
-    dropout: float = 0.5
-    seed: int = DEFAULT_SEED
-
-    def __post_init__(self):
-        if self.epochs < 1:
-            raise UsageError(f"--epochs must be at least 1, received {self.epochs}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise UsageError(f"--max-steps must be at least 1, received {self.max_steps}")
-        if self.batch_size < 1 or self.hidden_units < 1:
-            raise UsageError("--batch-size and --hidden-units must be at least 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UsageError(f"--dropout must be in [0, 1), received {self.dropout}")
-        if self.learning_rate <= 0:
-            raise UsageError(f"--learning-rate must be positive, received {self.learning_rate}")
 
 
 @dataclass
@@ -109,7 +78,9 @@ def evaluate(head, data: Embeddings) -> tuple[float, float, np.ndarray]:
     """Mean cross-entropy, accuracy and softmax scores [N, 2] of `head` on `data`."""
     import tensorflow as tf
 
-    logits = np.concatenate([head(data.vectors[i : i + 8192], training=False).numpy() for i in range(0, len(data.uris), 8192)])
+    logits = np.concatenate(
+        [head(data.vectors[i : i + 8192], training=False).numpy() for i in range(0, len(data.uris), 8192)]
+    )
     probs = tf.nn.softmax(logits).numpy()
     loss = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(data.labels, logits)))
     accuracy = float((probs.argmax(1) == data.labels).mean())
@@ -134,7 +105,9 @@ def _restore_checkpoint(path: Path, fingerprint: str, head, optimizer) -> int:
         return int(ckpt["step"])
 
 
-def train(train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir: Path, checkpoint: Path, fingerprint: str):
+def train(
+    train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir: Path, checkpoint: Path, fingerprint: str
+):
     """Train a head on `train_set`; return it (a Keras model giving logits).
 
     After every epoch the whole state (weights, Adam, the dropout RNG) goes to `checkpoint`, so a
@@ -155,7 +128,11 @@ def train(train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir:
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     dim = train_set.vectors.shape[1]
-    signature = [tf.TensorSpec([None, dim], tf.float32), tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64)]
+    signature = [
+        tf.TensorSpec([None, dim], tf.float32),
+        tf.TensorSpec([None], tf.int64),
+        tf.TensorSpec([None], tf.int64),
+    ]
 
     @tf.function(input_signature=signature)
     def run_steps(x, y, order):
@@ -165,11 +142,13 @@ def train(train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir:
             batch = order[start : start + cfg.batch_size]
             with tf.GradientTape() as tape:
                 loss = loss_fn(tf.gather(y, batch), head(tf.gather(x, batch), training=True))
-            optimizer.apply_gradients(zip(tape.gradient(loss, head.trainable_variables), head.trainable_variables))
+            optimizer.apply_gradients(
+                zip(tape.gradient(loss, head.trainable_variables), head.trainable_variables, strict=True)
+            )
 
-    done = _restore_checkpoint(checkpoint, fingerprint, head, optimizer)
-    if done:
-        log.info("Resuming training from the checkpoint at step %d of %d", done, total_steps)
+    resumed_at = _restore_checkpoint(checkpoint, fingerprint, head, optimizer)
+    if resumed_at:
+        log.info("Resuming training from the checkpoint at step %d of %d", resumed_at, total_steps)
     else:
         fileio.remove(logdir, "new training curves")  # an earlier run's curves would mix with these
     writers = {}
@@ -186,7 +165,7 @@ def train(train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir:
         len(eval_set.uris),
     )
     x, y = tf.constant(train_set.vectors), tf.constant(train_set.labels)
-    global_step = done
+    global_step = resumed_at
     while global_step < total_steps:
         epoch = global_step // steps_per_epoch
         steps = min(steps_per_epoch, total_steps - global_step)
@@ -200,8 +179,12 @@ def train(train_set: Embeddings, eval_set: Embeddings, cfg: TrainConfig, logdir:
                 tf.summary.scalar("loss", loss)
                 tf.summary.scalar("accuracy", accuracy)
             writers[name].flush()
-        (tl, ta), (el, ea) = figures["train"], figures["eval"]
-        log.info("Eval, step %d: on train set %.4f, %.4f / on eval set %.4f, %.4f", global_step, tl, ta, el, ea)
+        log.info(
+            "Eval, step %d: on train set %.4f, %.4f / on eval set %.4f, %.4f",
+            global_step,
+            *figures["train"],
+            *figures["eval"],
+        )
         _save_checkpoint(checkpoint, global_step, fingerprint, head, optimizer)
         faults.point(f"train:epoch-{epoch + 1}")
     for w in writers.values():

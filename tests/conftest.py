@@ -52,7 +52,9 @@ def write_image(path: Path, seed: int = 0, size=(96, 128), ext=None, positive=Fa
     return path
 
 
-def make_samples(root: Path, train=(6, 8), test=(3, 3), names=("Training", "Testing", "Positives", "Negatives")) -> Path:
+def make_samples(
+    root: Path, train=(6, 8), test=(3, 3), names=("Training", "Testing", "Positives", "Negatives")
+) -> Path:
     """Samples/{Training,Testing}/{Positives,Negatives} of generated JPEGs; test=None: no Testing."""
     tr, te, pos, neg = names
     for split, counts in ((tr, train), (te, test)):

@@ -27,7 +27,9 @@ def check_tf2(model_dir: Path, images: list[bytes]) -> dict:
     assert out["prediction"].dtype == tf.int64 and (prediction == scores.argmax(1)).all()
     assert [s.decode() for s in label] == [("positive", "negative")[i] for i in prediction]
 
-    keyed = loaded.signatures["predict_with_key"](image_bytes=tf.constant(images), key=tf.constant([f"k{i}" for i in range(len(images))]))
+    keyed = loaded.signatures["predict_with_key"](
+        image_bytes=tf.constant(images), key=tf.constant([f"k{i}" for i in range(len(images))])
+    )
     assert [k.decode() for k in keyed["key"].numpy()] == [f"k{i}" for i in range(len(images))]
     np.testing.assert_allclose(keyed["scores"].numpy(), scores, atol=1e-6)
     return {"scores": scores, "label": label}

@@ -3,14 +3,20 @@
 import shutil
 
 import pytest
-
 from conftest import assert_user_error, make_samples
-from meerkat import backbones
-from meerkat.errors import MeerkatError, UsageError
 
+from meerkat import backbones, weights
+from meerkat.config import BackboneConfig
+from meerkat.errors import MeerkatError, UsageError
 
 MOBILENET_035 = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 INCEPTION = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def resolve(name, alpha, weights_option):
+    return backbones.resolve(BackboneConfig(name, alpha, weights_option))
+
+
 OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}  # a closed port: fails at once
 
 
@@ -33,40 +39,43 @@ def test_imagenet_weights_come_from_the_baked_in_folder_first(offline):
     baked, cache = offline
     for d in offline:  # a whole HDF5 file: Keras publishes no hash for MobileNetV2
         shutil.copy(WEIGHTS, d / MOBILENET_035)
-    spec = backbones.resolve("mobilenet_v2", 0.35, "imagenet")
+    spec = resolve("mobilenet_v2", 0.35, "imagenet")
     assert spec.weights == str(baked / MOBILENET_035)
-    assert spec.weights_sha256 == backbones.sha256(WEIGHTS)
+    assert spec.weights_sha256 == weights.sha256(WEIGHTS)
     (baked / MOBILENET_035).unlink()
-    assert backbones.resolve("mobilenet_v2", 0.35, "imagenet").weights == str(cache / MOBILENET_035)
+    assert resolve("mobilenet_v2", 0.35, "imagenet").weights == str(cache / MOBILENET_035)
 
 
 def test_weights_hash_check_against_a_hash_worked_out_here(tmp_path, monkeypatch):
     path = tmp_path / INCEPTION
     path.write_bytes(b"abc")
     # md5(b"abc") and sha256(b"abc"), the RFC 1321 and FIPS 180-2 test vectors.
-    for digest in ("900150983cd24fb0d6963f7d28e17f72", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"):
-        monkeypatch.setitem(backbones.PUBLISHED_HASHES, INCEPTION, digest)
-        assert backbones.weights_problem(path) is None
-    monkeypatch.setitem(backbones.PUBLISHED_HASHES, INCEPTION, "0" * 32)
-    assert "its md5 is 900150983cd24fb0d6963f7d28e17f72" in backbones.weights_problem(path)
+    for digest in (
+        "900150983cd24fb0d6963f7d28e17f72",
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    ):
+        monkeypatch.setitem(weights.PUBLISHED_HASHES, INCEPTION, digest)
+        assert weights.weights_problem(path) is None
+    monkeypatch.setitem(weights.PUBLISHED_HASHES, INCEPTION, "0" * 32)
+    assert "its md5 is 900150983cd24fb0d6963f7d28e17f72" in weights.weights_problem(path)
 
 
 def test_published_hashes_are_keras_own():
     # Copied from keras/src/applications/inception_v3.py and efficientnet_v2.py.
-    assert backbones.PUBLISHED_HASHES == {
+    assert weights.PUBLISHED_HASHES == {
         INCEPTION: "bcbd6486424b2319ff4ef7d526e38f63",
         "efficientnetv2-b0_notop.h5": "893217f2bb855e2983157299931e43ff",
     }
     for name, arch in backbones.ARCHITECTURES.items():
         filename = arch.weights_file(1.0).rsplit("/", 1)[1]
-        assert (filename in backbones.PUBLISHED_HASHES) == (name != "mobilenet_v2")
+        assert (filename in weights.PUBLISHED_HASHES) == (name != "mobilenet_v2")
 
 
 def test_a_cached_file_that_matches_the_published_hash_is_used(offline, monkeypatch):
     _, cache = offline
     (cache / INCEPTION).write_bytes(b"abc")
-    monkeypatch.setitem(backbones.PUBLISHED_HASHES, INCEPTION, "900150983cd24fb0d6963f7d28e17f72")
-    spec = backbones.resolve("inception_v3", None, "imagenet")
+    monkeypatch.setitem(weights.PUBLISHED_HASHES, INCEPTION, "900150983cd24fb0d6963f7d28e17f72")
+    spec = resolve("inception_v3", None, "imagenet")
     assert spec.weights == str(cache / INCEPTION) and (cache / INCEPTION).exists()
 
 
@@ -95,7 +104,7 @@ def test_a_cut_off_mobilenet_file_without_a_published_hash_is_caught_too(offline
     _, cache = offline
     cut_off_download(cache / MOBILENET_035, WEIGHTS.read_bytes()[:100_000])
     with pytest.raises(MeerkatError, match=f"cached file {cache / MOBILENET_035} was corrupt .*truncated file"):
-        backbones.resolve("mobilenet_v2", 0.35, "imagenet")
+        resolve("mobilenet_v2", 0.35, "imagenet")
     assert not (cache / MOBILENET_035).exists()
 
 
@@ -103,7 +112,7 @@ def test_a_damaged_file_meerkat_did_not_download_is_named_and_kept(offline):
     _, cache = offline
     (cache / INCEPTION).write_bytes(b"someone else's file")
     with pytest.raises(MeerkatError, match=f"{cache / INCEPTION} is damaged .* meerkat did not download it"):
-        backbones.resolve("inception_v3", None, "imagenet")
+        resolve("inception_v3", None, "imagenet")
     assert (cache / INCEPTION).read_bytes() == b"someone else's file"
 
 
@@ -125,16 +134,18 @@ def test_offline_without_a_file_fails_with_one_line_naming_it(tmp_path, cli):
         "https_proxy": "http://127.0.0.1:9",
     }
     result = cli("run", samples, tmp_path / "out", "--backbone", "inception_v3", env=env)
-    assert_user_error(result, 1, "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", "--weights PATH", "MEERKAT_WEIGHTS_DIR")
+    assert_user_error(
+        result, 1, "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", "--weights PATH", "MEERKAT_WEIGHTS_DIR"
+    )
 
 
 def test_alpha_is_checked_against_the_backbone():
     with pytest.raises(UsageError, match="only to mobilenet_v2"):
-        backbones.resolve("inception_v3", 0.5, "none")
+        resolve("inception_v3", 0.5, "none")
     with pytest.raises(UsageError, match="received 0.3"):
-        backbones.resolve("mobilenet_v2", 0.3, "none")
+        resolve("mobilenet_v2", 0.3, "none")
     with pytest.raises(UsageError, match="unknown backbone 'resnet'"):
-        backbones.resolve("resnet", None, "none")
+        resolve("resnet", None, "none")
 
 
 def test_weights_of_another_backbone_are_refused_by_name(tmp_path):
@@ -142,7 +153,7 @@ def test_weights_of_another_backbone_are_refused_by_name(tmp_path):
 
     if not WEIGHTS.exists():
         pytest.skip(f"shared weights not found at {WEIGHTS}")
-    spec = backbones.resolve("mobilenet_v2", 1.0, str(WEIGHTS))  # the file is for alpha 0.35
+    spec = resolve("mobilenet_v2", 1.0, str(WEIGHTS))  # the file is for alpha 0.35
     with pytest.raises(MeerkatError, match="does not fit backbone mobilenet_v2 --alpha 1.0"):
         backbones.build(spec)
 
@@ -153,7 +164,7 @@ def test_changed_weights_file_is_refused(tmp_path):
     if not WEIGHTS.exists():
         pytest.skip(f"shared weights not found at {WEIGHTS}")
     copy = str(shutil.copy(WEIGHTS, tmp_path / "w.weights.h5"))
-    spec = backbones.resolve("mobilenet_v2", 0.35, copy)
+    spec = resolve("mobilenet_v2", 0.35, copy)
     (tmp_path / "w.weights.h5").write_bytes(b"different")
     with pytest.raises(MeerkatError, match="changed since these records were made"):
         backbones.build(spec)
@@ -163,6 +174,6 @@ def test_random_weights_come_with_a_loud_warning(caplog, monkeypatch):
     import logging
 
     monkeypatch.setattr(logging.getLogger("meerkat"), "propagate", True)  # the CLI turns it off
-    spec = backbones.resolve("mobilenet_v2", 0.35, "none")
+    spec = resolve("mobilenet_v2", 0.35, "none")
     assert spec.weights == "none" and spec.weights_sha256 is None
     assert "will NOT be useful" in caplog.text

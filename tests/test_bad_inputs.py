@@ -3,7 +3,6 @@
 import csv
 import io
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -13,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import TINY, assert_user_error, make_samples, write_image
 from PIL import Image
 
-from conftest import TINY, assert_user_error, make_samples, write_image
 from meerkat.settings import MAX_PIXELS
 
 
@@ -31,6 +30,7 @@ def pil_bytes(image: Image.Image, fmt: str, **kw) -> bytes:
 
 def huge_png(width=20000, height=20000) -> bytes:
     """A real, valid 1-bit PNG of width x height (about 50 kB: all black)."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -65,7 +65,10 @@ USABLE = {
 SKIPPED = {
     "truncated.jpg": (lambda: cv2.imencode(".jpg", rgb(20, 200, 200))[1].tobytes()[:3000], "cannot decode"),
     "zero.jpg": (lambda: b"", "empty file (0 bytes)"),
-    "page.jpg": (lambda: b"<!DOCTYPE html><html><body>404</body></html>", "not an image (text starting '<!DOCTYPE html><html'"),
+    "page.jpg": (
+        lambda: b"<!DOCTYPE html><html><body>404</body></html>",
+        "not an image (text starting '<!DOCTYPE html><html'",
+    ),
     "huge.png": (huge_png, f"20000x20000 pixels is over the limit of {MAX_PIXELS // 1_000_000} megapixels"),
 }
 
@@ -96,7 +99,9 @@ def messy(tmp_path_factory):
     out = root / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "meerkat", "run", str(samples), str(out), *TINY, "--epochs", "1", "--no-balance"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     return samples, out, proc
 
@@ -149,9 +154,9 @@ def _with_exif_orientation(jpeg: bytes, value: int) -> bytes:
 def test_exif_orientation_is_not_applied_in_training_or_serving(messy):
     """A rotation tag changes no score; rotating the pixels themselves does, so the test can tell."""
     import tensorflow as tf
-
     from contract import check_tf2
-    from meerkat.images import decode_and_resize
+
+    from meerkat.decode import decode_and_resize
 
     _, out, _ = messy
     pixels = rgb(19)
@@ -159,7 +164,9 @@ def test_exif_orientation_is_not_applied_in_training_or_serving(messy):
     plain = cv2.imencode(".jpg", pixels)[1].tobytes()
     tagged = _with_exif_orientation(plain, 6)
     rotated = cv2.imencode(".jpg", np.ascontiguousarray(np.rot90(pixels, -1)))[1].tobytes()  # what 6 asks for
-    assert Image.open(io.BytesIO(tagged)).getexif()[0x0112] == 6 and 0x0112 not in Image.open(io.BytesIO(plain)).getexif()
+    assert (
+        Image.open(io.BytesIO(tagged)).getexif()[0x0112] == 6 and 0x0112 not in Image.open(io.BytesIO(plain)).getexif()
+    )
 
     # preprocess (training) feeds the backbone decode_and_resize's output; the model serves through it too
     seen = [decode_and_resize(tf.constant(b), 224).numpy() for b in (plain, tagged, rotated)]
@@ -175,8 +182,16 @@ def test_a_file_that_disappears_after_createdocs_is_skipped(tmp_path, cli):
     assert cli("createdocs", samples, "--output", tmp_path / "o").exit_code == 0
     (samples / "Training" / "Positives" / "p1.jpg").unlink()
     docs = tmp_path / "o" / "docs"
-    result = cli("preprocess", "--input-path", docs / "trainingdata.csv", "--input-dict", docs / "dict.txt",
-                 "--output-path", tmp_path / "o" / "records" / "train", *TINY)
+    result = cli(
+        "preprocess",
+        "--input-path",
+        docs / "trainingdata.csv",
+        "--input-dict",
+        docs / "dict.txt",
+        "--output-path",
+        tmp_path / "o" / "records" / "train",
+        *TINY,
+    )
     assert result.exit_code == 0, result.output
     assert "p1.jpg: file not found" in result.output
 
@@ -191,7 +206,9 @@ def test_too_few_usable_images_in_a_class_is_one_line(tmp_path, cli):
 
 def test_images_directly_in_samples(tmp_path, cli):
     write_image(tmp_path / "S" / "a.jpg")
-    assert_user_error(cli("createdocs", tmp_path / "S", "--output", tmp_path / "o"), 1, "found 1 images but no Training folder")
+    assert_user_error(
+        cli("createdocs", tmp_path / "S", "--output", tmp_path / "o"), 1, "found 1 images but no Training folder"
+    )
 
 
 def test_records_of_another_backbone_are_named_before_training(tmp_path, cli):
@@ -199,10 +216,31 @@ def test_records_of_another_backbone_are_named_before_training(tmp_path, cli):
     assert cli("createdocs", samples, "--output", tmp_path / "o").exit_code == 0
     docs = tmp_path / "o" / "docs"
     for name, csv_name, alpha in (("train", "trainingdata.csv", "0.35"), ("eval", "testingdata.csv", "0.5")):
-        result = cli("preprocess", "--input-path", docs / csv_name, "--input-dict", docs / "dict.txt",
-                     "--output-path", tmp_path / "r" / name, "--backbone", "mobilenet_v2", "--alpha", alpha, "--weights", "none")
+        result = cli(
+            "preprocess",
+            "--input-path",
+            docs / csv_name,
+            "--input-dict",
+            docs / "dict.txt",
+            "--output-path",
+            tmp_path / "r" / name,
+            "--backbone",
+            "mobilenet_v2",
+            "--alpha",
+            alpha,
+            "--weights",
+            "none",
+        )
         assert result.exit_code == 0, result.output
-    result = cli("train", "--train-data", tmp_path / "r" / "train", "--eval-data", tmp_path / "r" / "eval", "--output-dir", tmp_path / "t")
+    result = cli(
+        "train",
+        "--train-data",
+        tmp_path / "r" / "train",
+        "--eval-data",
+        tmp_path / "r" / "eval",
+        "--output-dir",
+        tmp_path / "t",
+    )
     assert_user_error(result, 1, str(tmp_path / "r" / "train"), str(tmp_path / "r" / "eval"), "same backbone")
 
 

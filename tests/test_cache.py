@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import TINY, make_samples, write_image
+
 from meerkat import records
 
 pytestmark = pytest.mark.slow
@@ -32,11 +32,15 @@ def test_warm_cache_new_images_and_head_options(tmp_path):
     # Same Samples, new output folder, shared cache: nothing is embedded again.
     warm = meerkat_run(samples, tmp_path / "b", "--cache-dir", cache)
     assert computed(warm) == [0, 0]
-    assert (tmp_path / "a" / "report" / "metrics.json").read_bytes() == (tmp_path / "b" / "report" / "metrics.json").read_bytes()
+    assert (tmp_path / "a" / "report" / "metrics.json").read_bytes() == (
+        tmp_path / "b" / "report" / "metrics.json"
+    ).read_bytes()
     # Two new crops: only they are embedded.
     for i in range(2):
         write_image(samples / "Training" / "Positives" / f"new{i}.jpg", seed=100 + i, positive=True)
-    assert computed(meerkat_run(samples, tmp_path / "b", "--cache-dir", cache, "--no-balance")) == [2]  # eval: reused whole
+    assert computed(meerkat_run(samples, tmp_path / "b", "--cache-dir", cache, "--no-balance")) == [
+        2
+    ]  # eval: reused whole
     # Only a head option changed: shards are reused as they are, the head is retrained.
     head_only = meerkat_run(samples, tmp_path / "b", "--cache-dir", cache, "--no-balance", "--hidden-units", "64")
     assert head_only.count("Reusing finished shard") == 2 and "Training on 14 embeddings" in head_only

@@ -5,14 +5,18 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import make_samples
 
 COMMANDS = ["createdocs", "preprocess", "train", "run", "predict", "demo-samples"]
 
 
 def meerkat(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "meerkat", *map(str, args)], capture_output=True, text=True, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "meerkat", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -31,14 +35,20 @@ def test_version():
 def test_user_error_is_one_line_without_traceback(tmp_path):
     result = meerkat("createdocs", tmp_path / "missing", "--output", tmp_path / "o")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"error: Samples folder not found: {tmp_path / 'missing'}; pass the folder that holds Training/Positives and Training/Negatives"]
+    assert result.stderr.strip().splitlines() == [
+        f"error: Samples folder not found: {tmp_path / 'missing'}; "
+        "pass the folder that holds Training/Positives and Training/Negatives"
+    ]
     debug = meerkat("--debug", "createdocs", tmp_path / "missing", "--output", tmp_path / "o")
     assert "Traceback" in debug.stderr
 
 
 def test_options_come_from_meerkat_environment_variables(tmp_path):
     samples = make_samples(tmp_path / "S", train=(2, 5))
-    result = meerkat("createdocs", env={"MEERKAT_SAMPLES": str(samples), "MEERKAT_OUTPUT": str(tmp_path / "o"), "MEERKAT_BALANCE": "false"})
+    result = meerkat(
+        "createdocs",
+        env={"MEERKAT_SAMPLES": str(samples), "MEERKAT_OUTPUT": str(tmp_path / "o"), "MEERKAT_BALANCE": "false"},
+    )
     assert result.returncode == 0, result.stderr
     assert "Negative training samples: 5" in result.stdout
 

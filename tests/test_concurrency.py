@@ -6,8 +6,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import TINY, make_samples
+
 from meerkat import records
 
 pytestmark = pytest.mark.slow
@@ -19,10 +19,26 @@ def test_two_processes_write_different_shards_into_one_folder(tmp_path, cli):
     docs = tmp_path / "o" / "docs"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "meerkat", "preprocess", "--input-path", str(docs / "trainingdata.csv"),
-             "--input-dict", str(docs / "dict.txt"), "--output-path", str(tmp_path / "shared" / "train"),
-             "--shard-index", str(i), "--num-shards", "2", *TINY],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "meerkat",
+                "preprocess",
+                "--input-path",
+                str(docs / "trainingdata.csv"),
+                "--input-dict",
+                str(docs / "dict.txt"),
+                "--output-path",
+                str(tmp_path / "shared" / "train"),
+                "--shard-index",
+                str(i),
+                "--num-shards",
+                "2",
+                *TINY,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(2)
     ]
@@ -48,5 +64,7 @@ def test_second_run_on_the_same_output_refuses_while_the_first_works(tmp_path):
     assert first.returncode == 0, err
     assert second.returncode == 1
     lines = second.stderr.strip().splitlines()
-    assert lines[-1].startswith(f"error: {out} is in use by another meerkat run (pid {first.pid} on {socket.gethostname()},")
+    assert lines[-1].startswith(
+        f"error: {out} is in use by another meerkat run (pid {first.pid} on {socket.gethostname()},"
+    )
     assert not lock.exists(), "the lock is released when the run ends"

@@ -22,7 +22,9 @@ def tree_digest(root: Path) -> str:
 
 
 def test_writes_csvs_dict_and_counts_for_case_and_plural_variants(tmp_path, cli):
-    samples = make_samples(tmp_path / "S", train=(4, 4), test=(2, 3), names=("training", "TESTING", "positive", "NEGATIVES"))
+    samples = make_samples(
+        tmp_path / "S", train=(4, 4), test=(2, 3), names=("training", "TESTING", "positive", "NEGATIVES")
+    )
     before = tree_digest(samples)
     result = cli("createdocs", samples, "--output", tmp_path / "out")
     assert result.exit_code == 0, result.output
@@ -52,7 +54,11 @@ def test_undersamples_negatives_repeatably_and_no_balance_keeps_all(tmp_path, cl
 
 
 def test_without_testing_holds_out_a_stable_sixth(tmp_path, cli):
-    samples = make_samples(tmp_path / "S", train=(30, 30), test=None, )
+    samples = make_samples(
+        tmp_path / "S",
+        train=(30, 30),
+        test=None,
+    )
     assert cli("createdocs", samples, "--output", tmp_path / "a", "--no-balance").exit_code == 0
     held = {p for p, _ in rows(tmp_path / "a" / "docs" / "testingdata.csv")}
     trained = {p for p, _ in rows(tmp_path / "a" / "docs" / "trainingdata.csv")}
@@ -90,7 +96,9 @@ def test_paths_with_commas_spaces_and_unicode_round_trip(tmp_path, cli):
 
 
 def test_missing_samples_folder(tmp_path, cli):
-    assert_user_error(cli("createdocs", tmp_path / "nope", "--output", tmp_path / "o"), 1, "Samples folder not found", "nope")
+    assert_user_error(
+        cli("createdocs", tmp_path / "nope", "--output", tmp_path / "o"), 1, "Samples folder not found", "nope"
+    )
 
 
 def test_missing_training_folder(tmp_path, cli):

@@ -12,10 +12,12 @@ import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from meerkat import backbones
-spec = backbones.resolve("mobilenet_v2", 0.35, {str(WEIGHTS) if WEIGHTS.exists() else "none"!r})
+from meerkat.config import BackboneConfig
+from meerkat.embedder import Embedder
+spec = backbones.resolve(BackboneConfig("mobilenet_v2", 0.35, {str(WEIGHTS) if WEIGHTS.exists() else "none"!r}))
 images = tf.random.stateless_uniform([7, 224, 224, 3], seed=[1, 2], maxval=255.0)
-one = backbones.Embedder(spec, ["/CPU:0"]).embed(images).numpy()
-two = backbones.Embedder(spec, ["/CPU:0", "/CPU:1"])
+one = Embedder(spec, ["/CPU:0"]).embed(images).numpy()
+two = Embedder(spec, ["/CPU:0", "/CPU:1"])
 split = two.embed(images).numpy()
 assert two.embed(images[:1]).shape == (1, 1280)  # a batch smaller than the device count
 np.testing.assert_allclose(split, one, rtol=1e-4, atol=1e-5)
@@ -30,12 +32,12 @@ def test_batches_split_over_two_devices_match_one_device():
 
 
 def test_precision_and_batch_size_follow_the_gpus_in_use():
-    from meerkat import backbones, devices
+    from meerkat import devices
 
     gpu = ["/physical_device:GPU:0"]
-    assert backbones.choose_precision("auto", gpu) == "float16"
-    assert backbones.choose_precision("auto", []) == "float32"
-    assert backbones.choose_precision("bfloat16", gpu) == "bfloat16"
+    assert devices.choose_precision("auto", gpu) == "float16"
+    assert devices.choose_precision("auto", []) == "float32"
+    assert devices.choose_precision("bfloat16", gpu) == "bfloat16"
     assert devices.batch_size(None, gpu) == 128
     assert devices.batch_size(None, []) == 32
     assert devices.batch_size(64, gpu) == 64
@@ -45,11 +47,12 @@ def test_precision_and_batch_size_follow_the_gpus_in_use():
 GPUS_ZERO = """
 import tensorflow as tf
 from meerkat import backbones, devices
+from meerkat.config import BackboneConfig
 physical = [g.name for g in tf.config.list_physical_devices("GPU")]
 assert devices.select_gpus(None) == physical
 assert devices.select_gpus(0) == [] == devices.gpus_in_use()
 # On a GPU host these are what --gpus 0 used to get wrong: float16 and batch 128.
-assert backbones.resolve("mobilenet_v2", 0.35, "none", "auto").precision == "float32"
+assert backbones.resolve(BackboneConfig("mobilenet_v2", 0.35, "none", "auto", gpus=0)).precision == "float32"
 assert devices.batch_size(None) == 32
 assert devices.compute_devices() == ["/CPU:0"]
 print("ok", len(physical))

@@ -1,14 +1,12 @@
 """`meerkat run` on DeepMeerkat's own sample crops with real ImageNet weights, as a user runs it."""
 
 import json
-import os
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
-
 from conftest import SAMPLES, WEIGHTS, needs_shared
 from contract import check_dict, check_tf1, check_tf2, jpeg_of, predictions
 
@@ -20,14 +18,34 @@ def real_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e") / "out"
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "meerkat", "run", str(SAMPLES), str(out),
-         "--backbone", "mobilenet_v2", "--alpha", "0.35", "--weights", str(WEIGHTS)],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "meerkat",
+            "run",
+            str(SAMPLES),
+            str(out),
+            "--backbone",
+            "mobilenet_v2",
+            "--alpha",
+            "0.35",
+            "--weights",
+            str(WEIGHTS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     seconds = time.perf_counter() - start
     assert proc.returncode == 0, proc.stdout + proc.stderr
     print(f"\nend-to-end `meerkat run` wall time: {seconds:.1f} s")
-    print("\n".join(l for l in proc.stdout.splitlines() if l.startswith(("Embedded", "Eval set", "Positive", "Negative"))))
+    print(
+        "\n".join(
+            line
+            for line in proc.stdout.splitlines()
+            if line.startswith(("Embedded", "Eval set", "Positive", "Negative"))
+        )
+    )
     return out, proc.stdout
 
 

@@ -5,7 +5,6 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import SAMPLES, needs_shared
 
 IMAGE = os.environ.get("TEST_IMAGE")

@@ -7,11 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
-
 from conftest import TINY, assert_user_error, make_samples
+
 from meerkat import fileio, locks
 
 HOLD = """
@@ -35,7 +34,9 @@ def test_a_live_holder_is_refused_by_pid_and_released_when_it_dies(tmp_path, cli
     out.mkdir()
     proc = holder(out)
     try:
-        assert_user_error(cli("run", samples, out, *TINY, "--epochs", 1), 1, "is in use by another meerkat run", f"pid {proc.pid}")
+        assert_user_error(
+            cli("run", samples, out, *TINY, "--epochs", 1), 1, "is in use by another meerkat run", f"pid {proc.pid}"
+        )
     finally:
         proc.kill()
         proc.wait()
@@ -57,9 +58,15 @@ def test_a_run_killed_as_pid_1_on_another_host_does_not_block_the_rerun(tmp_path
     out = tmp_path / "out"
     run = [sys.executable, "-m", "meerkat", "run", str(samples), str(out), *TINY, "--epochs", "3", "--batch-size", "4"]
     container = ["unshare", "--uts", "--pid", "--fork", "sh", "-c", 'hostname container-a && exec "$@"', "sh", *run]
-    killed = subprocess.run(container, capture_output=True, text=True, env={**os.environ, "MEERKAT_KILL_AT": "train:epoch-2"})
+    killed = subprocess.run(
+        container, capture_output=True, text=True, env={**os.environ, "MEERKAT_KILL_AT": "train:epoch-2"}
+    )
     assert killed.returncode == 137, killed.stderr  # pid 1 exits with 128 + SIGKILL
-    assert json.loads((out / ".meerkat.lock").read_text()) | {"started": 0} == {"pid": 1, "host": "container-a", "started": 0}
+    assert json.loads((out / ".meerkat.lock").read_text()) | {"started": 0} == {
+        "pid": 1,
+        "host": "container-a",
+        "started": 0,
+    }
     again = subprocess.run(run, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert "Resuming training from the checkpoint at step 4 of 6" in again.stdout
@@ -93,8 +100,11 @@ with fileio.atomic_open(sys.argv[1]) as f:
 
 def test_cleanup_leaves_a_live_writers_temporary_and_removes_a_dead_ones(tmp_path):
     records = tmp_path / "records"
-    worker = subprocess.Popen([sys.executable, "-c", WRITE, str(records / "train-00001-of-00002.tfrecord.gz")],
-                              stdout=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WRITE, str(records / "train-00001-of-00002.tfrecord.gz")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert worker.stdout.readline().strip() == "writing"
     temps = [p for p in records.iterdir() if fileio.is_temp(p)]
     assert len(temps) == 1

@@ -3,11 +3,9 @@
 import json
 
 import numpy as np
-import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from conftest import assert_user_error, make_samples
 from contract import check_dict, check_tf1, check_tf2, predictions
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 def test_exported_model_meets_the_contract_and_matches_the_report(tiny_run):
@@ -29,7 +27,7 @@ def test_model_accepts_png_and_crops_of_any_size(tiny_run):
 
     rng = np.random.default_rng(1)
     crops = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((17, 300), (640, 480), (224, 224))]
-    images = [cv2.imencode(ext, c)[1].tobytes() for c, ext in zip(crops, (".jpg", ".png", ".jpg"))]
+    images = [cv2.imencode(ext, c)[1].tobytes() for c, ext in zip(crops, (".jpg", ".png", ".jpg"), strict=True)]
     assert check_tf2(tiny_run / "model", images)["scores"].shape == (3, 2)
 
 
@@ -61,16 +59,42 @@ def test_report_has_metrics_for_every_eval_image(tiny_run):
 
 def test_train_from_preprocessed_sets_and_its_errors(tiny_run, tmp_path, cli):
     rec = tiny_run / "records"
-    result = cli("train", "--train-data", rec / "train", "--eval-data", f"{rec}/eval-*.tfrecord.gz", "--output-dir", tmp_path / "t", "--max-steps", 2)
+    result = cli(
+        "train",
+        "--train-data",
+        rec / "train",
+        "--eval-data",
+        f"{rec}/eval-*.tfrecord.gz",
+        "--output-dir",
+        tmp_path / "t",
+        "--max-steps",
+        2,
+    )
     assert result.exit_code == 0, result.output
     assert "Eval, step 2: on train set" in result.output
     assert (tmp_path / "t" / "model" / "saved_model.pb").is_file()
 
-    assert_user_error(cli("train", "--train-data", tmp_path / "none", "--eval-data", rec / "eval", "--output-dir", tmp_path / "u"), 1, "no preprocessed shards match")
+    assert_user_error(
+        cli("train", "--train-data", tmp_path / "none", "--eval-data", rec / "eval", "--output-dir", tmp_path / "u"),
+        1,
+        "no preprocessed shards match",
+    )
     (tmp_path / "part").mkdir()
     shard = next(rec.glob("train-*.tfrecord.gz"))
     (tmp_path / "part" / "x-00001-of-00003.tfrecord.gz").write_bytes(shard.read_bytes())
-    assert_user_error(cli("train", "--train-data", tmp_path / "part" / "x", "--eval-data", rec / "eval", "--output-dir", tmp_path / "u"), 1, "shards 0, 1, 2 of 3")
+    assert_user_error(
+        cli(
+            "train",
+            "--train-data",
+            tmp_path / "part" / "x",
+            "--eval-data",
+            rec / "eval",
+            "--output-dir",
+            tmp_path / "u",
+        ),
+        1,
+        "shards 0, 1, 2 of 3",
+    )
 
 
 def test_run_needs_both_preprocessed_sets(tiny_run, tmp_path, cli):

@@ -30,7 +30,17 @@ def test_train_keeps_a_users_files_in_its_output_folder(tmp_path, cli, tiny_run)
     (project / "logs").mkdir(parents=True)
     (project / "logs" / "important.txt").write_text("field notes")
     records = tiny_run / "records"
-    result = cli("train", "--train-data", records / "train", "--eval-data", records / "eval", "--output-dir", project, "--epochs", 1)
+    result = cli(
+        "train",
+        "--train-data",
+        records / "train",
+        "--eval-data",
+        records / "eval",
+        "--output-dir",
+        project,
+        "--epochs",
+        1,
+    )
     assert_user_error(result, 1, str(project / "logs" / "important.txt"), "meerkat did not write")
     assert (project / "logs" / "important.txt").read_text() == "field notes"
 
@@ -40,7 +50,17 @@ def test_a_users_model_folder_is_never_replaced(tmp_path, cli, tiny_run):
     (project / "model").mkdir(parents=True)
     (project / "model" / "saved_model.pb").write_bytes(b"someone else's model")
     records = tiny_run / "records"
-    result = cli("train", "--train-data", records / "train", "--eval-data", records / "eval", "--output-dir", project, "--epochs", 1)
+    result = cli(
+        "train",
+        "--train-data",
+        records / "train",
+        "--eval-data",
+        records / "eval",
+        "--output-dir",
+        project,
+        "--epochs",
+        1,
+    )
     assert_user_error(result, 1, str(project / "model"), "meerkat did not write")
     assert (project / "model" / "saved_model.pb").read_bytes() == b"someone else's model"
 

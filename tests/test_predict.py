@@ -5,7 +5,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import TINY, assert_user_error, write_image
 from contract import check_tf2
 from test_bad_inputs import SKIPPED, USABLE
@@ -42,8 +41,15 @@ def test_predict_scores_files_and_folders(tiny_run, tmp_path, cli):
     shutil.copytree(samples / "Testing", tmp_path / "Testing")
     (tmp_path / "Testing" / "notes.txt").write_text("not a crop")
     shutil.copy(samples / "Training" / "Negatives" / "n0.jpg", tmp_path / "crop.data")
-    result = cli("predict", tiny_run / "model", tmp_path / "Testing", samples / "Training" / "Positives" / "p0.jpg",
-                 tmp_path / "crop.data", "--output", out)
+    result = cli(
+        "predict",
+        tiny_run / "model",
+        tmp_path / "Testing",
+        samples / "Training" / "Positives" / "p0.jpg",
+        tmp_path / "crop.data",
+        "--output",
+        out,
+    )
     assert result.exit_code == 0, result.output
     lines = out.read_text().splitlines()
     assert lines[0] == "path,label,score_positive" and len(lines) == 1 + 6 + 1 + 1
@@ -72,7 +78,16 @@ def test_each_bad_file_is_skipped_with_the_reason_preprocess_gives(tiny_run, cro
     docs = tmp_path / "docs.csv"
     docs.write_text("".join(f"{p},positive\n" for p in reasons) + f"{crops / 'good.jpg'},positive\n", encoding="utf-8")
     (tmp_path / "dict.txt").write_text("positive\nnegative\n")
-    result = cli("preprocess", "--input-path", docs, "--input-dict", tmp_path / "dict.txt", "--output-path", tmp_path / "rec", *TINY)
+    result = cli(
+        "preprocess",
+        "--input-path",
+        docs,
+        "--input-dict",
+        tmp_path / "dict.txt",
+        "--output-path",
+        tmp_path / "rec",
+        *TINY,
+    )
     assert result.exit_code == 0, result.output
     assert dict(read_rows(tmp_path / "rec-00000-of-00001.skipped.csv")[1:]) == reasons
 
@@ -99,7 +114,9 @@ def test_nothing_scorable_is_exit_1_with_one_error_line_and_no_csv(tiny_run, cro
     assert not out.exists() and not (tmp_path / "scores.skipped.csv").exists()
 
     (tmp_path / "empty").mkdir()
-    assert_user_error(cli("predict", tiny_run / "model", tmp_path / "empty"), 1, "no images found in", tmp_path / "empty")
+    assert_user_error(
+        cli("predict", tiny_run / "model", tmp_path / "empty"), 1, "no images found in", tmp_path / "empty"
+    )
 
 
 def test_many_skipped_files_are_listed_in_full_in_the_skipped_csv(tiny_run, tmp_path, cli):
@@ -145,7 +162,9 @@ def test_threshold_labels_positive_from_exactly_that_score(tiny_run, cli):
     assert above[path] == ("negative", t)
 
 
-@pytest.mark.parametrize("args, env", [(["--threshold", "1.5"], None), (["--threshold", "-0.01"], None), ([], {"MEERKAT_THRESHOLD": "2"})])
+@pytest.mark.parametrize(
+    "args, env", [(["--threshold", "1.5"], None), (["--threshold", "-0.01"], None), ([], {"MEERKAT_THRESHOLD": "2"})]
+)
 def test_threshold_out_of_range_is_exit_2(tiny_run, cli, args, env):
     result = cli("predict", tiny_run / "model", tiny_run.parent / "Samples", *args, env=env)
     assert_user_error(result, 2, "--threshold must be between 0 and 1")

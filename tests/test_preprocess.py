@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import TINY, assert_user_error, make_samples
+
 from meerkat import records
 from meerkat.errors import MeerkatError
 
@@ -19,13 +19,24 @@ def docs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pre")
     samples = make_samples(root / "S", train=(5, 6))
-    assert CliRunner().invoke(app, ["createdocs", str(samples), "--output", str(root / "out"), "--no-balance"]).exit_code == 0
+    assert (
+        CliRunner().invoke(app, ["createdocs", str(samples), "--output", str(root / "out"), "--no-balance"]).exit_code
+        == 0
+    )
     return root / "out" / "docs"
 
 
 def embed(cli, docs, prefix, *extra, csv_name="trainingdata.csv"):
     return cli(
-        "preprocess", "--input-path", docs / csv_name, "--input-dict", docs / "dict.txt", "--output-path", prefix, *TINY, *extra
+        "preprocess",
+        "--input-path",
+        docs / csv_name,
+        "--input-dict",
+        docs / "dict.txt",
+        "--output-path",
+        prefix,
+        *TINY,
+        *extra,
     )
 
 
@@ -57,7 +68,11 @@ def test_bad_files_are_skipped_listed_and_the_run_finishes(tmp_path, cli, docs):
     (bad / "empty.jpg").write_bytes(b"")
     (bad / "text.jpg").write_text("<html>not an image</html>")
     gone = bad / "vanished.jpg"
-    rows = good + [[str(bad / n), "negative"] for n in ("truncated.jpg", "empty.jpg", "text.jpg")] + [[str(gone), "positive"]]
+    rows = (
+        good
+        + [[str(bad / n), "negative"] for n in ("truncated.jpg", "empty.jpg", "text.jpg")]
+        + [[str(gone), "positive"]]
+    )
     with open(tmp_path / "mixed.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)
     (tmp_path / "dict.txt").write_text((docs / "dict.txt").read_text())
@@ -92,8 +107,15 @@ def test_shards_split_the_csv_and_together_equal_one_process(tmp_path, cli, docs
 def test_slurm_array_variables_pick_the_shard(tmp_path, cli, docs):
     env = {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}
     result = cli(
-        "preprocess", "--input-path", docs / "trainingdata.csv", "--input-dict", docs / "dict.txt",
-        "--output-path", tmp_path / "s" / "t", *TINY, env=env,
+        "preprocess",
+        "--input-path",
+        docs / "trainingdata.csv",
+        "--input-dict",
+        docs / "dict.txt",
+        "--output-path",
+        tmp_path / "s" / "t",
+        *TINY,
+        env=env,
     )
     assert result.exit_code == 0, result.output
     assert [p.name for p in (tmp_path / "s").glob("*.tfrecord.gz")] == ["t-00001-of-00004.tfrecord.gz"]
@@ -101,7 +123,10 @@ def test_slurm_array_variables_pick_the_shard(tmp_path, cli, docs):
 
 @pytest.mark.parametrize(
     "args, words",
-    [(["--num-shards", "0"], ["--num-shards", "0"]), (["--shard-index", "3", "--num-shards", "3"], ["--shard-index", "0..2", "3"])],
+    [
+        (["--num-shards", "0"], ["--num-shards", "0"]),
+        (["--shard-index", "3", "--num-shards", "3"], ["--shard-index", "0..2", "3"]),
+    ],
 )
 def test_bad_shard_options_are_usage_errors(tmp_path, cli, docs, args, words):
     assert_user_error(embed(cli, docs, tmp_path / "r" / "t", *args), 2, *words)
@@ -112,7 +137,12 @@ def test_unknown_label_and_wrong_dict_are_named(tmp_path, cli, docs):
     (tmp_path / "bad.csv").write_text(f"{tmp_path / 'a.jpg'},cat\n")
     assert_user_error(embed(cli, tmp_path, tmp_path / "r" / "t", csv_name="bad.csv"), 1, "row 1", "unknown label 'cat'")
     (tmp_path / "bad.csv").write_text(f"{tmp_path / 'a.jpg'},positive,extra\n")
-    assert_user_error(embed(cli, tmp_path, tmp_path / "r" / "t", csv_name="bad.csv"), 1, "row 1", "expected `path,label`, received 3 fields")
+    assert_user_error(
+        embed(cli, tmp_path, tmp_path / "r" / "t", csv_name="bad.csv"),
+        1,
+        "row 1",
+        "expected `path,label`, received 3 fields",
+    )
     (tmp_path / "dict.txt").write_text("negative\npositive\n")
     (tmp_path / "trainingdata.csv").write_text((docs / "trainingdata.csv").read_text())
     assert_user_error(embed(cli, tmp_path, tmp_path / "r" / "t"), 1, "dict.txt", "positive, negative")
@@ -120,8 +150,17 @@ def test_unknown_label_and_wrong_dict_are_named(tmp_path, cli, docs):
 
 def test_missing_weights_file_is_named(tmp_path, cli, docs):
     result = cli(
-        "preprocess", "--input-path", docs / "trainingdata.csv", "--input-dict", docs / "dict.txt",
-        "--output-path", tmp_path / "t", "--backbone", "mobilenet_v2", "--weights", tmp_path / "nope.h5",
+        "preprocess",
+        "--input-path",
+        docs / "trainingdata.csv",
+        "--input-dict",
+        docs / "dict.txt",
+        "--output-path",
+        tmp_path / "t",
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        tmp_path / "nope.h5",
     )
     assert_user_error(result, 1, "weights file not found", "nope.h5")
 
@@ -137,8 +176,15 @@ def test_a_corrupt_shard_manifest_is_one_line_naming_it(tmp_path, cli, docs):
     assert embed(cli, docs, tmp_path / "r" / "train").exit_code == 0
     manifest = tmp_path / "r" / "train-00000-of-00001.json"
     manifest.write_text('{"backbone": {"name": "mobil')  # cut off mid-write by a disk full, say
-    result = cli("train", "--train-data", tmp_path / "r" / "train", "--eval-data", tmp_path / "r" / "train",
-                 "--output-dir", tmp_path / "t")
+    result = cli(
+        "train",
+        "--train-data",
+        tmp_path / "r" / "train",
+        "--eval-data",
+        tmp_path / "r" / "train",
+        "--output-dir",
+        tmp_path / "t",
+    )
     assert_user_error(result, 1, f"shard manifest {manifest} is unreadable or corrupt", "rerun `meerkat preprocess`")
 
 
@@ -148,11 +194,25 @@ def test_shards_of_different_csvs_do_not_make_one_set(tmp_path, cli, docs):
     (tmp_path / "dict.txt").write_text((docs / "dict.txt").read_text())
     prefix = tmp_path / "r" / "train"
     assert embed(cli, docs, prefix, "--shard-index", 0, "--num-shards", 2).exit_code == 0
-    result = cli("preprocess", "--input-path", other, "--input-dict", tmp_path / "dict.txt", "--output-path", prefix,
-                 *TINY, "--shard-index", 1, "--num-shards", 2)
+    result = cli(
+        "preprocess",
+        "--input-path",
+        other,
+        "--input-dict",
+        tmp_path / "dict.txt",
+        "--output-path",
+        prefix,
+        *TINY,
+        "--shard-index",
+        1,
+        "--num-shards",
+        2,
+    )
     assert result.exit_code == 0, result.output
     result = cli("train", "--train-data", prefix, "--eval-data", prefix, "--output-dir", tmp_path / "t")
-    assert_user_error(result, 1, "train-00001-of-00002.tfrecord.gz", "train-00000-of-00002.tfrecord.gz", "different CSVs")
+    assert_user_error(
+        result, 1, "train-00001-of-00002.tfrecord.gz", "train-00000-of-00002.tfrecord.gz", "different CSVs"
+    )
 
 
 def test_shards_with_different_label_lists_do_not_make_one_set(tmp_path, cli, docs):
@@ -171,21 +231,40 @@ def test_shards_with_different_label_lists_do_not_make_one_set(tmp_path, cli, do
     [
         ({"SLURM_ARRAY_TASK_ID": "two"}, ["$SLURM_ARRAY_TASK_ID must be an integer", "'two'"]),
         (
-            {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "5", "SLURM_ARRAY_TASK_COUNT": "3"},
+            {
+                "SLURM_ARRAY_TASK_ID": "5",
+                "SLURM_ARRAY_TASK_MIN": "1",
+                "SLURM_ARRAY_TASK_MAX": "5",
+                "SLURM_ARRAY_TASK_COUNT": "3",
+            },
             ["not an evenly spaced range", "--array=0-N"],
         ),
     ],
 )
 def test_unusable_slurm_array_variables_are_one_line(tmp_path, cli, docs, env, words):
-    result = cli("preprocess", "--input-path", docs / "trainingdata.csv", "--input-dict", docs / "dict.txt",
-                 "--output-path", tmp_path / "s" / "t", *TINY, env=env)
+    result = cli(
+        "preprocess",
+        "--input-path",
+        docs / "trainingdata.csv",
+        "--input-dict",
+        docs / "dict.txt",
+        "--output-path",
+        tmp_path / "s" / "t",
+        *TINY,
+        env=env,
+    )
     assert_user_error(result, 2, *words)
 
 
 def test_a_stepped_slurm_array_maps_tasks_to_consecutive_shards(monkeypatch):
     from meerkat.slurm import array_shard
 
-    array = {"SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_MAX": "16", "SLURM_ARRAY_TASK_STEP": "2", "SLURM_ARRAY_TASK_COUNT": "4"}
+    array = {
+        "SLURM_ARRAY_TASK_MIN": "10",
+        "SLURM_ARRAY_TASK_MAX": "16",
+        "SLURM_ARRAY_TASK_STEP": "2",
+        "SLURM_ARRAY_TASK_COUNT": "4",
+    }
     for name, value in array.items():
         monkeypatch.setenv(name, value)
     got = []

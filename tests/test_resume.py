@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import TINY, make_samples
 
 pytestmark = pytest.mark.slow
@@ -15,7 +14,20 @@ pytestmark = pytest.mark.slow
 
 def meerkat_run(samples, out, *extra, kill_at=None):
     env = {**os.environ, "MEERKAT_KILL_AT": kill_at or ""}
-    cmd = [sys.executable, "-m", "meerkat", "run", str(samples), str(out), *TINY, "--epochs", "3", "--batch-size", "4", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "meerkat",
+        "run",
+        str(samples),
+        str(out),
+        *TINY,
+        "--epochs",
+        "3",
+        "--batch-size",
+        "4",
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -40,7 +52,10 @@ def reference(tmp_path_factory):
 @pytest.mark.parametrize(
     "kill_at, evidence",
     [
-        ("createdocs:training", "train-00000-of-00001.tfrecord.gz: 12 images, 0 embeddings from the cache, 12 to compute"),
+        (
+            "createdocs:training",
+            "train-00000-of-00001.tfrecord.gz: 12 images, 0 embeddings from the cache, 12 to compute",
+        ),
         ("preprocess:eval:0", "Reusing finished shard"),
         ("train:epoch-2", "Resuming training from the checkpoint at step 6 of 9"),
         ("export", "Resuming training from the checkpoint at step 9 of 9"),

@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import SAMPLES, needs_shared
 
 SIF = os.environ.get("TEST_SIF")

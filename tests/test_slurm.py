@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, SAMPLES, WEIGHTS, needs_shared
+
 from meerkat import records
 
 pytestmark = [
@@ -55,10 +55,16 @@ def wait(job: str, timeout=900) -> str:
 
 
 def submit(out: Path, *args, **extra) -> dict:
-    proc = subprocess.run(["bash", str(EXAMPLES / "submit.sh"), *args], capture_output=True, text=True, env=env(out, **extra))
+    proc = subprocess.run(
+        ["bash", str(EXAMPLES / "submit.sh"), *args], capture_output=True, text=True, env=env(out, **extra)
+    )
     assert proc.returncode == 0, proc.stderr
     print(proc.stdout)
-    return dict(line.split()[:2] for line in proc.stdout.splitlines() if line.split()[0] in ("createdocs", "preprocess", "train"))
+    return dict(
+        line.split()[:2]
+        for line in proc.stdout.splitlines()
+        if line.split()[0] in ("createdocs", "preprocess", "train")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +81,9 @@ def array_run(tmp_path_factory):
 def test_array_job_trains_and_exports_as_well_as_one_process(array_run, tmp_path):
     single = meerkat("run", SAMPLES, tmp_path / "single", root=tmp_path)
     assert single.returncode == 0, single.stderr
-    metrics, reference = (json.loads((d / "report" / "metrics.json").read_text()) for d in (array_run, tmp_path / "single"))
+    metrics, reference = (
+        json.loads((d / "report" / "metrics.json").read_text()) for d in (array_run, tmp_path / "single")
+    )
     print(f"\nSLURM array run accuracy: {metrics['accuracy']:.4f}, single process: {reference['accuracy']:.4f}")
     assert metrics["accuracy"] >= 0.72
     assert abs(metrics["accuracy"] - reference["accuracy"]) <= 0.02
@@ -90,8 +98,18 @@ def test_array_job_trains_and_exports_as_well_as_one_process(array_run, tmp_path
 def test_shards_together_equal_one_process(array_run, tmp_path):
     single = tmp_path / "single" / "train"
     shutil.copytree(array_run / "docs", tmp_path / "docs")
-    proc = meerkat("preprocess", "--input-path", tmp_path / "docs" / "trainingdata.csv", "--input-dict",
-                   tmp_path / "docs" / "dict.txt", "--output-path", single, "--cache-dir", tmp_path / "cache", root=tmp_path)
+    proc = meerkat(
+        "preprocess",
+        "--input-path",
+        tmp_path / "docs" / "trainingdata.csv",
+        "--input-dict",
+        tmp_path / "docs" / "dict.txt",
+        "--output-path",
+        single,
+        "--cache-dir",
+        tmp_path / "cache",
+        root=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     got = {}
     for prefix in (array_run / "records" / "train", single):
@@ -110,8 +128,16 @@ def test_a_killed_task_is_rerun_alone_with_the_same_result(array_run, tmp_path):
     assert wait(jobs["createdocs"]) == "COMPLETED"
     assert wait(jobs["preprocess"]) == "COMPLETED,FAILED"
     subprocess.run(["scancel", jobs["train"]], check=True)  # its dependency can never be met
-    refused = meerkat("train", "--train-data", out / "records" / "train", "--eval-data", out / "records" / "eval",
-                      "--output-dir", out, root=out)
+    refused = meerkat(
+        "train",
+        "--train-data",
+        out / "records" / "train",
+        "--eval-data",
+        out / "records" / "eval",
+        "--output-dir",
+        out,
+        root=out,
+    )
     assert refused.returncode == 1 and "shards 2 of 4 are missing or incomplete" in refused.stderr, refused.stderr
 
     jobs = submit(out, "rerun", "2", MEERKAT_KILL_AT="")
