@@ -18,7 +18,17 @@ from typing import Annotated
 import typer
 
 from meerkat import __version__, config
-from meerkat.config import ADVANCED, BackboneConfig, DocsConfig, PreprocessConfig, RecordsConfig, RunConfig, TrainConfig
+from meerkat.config import (
+    ADVANCED,
+    BackboneConfig,
+    ClipsConfig,
+    DocsConfig,
+    MotionConfig,
+    PreprocessConfig,
+    RecordsConfig,
+    RunConfig,
+    TrainConfig,
+)
 from meerkat.errors import MeerkatError
 
 app = typer.Typer(
@@ -41,9 +51,10 @@ def _parameter(f, as_argument: bool, required: bool) -> inspect.Parameter:
         envvar=meta["env"], show_envvar=True, help=meta["help"], rich_help_panel=meta["panel"], **meta["click"]
     )
     default = inspect.Parameter.empty if f.default is MISSING or required else f.default
-    return inspect.Parameter(
-        f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[f.type, info]
-    )
+    kind = f.type
+    if "parser" in meta["click"]:  # Typer types such an option by its parser; the field holds what it returns
+        kind = list[str] if "list" in str(f.type) else str
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
 
 
 def config_command(*configs, arguments: tuple[str, ...] = (), required: tuple[str, ...] = ()):
@@ -196,6 +207,21 @@ def run(**options):
 
     with user_errors():
         pipeline.run(config.build(RunConfig, options))
+
+
+@config_command(ClipsConfig, MotionConfig)
+def clips(**options):
+    """Cut training crops from videos, as DeepMeerkat's training mode does: OUTPUT/<stem>/<stem>_<frame>_<i>.jpg.
+
+    Sort the crops into Samples/Training/{Positives,Negatives}, then `meerkat run`. With --model,
+    an earlier model pre-sorts them into OUTPUT/suggested/.
+
+    [bold]Example:[/] meerkat clips videos/ --output crops --exclude 0,0,320,20
+    """
+    from meerkat.clips import clips as run_clips
+
+    with user_errors():
+        run_clips(config.build(ClipsConfig, options))
 
 
 @app.command()

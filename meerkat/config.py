@@ -184,3 +184,144 @@ class RunConfig:
     def __post_init__(self):
         if (self.preprocessed_train_set is None) != (self.preprocessed_eval_set is None):
             raise UsageError("give both --preprocessed-train-set and --preprocessed-eval-set, or neither")
+
+
+Region = tuple[int, int, int, int]
+
+
+def parse_region(text) -> Region:
+    """`x,y,w,h` in pixels of the full frame. A ValueError becomes click's usage error (exit 2)."""
+    if isinstance(text, tuple):
+        return text
+    try:
+        x, y, w, h = (int(v) for v in str(text).split(","))
+    except ValueError:
+        raise ValueError(f"a region is x,y,w,h in pixels, e.g. 0,0,320,40; received {text!r}") from None
+    if w <= 0 or h <= 0 or x < 0 or y < 0:
+        raise ValueError(f"a region needs x, y >= 0 and a positive width and height; received {text!r}")
+    return x, y, w, h
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """Motion detection and crops, as DeepMeerkat's training mode makes them (clips and scan)."""
+
+    stride: int = option(1, "Process every Nth frame.", "MEERKAT_STRIDE", min=1)
+    fps: float | None = option(
+        None,
+        "Process about F frames per second (sets the stride from the video's frame rate).",
+        "MEERKAT_FPS",
+        min=0.001,
+    )
+    min_area: float = option(
+        0.01,
+        "Keep boxes covering at least this fraction of the frame (DeepMeerkat: 0.01).",
+        "MEERKAT_MIN_AREA",
+        min=0,
+        max=1,
+    )
+    roi: Region | None = option(
+        None,
+        "Watch only this region, x,y,w,h (crops are cut from it, as DeepMeerkat does).",
+        "MEERKAT_ROI",
+        parser=parse_region,
+        metavar="X,Y,W,H",
+    )
+    exclude: list[Region] | None = option(
+        None,
+        "Ignore motion in this region, x,y,w,h (e.g. a timestamp overlay); repeatable.",
+        "MEERKAT_EXCLUDE",
+        parser=parse_region,
+        metavar="X,Y,W,H",
+    )
+    motion_scale: float = option(
+        1.0,
+        "Run the subtractor on the frame scaled by S (0.5: 4x fewer pixels); crops still come from the "
+        "full-resolution frame.",
+        "MEERKAT_MOTION_SCALE",
+        ADVANCED,
+        min=0.05,
+        max=1.0,
+    )
+    padding: str = option(
+        "deepmeerkat",
+        "Crop margin: 'deepmeerkat' (grows with the box's position in the frame, as in your Samples) or "
+        "'box' (a fixed fraction of the box).",
+        "MEERKAT_PADDING",
+        ADVANCED,
+    )
+    keep_first_frame: bool = option(
+        False,
+        "Keep the boxes of the subtractor's first frame (DeepMeerkat's full-frame box at frame 2).",
+        "MEERKAT_KEEP_FIRST_FRAME",
+        ADVANCED,
+    )
+
+    def __post_init__(self):
+        if self.padding not in ("deepmeerkat", "box"):
+            raise UsageError(f"--padding must be deepmeerkat or box, received {self.padding!r}")
+        object.__setattr__(self, "exclude", tuple(self.exclude or ()))  # hashable, frozen
+
+
+@dataclass(frozen=True)
+class ClipsConfig:
+    """clips: videos -> 299x299 training crops, as DeepMeerkat's training mode writes them."""
+
+    videos: list[Path] = required(
+        "Video files or folders of them (searched recursively).", "MEERKAT_VIDEOS", argument=True
+    )
+    output: Path = required("Where the crops go: OUTPUT/<video stem>/<stem>_<frame>_<i>.jpg.", "MEERKAT_CLIPS_OUTPUT")
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    max_crops_per_video: int | None = option(
+        None, "Stop a video after this many crops.", "MEERKAT_MAX_CROPS_PER_VIDEO", min=1
+    )
+    model: Path | None = option(
+        None,
+        "An earlier model/: also sort the crops into OUTPUT/suggested/{Positives,Negatives}, with scores.csv.",
+        "MEERKAT_MODEL",
+    )
+    threshold: float = option(
+        0.5, "With --model: suggest Positives when score_positive >= T.", "MEERKAT_THRESHOLD", min=0, max=1
+    )
+    force: bool = _force()
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """scan: a trained model applied to videos; the frames where it sees the animal are kept."""
+
+    model: Path = required("The model/ folder written by run or train.", "MEERKAT_MODEL", argument=True)
+    videos: list[Path] = required(
+        "Video files or folders of them (searched recursively).", "MEERKAT_VIDEOS", argument=True
+    )
+    output: Path = required("Where the results go: OUTPUT/<video stem>/ and OUTPUT/scan.csv.", "MEERKAT_SCAN_OUTPUT")
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    threshold: float = option(
+        0.5,
+        "Keep a frame when a box has score_positive >= T (DeepMeerkat kept boxes at 0.05).",
+        "MEERKAT_THRESHOLD",
+        min=0,
+        max=1,
+    )
+    frames: bool = option(True, "Write a JPEG of each kept frame with its boxes drawn.", "MEERKAT_FRAMES")
+    batch_size: int = option(64, "Crops per model call.", "MEERKAT_SCAN_BATCH_SIZE", ADVANCED, min=1)
+    workers: int = option(1, "Scan this many videos at once on this machine.", "MEERKAT_WORKERS", min=1)
+    shard_index: int | None = option(
+        None, "Which 1/N of the videos this task scans (default: $SLURM_ARRAY_TASK_ID, else 0).", "MEERKAT_SHARD_INDEX"
+    )
+    num_shards: int | None = option(
+        None, "Number of tasks splitting the videos (default: $SLURM_ARRAY_TASK_COUNT, else 1).", "MEERKAT_NUM_SHARDS"
+    )
+    path_map: list[str] | None = option(
+        None,
+        "Write source_video as the host sees it: CONTAINER=HOST, e.g. /data/Videos=/home/me/videos; repeatable.",
+        "MEERKAT_PATH_MAP",
+    )
+    force: bool = _force()
+
+    def __post_init__(self):
+        for pair in self.path_map or ():
+            if "=" not in pair or not pair.split("=", 1)[0]:
+                raise UsageError(
+                    f"--path-map takes CONTAINER=HOST, e.g. /data/Videos=/home/me/videos; received {pair!r}"
+                )

@@ -13,6 +13,7 @@ import pandas as pd
 from meerkat import fileio
 from meerkat.errors import MeerkatError, UsageError
 from meerkat.imagefiles import Unreadable, decode_error, for_model, list_images, read_bytes, warn_skipped, write_skipped
+from meerkat.scorer import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +37,19 @@ def predict(model_dir, paths, output=None, batch_size: int = 32, threshold: floa
     """Score `paths`; write the CSV to `output` (and the skipped files beside it), or to stdout."""
     if not 0 <= threshold <= 1:
         raise UsageError(f"--threshold must be between 0 and 1, received {threshold}")
-    model_dir = Path(model_dir)
-    if not (model_dir / "saved_model.pb").is_file():
-        raise MeerkatError(f"no SavedModel in {model_dir}; pass the model/ folder written by `meerkat train`")
     files = _files(paths)
     if not files:
         raise MeerkatError(f"no images found in {', '.join(map(str, paths))}; pass image files or folders of them")
 
     import tensorflow as tf
 
-    serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    model = Scorer(model_dir)
     rows, skipped = [], []
 
     def score(batch):
         """Score [(path, bytes)]; a batch that a bad file breaks is halved until that file is alone."""
         try:
-            scores = serve(image_bytes=tf.constant([data for _, data in batch]))["scores"].numpy()[:, 0]
+            scores = model([data for _, data in batch])
         except tf.errors.InvalidArgumentError:
             if len(batch) == 1:
                 skipped.append((str(batch[0][0]), decode_error(batch[0][0])))

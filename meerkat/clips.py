@@ -1,0 +1,198 @@
+"""Videos -> training crops, as DeepMeerkat's training mode makes them.
+
+For each video, OUTPUT/<stem>/ holds the crops `<stem>_<frame>_<i>.jpg` (299x299 JPEG, frames
+counted from 1, `i` the box's index in its frame), annotations.csv (one row a crop) and
+parameters.csv, in DeepMeerkat 3.x's layout. With --model, an earlier model scores every crop
+and OUTPUT/suggested/{Positives,Negatives} get a copy of each, with suggested/scores.csv, so a
+second round of labelling means reviewing suggestions rather than sorting from scratch.
+
+Each video's folder appears whole when the video is done; a rerun skips the videos it finished
+with the same settings.
+"""
+
+import logging
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+
+from meerkat import __version__, fileio, results
+from meerkat.config import ClipsConfig
+from meerkat.errors import MeerkatError
+from meerkat.motion import MotionDetector, cut
+from meerkat.progress import Progress
+from meerkat.video import BadVideo, Frames, clock, list_videos, probe, stride_for
+
+log = logging.getLogger(__name__)
+
+SCORE_BATCH = 64
+
+
+def clips(cfg: ClipsConfig) -> list[dict]:
+    """Crop every video of cfg.videos into cfg.output; one summary dict per video."""
+    videos = list_videos(cfg.videos)
+    output = fileio.ensure_dir(cfg.output)
+    scorer = None
+    if cfg.model:
+        from meerkat.scorer import Scorer
+
+        scorer = Scorer(cfg.model)
+    summaries = [_clip_video(path, output, cfg, scorer) for path in videos]
+    if scorer is not None:
+        _suggest(output, [s for s in summaries if s["status"] != "failed"], cfg.threshold)
+    failed = [s for s in summaries if s["status"] == "failed"]
+    crops = sum(s.get("crops", 0) for s in summaries)
+    log.info("%d crops from %d videos in %s (%d failed)", crops, len(videos) - len(failed), output, len(failed))
+    if len(failed) == len(videos):
+        raise MeerkatError(f"no video could be read; the first, {failed[0]['video']}: {failed[0]['reason']}")
+    return summaries
+
+
+def _settings(cfg: ClipsConfig, scorer) -> dict:
+    return {
+        **asdict(cfg.motion),
+        "max_crops_per_video": cfg.max_crops_per_video,
+        "model_sha256": scorer.sha256 if scorer else None,
+        "meerkat_version": __version__,
+    }
+
+
+def _clip_video(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
+    try:
+        info = probe(path)
+    except BadVideo as e:
+        log.warning("warning: %s: %s; skipped", path, e)
+        return {"video": str(path), "status": "failed", "reason": str(e)}
+    folder = output / info.stem
+    settings = _settings(cfg, scorer)
+    key = results.settings_key(path, settings)
+    previous = results.read_parameters(folder / "parameters.csv")
+    if not cfg.force and previous.get("settings_key") == key:
+        log.info("Reusing the finished crops of %s in %s", path.name, folder)
+        return _summary(path, previous, "reused")
+    if not info.frames:
+        log.warning("warning: %s does not say how many frames it holds; they are counted as it is read", path)
+
+    start = time.perf_counter()
+    stride = stride_for(cfg.motion.stride, cfg.motion.fps, info.fps)
+    detector = MotionDetector(cfg.motion, info.width, info.height)
+    frames = Frames(path, stride)
+    progress = Progress(path.name, info.frames)
+    rows, motion_frames, limit = [], 0, cfg.max_crops_per_video
+    with fileio.atomic_dir(folder, f"the crops of {path}") as tmp:
+        for number, frame in frames:
+            progress.update(number)
+            if number == 1:
+                continue  # DeepMeerkat discards frame 1: it never reaches the subtractor
+            boxes = detector.boxes(frame)
+            motion_frames += bool(boxes)
+            watched = detector.watched(frame)
+            for i, box in enumerate(boxes[: limit - len(rows)] if limit else boxes):
+                name = f"{info.stem}_{number}_{i}.jpg"
+                (tmp / name).write_bytes(cv2.imencode(".jpg", cut(watched, box, cfg.motion.padding))[1].tobytes())
+                full = box.shifted(*detector.offset)
+                row = {"frame": number, "clock": clock(number, info.fps), "x": full.x, "y": full.y}
+                rows.append({**row, "h": full.h, "w": full.w, "label": "motion", "score": 1.0, "crop": name})
+            if limit and len(rows) >= limit:
+                log.info("%s: stopped at --max-crops-per-video %d (frame %d)", path.name, limit, number)
+                break
+        status, reason = _completeness(info, frames, bool(limit) and len(rows) >= limit)
+        if scorer is not None:
+            _score(tmp, rows, scorer, cfg.threshold)
+        results.write_annotations(
+            tmp / "annotations.csv", [{k: r[k] for k in results.ANNOTATION_COLUMNS} for r in rows]
+        )
+        minutes = (time.perf_counter() - start) / 60
+        params = {
+            **{k: v for k, v in settings.items() if v is not None},
+            "mode": "motion",
+            "training_mode": True,
+            "source_video": str(path.resolve()),
+            "video_fps": info.fps,
+            "total_frames": frames.count,
+            "motion_events": motion_frames,
+            "crops": len(rows),
+            "minutes": round(minutes, 4),
+            "mog_learning_rate": 0.1,
+            "mog_variance": 20,
+            "min_area_fraction": cfg.motion.min_area,
+            "use_knn": False,
+            "settings_key": key,
+            "status": status,
+            "reason": reason,
+        }
+        results.write_parameters(tmp / "parameters.csv", params)
+    rate = frames.count / (minutes * 60) if minutes else 0
+    log.info(
+        "%s: %d frames, %d with motion, %d crops, %.0f frames/s -> %s",
+        path.name,
+        frames.count,
+        motion_frames,
+        len(rows),
+        rate,
+        folder,
+    )
+    if status == "failed":
+        log.warning("warning: %s: %s", path, reason)
+    return _summary(path, {k: str(v) for k, v in params.items()}, status)
+
+
+def _completeness(info, frames: Frames, stopped: bool) -> tuple[str, str]:
+    """A video that ends well before the frame count its container states is truncated."""
+    if stopped or not info.frames or frames.count >= info.frames - max(2, info.frames // 100):
+        return "done", ""
+    return "failed", f"truncated: decoded {frames.count} of the {info.frames} frames it states; crops cover those"
+
+
+def _score(folder: Path, rows: list[dict], scorer, threshold: float) -> None:
+    """Label each crop with the model: annotations get its score, scores.csv the suggestion."""
+    for i in range(0, len(rows), SCORE_BATCH):
+        batch = rows[i : i + SCORE_BATCH]
+        for row, score in zip(batch, scorer([(folder / r["crop"]).read_bytes() for r in batch]), strict=True):
+            row["score"] = round(float(score), 6)
+            row["label"] = "positive" if row["score"] >= threshold else "negative"
+    lines = ["crop,score_positive,suggested\n", *(f"{r['crop']},{r['score']:.6f},{r['label']}\n" for r in rows)]
+    (folder / "scores.csv").write_text("".join(lines), encoding="utf-8")
+
+
+def _summary(path: Path, params: dict, status: str) -> dict:
+    return {
+        "video": str(path),
+        "status": params.get("status") if status == "reused" and params.get("status") == "failed" else status,
+        "reason": params.get("reason", ""),
+        "frames": int(params.get("total_frames", 0)),
+        "crops": int(params.get("crops", 0)),
+    }
+
+
+def _suggest(output: Path, done: list[dict], threshold: float) -> None:
+    """OUTPUT/suggested/{Positives,Negatives}: a copy of every crop (hard links where possible)."""
+    import pandas as pd
+
+    tables = []
+    with fileio.atomic_dir(output / "suggested", "the suggested crops") as tmp:
+        for cls in ("Positives", "Negatives"):
+            (tmp / cls).mkdir()
+        for summary in done:
+            folder = output / Path(summary["video"]).stem
+            table = pd.read_csv(folder / "scores.csv")
+            for crop, label in zip(table["crop"], table["suggested"], strict=True):
+                target = tmp / ("Positives" if label == "positive" else "Negatives") / crop
+                try:
+                    os.link(folder / crop, target)
+                except OSError:
+                    target.write_bytes((folder / crop).read_bytes())
+            tables.append(table.assign(video=summary["video"]))
+        if tables:
+            scores = pd.concat(tables)[["video", "crop", "score_positive", "suggested"]]
+            scores.to_csv(tmp / "scores.csv", index=False, lineterminator="\n", float_format="%.6f")
+    counts = {cls: len(list((output / "suggested" / cls).iterdir())) for cls in ("Positives", "Negatives")}
+    log.info(
+        "Suggested (score_positive >= %g): %d Positives, %d Negatives in %s; move them into your Samples once checked",
+        threshold,
+        counts["Positives"],
+        counts["Negatives"],
+        output / "suggested",
+    )

@@ -1,0 +1,141 @@
+"""Videos: finding them, opening one, and its frames, numbered from 1 as DeepMeerkat numbers them.
+
+Frames are decoded on a second thread (OpenCV releases the GIL while it decodes), so decoding
+overlaps motion detection on the other core. A file OpenCV cannot use is a BadVideo with a
+reason a user can act on.
+"""
+
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from meerkat.errors import MeerkatError
+
+# DeepMeerkat 3.x's list, plus what camera traps and phones write.
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".tlv", ".mts", ".wmv", ".mpg", ".mpeg"})
+
+
+class BadVideo(Exception):
+    """A video that cannot be used; the message is the reason listed for it."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    fps: int  # DeepMeerkat's: round(CAP_PROP_FPS), or 30 when the file does not say
+    width: int
+    height: int
+    frames: int  # as the container says; 0 when it does not
+    stem: str
+
+
+def list_videos(paths) -> list[Path]:
+    """Video files among `paths`: files as given, folders searched recursively by extension."""
+    found = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
+        elif p.exists():
+            found.append(p)
+        else:
+            raise MeerkatError(f"not found: {p}; pass video files or folders of them")
+    if not found:
+        raise MeerkatError(
+            f"no videos in {', '.join(map(str, paths))} (looked for {', '.join(sorted(VIDEO_SUFFIXES))})"
+        )
+    stems: dict[str, Path] = {}
+    for v in found:
+        if v.stem in stems and stems[v.stem] != v:
+            raise MeerkatError(f"{stems[v.stem]} and {v} would both write to the folder {v.stem}/; rename one of them")
+        stems[v.stem] = v
+    return found
+
+
+def probe(path: Path) -> VideoInfo:
+    """Open `path` and read what its container says; raise BadVideo if OpenCV cannot use it."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise BadVideo(f"cannot read: {e.strerror}") from None
+    if size == 0:
+        raise BadVideo("empty file (0 bytes)")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise BadVideo("OpenCV cannot open it: not a video, or a codec this OpenCV build lacks")
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        ok, _ = cap.read()
+        if not ok or width <= 0 or height <= 0:
+            raise BadVideo("OpenCV opens it but decodes no frame: truncated, or a codec this OpenCV build lacks")
+        fps = round(float(cap.get(cv2.CAP_PROP_FPS) or 0)) or 30
+        frames = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+    finally:
+        cap.release()
+    return VideoInfo(Path(path), fps, width, height, frames, Path(path).stem)
+
+
+class Frames:
+    """Iterate (frame number from 1, BGR image) over frames 1, 1 + stride, 1 + 2 * stride, ...
+
+    Skipped frames are grabbed, not decoded into images, which costs little. After the loop,
+    `count` is the number of frames the video held (as far as it could be read).
+    """
+
+    def __init__(self, path: Path, stride: int = 1, ahead: int = 8):
+        self.path, self.stride, self.ahead = Path(path), stride, ahead
+        self.count = 0
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        cap = cv2.VideoCapture(str(self.path))
+        if not cap.isOpened():
+            raise BadVideo("OpenCV cannot open it")
+        out: queue.Queue = queue.Queue(maxsize=self.ahead)
+        stop = threading.Event()
+
+        def read():
+            try:
+                while not stop.is_set():
+                    skip = self.count % self.stride
+                    ok = cap.grab() if skip else None
+                    if not skip:
+                        ok, image = cap.read()
+                    if not ok:
+                        break
+                    self.count += 1
+                    if not skip:
+                        out.put((self.count, image))
+            finally:
+                out.put(None)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            while (item := out.get()) is not None:
+                yield item
+        finally:
+            stop.set()
+            while reader.is_alive():  # unblock a reader waiting on a full queue
+                try:
+                    out.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            cap.release()
+
+
+def stride_for(stride: int, fps_wanted: float | None, video_fps: int) -> int:
+    """--fps F -> every round(video fps / F)th frame; else --stride."""
+    if fps_wanted:
+        return max(1, round(video_fps / fps_wanted))
+    return stride
+
+
+def clock(frame: int, fps: int) -> str:
+    """H:MM:SS of a frame number, as DeepMeerkat writes it in annotations.csv."""
+    t = (frame / (fps or 30)) % 86400.0
+    return f"{int(t // 3600)}:{int(t % 3600 // 60):02d}:{int(t % 60):02d}"
