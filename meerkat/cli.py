@@ -27,6 +27,7 @@ from meerkat.config import (
     PreprocessConfig,
     RecordsConfig,
     RunConfig,
+    ScanConfig,
     TrainConfig,
 )
 from meerkat.errors import MeerkatError
@@ -222,6 +223,21 @@ def clips(**options):
 
     with user_errors():
         run_clips(config.build(ClipsConfig, options))
+
+
+@config_command(ScanConfig, MotionConfig, arguments=("model", "videos"))
+def scan(**options):
+    """Apply a trained model to videos: keep the frames where it sees the animal.
+
+    Writes OUTPUT/<stem>/{annotations.csv,parameters.csv,frames/} (DeepMeerkat 3.x's review window
+    opens these folders) and OUTPUT/scan.csv. A rerun skips the videos already scanned.
+
+    [bold]Example:[/] meerkat scan runs/h/model videos/ --output scans --threshold 0.05
+    """
+    from meerkat.scan import scan as run_scan
+
+    with user_errors():
+        run_scan(config.build(ScanConfig, options))
 
 
 @app.command()

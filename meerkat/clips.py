@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 
-from meerkat import __version__, fileio, results
+from meerkat import __version__, faults, fileio, results
 from meerkat.config import ClipsConfig
 from meerkat.errors import MeerkatError
 from meerkat.motion import MotionDetector, cut
@@ -84,6 +84,7 @@ def _clip_video(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
     with fileio.atomic_dir(folder, f"the crops of {path}") as tmp:
         for number, frame in frames:
             progress.update(number)
+            faults.point(f"clips:{info.stem}:{number}")
             if number == 1:
                 continue  # DeepMeerkat discards frame 1: it never reaches the subtractor
             boxes = detector.boxes(frame)

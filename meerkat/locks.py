@@ -97,3 +97,18 @@ def output_lock(folder):
     finally:
         path.unlink(missing_ok=True)  # while still locked: the next run finds no owner to report
         os.close(fd)
+
+
+@contextmanager
+def waiting_lock(path):
+    """Hold an exclusive lock on `path`, waiting for it: a short critical section among tasks."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as e:
+            if e.errno not in UNSUPPORTED:
+                raise
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,242 @@
+"""A trained model applied to videos: keep the frames where it sees the animal.
+
+Motion detection and crops are those of `clips`, so the model sees what it was trained on. Crops
+go through the exported SavedModel in batches (several frames' boxes per call, never one call per
+box). A frame is kept when any of its boxes has score_positive >= --threshold.
+
+For each video, OUTPUT/<stem>/ holds, in DeepMeerkat 3.x's layout (so its review window opens
+it): annotations.csv with every box (label positive or negative, score = P(positive)),
+parameters.csv (model and its sha256, threshold, settings, frames with motion, kept frames,
+return rate, minutes), and frames/<frame>.jpg of each kept frame with its boxes drawn.
+OUTPUT/scan.csv has one row per video, failures included.
+
+Each video's folder appears whole once the video is done, and a rerun skips the videos finished
+with the same model and settings, so a killed scan resumes video by video. Array tasks split the
+videos as preprocess splits a CSV (--shard-index/--num-shards, or SLURM's array variables).
+"""
+
+import logging
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from multiprocessing import get_context
+from pathlib import Path
+
+import cv2
+
+from meerkat import __version__, faults, fileio, locks, results
+from meerkat.config import ScanConfig
+from meerkat.errors import MeerkatError
+from meerkat.motion import MotionDetector, cut
+from meerkat.preprocess import check_shard
+from meerkat.progress import Progress
+from meerkat.slurm import array_shard
+from meerkat.video import BadVideo, Frames, clock, list_videos, probe, stride_for
+
+log = logging.getLogger(__name__)
+
+# Frames held while their boxes wait for a model call; a 1080p frame is 6 MB.
+PENDING_FRAMES = 16
+POSITIVE, NEGATIVE = (0, 0, 255), (0, 200, 255)  # BGR: red, amber
+
+
+def scan(cfg: ScanConfig) -> list[dict]:
+    """Scan this task's share of cfg.videos; return one summary dict per video."""
+    index, count = array_shard(cfg.shard_index, cfg.num_shards)
+    check_shard(index, count)
+    videos = list_videos(cfg.videos)[index::count]
+    output = fileio.ensure_dir(cfg.output)
+    fileio.remove_stale_temps(output)  # what killed scans left; live tasks' work is locked
+    if cfg.workers > 1 and len(videos) > 1:
+        context = get_context("spawn")  # TensorFlow does not survive fork
+        with ProcessPoolExecutor(min(cfg.workers, len(videos)), context, _start_worker, (cfg,)) as pool:
+            summaries = list(pool.map(_scan_in_worker, videos))
+    else:
+        scanner = VideoScanner(cfg)
+        summaries = [scanner.scan(path) for path in videos]
+    _write_table(output, summaries, index, count)
+    failed = [s for s in summaries if s["status"] == "failed"]
+    if videos and len(failed) == len(videos):
+        raise MeerkatError(f"no video could be scanned; the first, {failed[0]['video']}: {failed[0]['reason']}")
+    return summaries
+
+
+_worker = {}
+
+
+def _start_worker(cfg: ScanConfig) -> None:
+    from meerkat.cli import _configure_logging
+
+    _configure_logging(debug=False)
+    _worker["scanner"] = VideoScanner(cfg)
+
+
+def _scan_in_worker(path: Path) -> dict:
+    return _worker["scanner"].scan(path)
+
+
+class VideoScanner:
+    """The model loaded once, then any number of videos scanned with it."""
+
+    def __init__(self, cfg: ScanConfig):
+        from meerkat.scorer import Scorer
+
+        self.cfg = cfg
+        self.scorer = Scorer(cfg.model)
+        self.output = Path(cfg.output)
+        self.settings = {
+            **asdict(cfg.motion),
+            "model": str(self.scorer.path),
+            "model_sha256": self.scorer.sha256,
+            "threshold": cfg.threshold,
+            "frames_written": cfg.frames,
+            "meerkat_version": __version__,
+        }
+
+    def scan(self, path: Path) -> dict:
+        try:
+            info = probe(path)
+        except BadVideo as e:
+            log.warning("warning: %s: %s; skipped", path, e)
+            return {"video": str(path), "status": "failed", "reason": str(e)}
+        folder = self.output / info.stem
+        key = results.settings_key(path, self.settings)
+        previous = results.read_parameters(folder / "parameters.csv")
+        if not self.cfg.force and previous.get("settings_key") == key:
+            log.info("Reusing the finished scan of %s in %s", path.name, folder)
+            return _summary(path, previous, reused=True)
+        if not info.frames:
+            log.warning("warning: %s does not say how many frames it holds; they are counted as it is read", path)
+        with fileio.atomic_dir(folder, f"the scan of {path}") as tmp:
+            params = self._scan_into(tmp, path, info)
+            params["settings_key"] = key
+            results.write_parameters(tmp / "parameters.csv", params)
+        log.info(
+            "%s: %s frames, %s with motion, %s kept (return rate %s), %s min -> %s",
+            path.name,
+            params["total_frames"],
+            params["motion_events"],
+            params["kept_frames"],
+            params["return_rate"],
+            params["minutes"],
+            folder,
+        )
+        if params["status"] == "failed":
+            log.warning("warning: %s: %s", path, params["reason"])
+        return _summary(path, {k: str(v) for k, v in params.items()})
+
+    def _scan_into(self, tmp: Path, path: Path, info) -> dict:
+        cfg = self.cfg
+        start = time.perf_counter()
+        if cfg.frames:
+            (tmp / "frames").mkdir()
+        detector = MotionDetector(cfg.motion, info.width, info.height)
+        frames = Frames(path, stride_for(cfg.motion.stride, cfg.motion.fps, info.fps))
+        progress = Progress(path.name, info.frames)
+        rows, pending, motion_frames, kept = [], [], 0, 0
+        for number, frame in frames:
+            progress.update(number)
+            faults.point(f"scan:{info.stem}:{number}")
+            if number == 1:
+                continue  # DeepMeerkat discards frame 1: it never reaches the subtractor
+            boxes = detector.boxes(frame)
+            if not boxes:
+                continue
+            motion_frames += 1
+            watched = detector.watched(frame)
+            crops = [cv2.imencode(".jpg", cut(watched, b, cfg.motion.padding))[1].tobytes() for b in boxes]
+            full = [b.shifted(*detector.offset) for b in boxes]
+            pending.append((number, frame if cfg.frames else None, full, crops))
+            if sum(len(p[3]) for p in pending) >= cfg.batch_size or len(pending) >= PENDING_FRAMES:
+                kept += self._classify(pending, rows, tmp, info.fps)
+                pending = []
+        kept += self._classify(pending, rows, tmp, info.fps)
+        results.write_annotations(tmp / "annotations.csv", rows)
+        status, reason = "done", ""
+        if info.frames and frames.count < info.frames - max(2, info.frames // 100):
+            status, reason = "failed", f"truncated: decoded {frames.count} of the {info.frames} frames it states"
+        return {
+            **{k: v for k, v in self.settings.items() if v is not None},
+            "mode": "motion",
+            "training_mode": False,
+            "source_video": results.host_path(path, cfg.path_map),
+            "video_fps": info.fps,
+            "total_frames": frames.count,
+            "motion_events": motion_frames,  # DeepMeerkat's name for the frames with motion
+            "kept_frames": kept,
+            "return_rate": round(kept / frames.count, 4) if frames.count else 0,
+            "minutes": round((time.perf_counter() - start) / 60, 4),
+            "mog_learning_rate": 0.1,
+            "mog_variance": 20,
+            "min_area_fraction": cfg.motion.min_area,
+            "use_knn": False,
+            "status": status,
+            "reason": reason,
+        }
+
+    def _classify(self, pending: list, rows: list, tmp: Path, fps: int) -> int:
+        """Score the boxes of `pending` frames in model calls of --batch-size; return frames kept."""
+        if not pending:
+            return 0
+        crops = [c for _, _, _, frame_crops in pending for c in frame_crops]
+        size = self.cfg.batch_size
+        scores = [float(s) for i in range(0, len(crops), size) for s in self.scorer(crops[i : i + size])]
+        kept = 0
+        for number, frame, boxes, _ in pending:
+            mine, scores = scores[: len(boxes)], scores[len(boxes) :]
+            for box, score in zip(boxes, mine, strict=True):
+                label = "positive" if round(score, 6) >= self.cfg.threshold else "negative"
+                rows.append({"frame": number, "clock": clock(number, fps), "x": box.x, "y": box.y, "h": box.h,
+                             "w": box.w, "label": label, "score": f"{score:.6f}"})  # fmt: skip
+            if max(mine) < self.cfg.threshold:
+                continue
+            kept += 1
+            if frame is not None:
+                for box, score in zip(boxes, mine, strict=True):
+                    colour = POSITIVE if score >= self.cfg.threshold else NEGATIVE
+                    cv2.rectangle(frame, (box.x, box.y), (box.x + box.w, box.y + box.h), colour, 2)
+                    cv2.putText(frame, f"{score:.2f}", (box.x, max(12, box.y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                                colour, 1, cv2.LINE_AA)  # fmt: skip
+                cv2.imwrite(str(tmp / "frames" / f"{number}.jpg"), frame)
+        return kept
+
+
+def _summary(path: Path, params: dict, reused: bool = False) -> dict:
+    status = params.get("status", "done")
+    return {
+        "video": str(path),
+        "status": "reused" if reused and status == "done" else status,
+        "reason": params.get("reason", ""),
+        "total_frames": int(params.get("total_frames", 0)),
+        "motion_frames": int(params.get("motion_events", 0)),
+        "kept_frames": int(params.get("kept_frames", 0)),
+        "return_rate": float(params.get("return_rate", 0)),
+        "minutes": float(params.get("minutes", 0)),
+    }
+
+
+def _write_table(output: Path, summaries: list[dict], index: int, count: int) -> None:
+    """OUTPUT/scan.csv: every task's rows (scan-parts/), rebuilt by whichever task finishes last."""
+    import pandas as pd
+
+    parts = fileio.ensure_dir(output / "scan-parts")
+    columns = ["video", "status", "reason", "total_frames", "motion_frames", "kept_frames", "return_rate", "minutes"]
+    mine = pd.DataFrame(summaries, columns=columns)
+    with locks.waiting_lock(parts / ".lock"):  # tasks finishing together would each miss the other's part
+        with fileio.atomic_open(parts / f"{index:05d}-of-{count:05d}.csv", "w", newline="", encoding="utf-8") as f:
+            mine.to_csv(f, index=False, lineterminator="\n")
+        tables = [pd.read_csv(p, keep_default_na=False) for p in sorted(parts.glob(f"*-of-{count:05d}.csv"))]
+        table = pd.concat(tables).sort_values("video")
+        with fileio.atomic_open(output / "scan.csv", "w", newline="", encoding="utf-8") as f:
+            table.to_csv(f, index=False, lineterminator="\n")
+    done = table[table.status != "failed"]
+    log.info(
+        "scan.csv: %d videos (%d failed, %d of %d tasks reported), %d of %d frames kept -> %s",
+        len(table),
+        len(table) - len(done),
+        len(tables),
+        count,
+        done.kept_frames.sum(),
+        done.total_frames.sum(),
+        output / "scan.csv",
+    )
