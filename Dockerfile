@@ -4,14 +4,18 @@
 #   docker run --rm -v $PWD/Samples:/data/Samples:ro -v $PWD/Output:/data/Output --user $(id -u):$(id -g) meerkat:cpu
 # Air-gapped builds: --build-arg BASE_IMAGE=<local python image> (scripts/make-base-image.sh makes one)
 # and the weights file in weights/. Behind a TLS-intercepting proxy: --secret id=ca_bundle,src=CA.pem.
+ARG VARIANT=cpu
+# Everything below this line is the same in Dockerfile and Dockerfile.gpu (tests/test_dockerfiles.py
+# checks it): what differs by VARIANT is the lock file, the base-cpu/base-gpu stage and the test.
 
 # python:3.11-slim-bookworm, pinned by digest so a rebuild starts from the same bytes.
 ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
 FROM ${BASE_IMAGE} AS builder
+ARG VARIANT
 SHELL ["/bin/sh", "-euc"]
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
-COPY requirements/cpu.lock /tmp/requirements.lock
+COPY requirements/${VARIANT}.lock /tmp/requirements.lock
 RUN --mount=type=secret,id=ca_bundle \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
     python3 -m venv /opt/venv; \
@@ -34,7 +38,20 @@ RUN --mount=type=secret,id=ca_bundle \
     python3 /tmp/fetch-weights.py --file "${WEIGHTS_FILE}" --url "${WEIGHTS_URL}" --hash "${WEIGHTS_HASH}" \
       --local /tmp/weights --dest /opt/meerkat/weights
 
-FROM ${BASE_IMAGE} AS runtime
+# The part of the runtime that depends on VARIANT: its description and, for CUDA, the NVIDIA settings.
+FROM ${BASE_IMAGE} AS base-cpu
+LABEL org.opencontainers.image.description="Trains DeepMeerkat's two-class crop classifiers (CPU)"
+
+FROM ${BASE_IMAGE} AS base-gpu
+LABEL org.opencontainers.image.description="Trains DeepMeerkat's two-class crop classifiers (CUDA)"
+# Read by the NVIDIA container runtime: which GPUs to expose and which driver libraries to mount.
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+
+# base-${VARIANT} is one of the two stages above, not a registry image that could carry a tag.
+# podman 4.3 (buildah 1.28) ignores VARIANT's default here: build with --build-arg VARIANT=..., as make does.
+# hadolint ignore=DL3006
+FROM base-${VARIANT} AS runtime
 ARG BACKBONE=efficientnet_v2_b0
 ARG ALPHA=
 ARG WEIGHTS_FILE=efficientnetv2-b0_notop.h5
@@ -45,7 +62,6 @@ ARG CREATED=1970-01-01T00:00:00Z
 ARG SOURCE_DATE_EPOCH=0
 ARG SOURCE=
 LABEL org.opencontainers.image.title="meerkat" \
-      org.opencontainers.image.description="Trains DeepMeerkat's two-class crop classifiers (CPU)" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.version="${VERSION}" \
@@ -73,8 +89,13 @@ WORKDIR /data
 ENTRYPOINT ["/opt/meerkat/entrypoint/entrypoint.sh"]
 CMD []
 
-# `--target test`: the image imports and answers --help, no data needed.
+# `--target test`: the image imports and answers --help, no data needed, and its TensorFlow is built
+# with CUDA exactly when VARIANT is gpu. No GPU at build time: a CUDA build falls back to the CPU.
 FROM runtime AS test
-RUN meerkat --version && meerkat --help >/dev/null && python -c "import meerkat.export, meerkat.preprocess, tensorflow"
+ARG VARIANT
+RUN meerkat --version && meerkat --help >/dev/null \
+    && python -c "import sys, meerkat.export, meerkat.preprocess, tensorflow as tf; \
+      cuda = tf.test.is_built_with_cuda(); \
+      assert cuda == (sys.argv[1] == 'gpu'), f'VARIANT={sys.argv[1]}, but is_built_with_cuda() is {cuda}'" "${VARIANT}"
 
 FROM runtime

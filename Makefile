@@ -53,10 +53,10 @@ APPTAINER ?= $(shell command -v apptainer >/dev/null && echo apptainer || echo s
 # Root without CAP_SYS_RESOURCE (as here) cannot run %test inside `build`; sif-test runs it with --no-privs.
 SIF_BUILD_FLAGS ?= $(if $(filter scripts/apptainer-here.sh,$(APPTAINER)),--notest)
 
-.PHONY: help install test test-fast run bench slurm-test clean base-image weights-context image image-gpu doctor-gpu smoke lint sif sif-test
+.PHONY: help install deepmeerkat-env test test-fast run bench slurm-test clean base-image weights-context image image-gpu image-test-gpu doctor-gpu smoke lint sif sif-test
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## Create the venv with pinned dependencies and meerkat in it
 
@@ -67,10 +67,29 @@ $(VENV)/.installed: requirements/cpu.lock requirements/test.txt pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-test: install ## Run the unit and end-to-end tests (images, SIF, SLURM: smoke, sif-test, slurm-test)
+# DeepMeerkat 3.1.4 (MIT), the reference that tests/test_deepmeerkat.py and benchmarks/video_bench.py
+# compare with, in a venv of its own: it is never a dependency of meerkat. Its motion pipeline needs
+# only numpy and OpenCV, pinned to the same versions and hashes as in requirements/cpu.lock.
+DEEPMEERKAT_VENV := build/deepmeerkat-venv
+DEEPMEERKAT_PIN := deepmeerkat==3.1.4 --hash=sha256:52a9852c9bdbe6ca6bf8f535d8d0e492034e808aa0f9073eeeac061341e741ed
+deepmeerkat-env: $(DEEPMEERKAT_VENV)/.installed ## Create build/deepmeerkat-venv: DeepMeerkat 3.1.4 for the comparison tests
+
+$(DEEPMEERKAT_VENV)/.installed: requirements/cpu.lock
+	rm -rf $(DEEPMEERKAT_VENV)
+	mkdir -p build
+	sed -n -E '/^(numpy|opencv-python-headless)==/,/[^\\]$$/p' requirements/cpu.lock > build/deepmeerkat-base.txt
+	test "$$(grep -c '==' build/deepmeerkat-base.txt)" = 2
+	echo '$(DEEPMEERKAT_PIN)' > build/deepmeerkat-pin.txt
+	$(PYTHON) -m venv $(DEEPMEERKAT_VENV)
+	$(DEEPMEERKAT_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r build/deepmeerkat-base.txt
+	$(DEEPMEERKAT_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r build/deepmeerkat-pin.txt
+	$(DEEPMEERKAT_VENV)/bin/python -c "import deepmeerkat.motion_pipeline"
+	touch $@
+
+test: install deepmeerkat-env ## Run the unit and end-to-end tests (images, SIF, SLURM: smoke, sif-test, slurm-test)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: install ## Run the tests that take seconds
+test-fast: install deepmeerkat-env ## Run the tests that take seconds
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 run: install ## Train: make run SAMPLES=path/to/Samples OUTPUT=path/to/Output (no SAMPLES: a demo set)
@@ -89,13 +108,20 @@ ifneq ($(wildcard $(SHARED_WEIGHTS)),)
 	cp -f $(SHARED_WEIGHTS) weights/
 endif
 
-image: weights-context ## Build the CPU image (tag $(IMAGE)), after its import test stage
-	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) --target test -t $(IMAGE)-test -f Dockerfile .
-	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) -t $(IMAGE) -f Dockerfile .
+# Dockerfile and Dockerfile.gpu are the same file but for `ARG VARIANT=cpu|gpu` (tests/test_dockerfiles.py).
+# podman 4.3 (buildah 1.28) ignores that default when it resolves `FROM base-${VARIANT}`, so each build
+# also passes its file's own value.
+variant = --build-arg VARIANT=$(shell sed -n 's/^ARG VARIANT=//p' $(1))
 
-image-gpu: weights-context ## Build the CUDA image (tag $(IMAGE_GPU))
-	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) --target test -t $(IMAGE_GPU)-test -f Dockerfile.gpu .
-	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) -t $(IMAGE_GPU) -f Dockerfile.gpu .
+image: weights-context ## Build the CPU image (tag $(IMAGE)), after its test stage
+	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(call variant,Dockerfile) --target test -t $(IMAGE)-test -f Dockerfile .
+	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(call variant,Dockerfile) -t $(IMAGE) -f Dockerfile .
+
+image-test-gpu: weights-context ## Build only the CUDA image's test stage (tag $(IMAGE_GPU)-test)
+	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(call variant,Dockerfile.gpu) --target test -t $(IMAGE_GPU)-test -f Dockerfile.gpu .
+
+image-gpu: image-test-gpu ## Build the CUDA image (tag $(IMAGE_GPU)), after its test stage
+	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(call variant,Dockerfile.gpu) -t $(IMAGE_GPU) -f Dockerfile.gpu .
 
 doctor-gpu: ## Run `meerkat doctor` in the CUDA image (here: no GPU, so the CPU fallback)
 	$(CONTAINER_ENGINE) run --rm $(IMAGE_GPU) doctor
@@ -103,8 +129,12 @@ doctor-gpu: ## Run `meerkat doctor` in the CUDA image (here: no GPU, so the CPU 
 smoke: install ## Smoke-train in the built image: read-only root, read-only Samples, --user 12345
 	TEST_IMAGE=$(IMAGE) CONTAINER_ENGINE=$(CONTAINER_ENGINE) $(BIN)/python -m pytest tests/test_image.py $(PYTEST_ARGS)
 
-lint: install ## hadolint both Dockerfiles
-	$(BIN)/hadolint Dockerfile Dockerfile.gpu
+# Every shell script of the repo; the .sbatch files source examples/slurm/meerkat.sh (-x follows it).
+SHELL_SCRIPTS := entrypoint/entrypoint.sh $(wildcard scripts/*.sh examples/slurm/*.sh examples/slurm/*.sbatch) .ci/run
+LINTERS := "$(BIN)/ruff check ." "$(BIN)/ruff format --check ." \
+  "$(BIN)/shellcheck -x $(SHELL_SCRIPTS)" "$(BIN)/hadolint Dockerfile Dockerfile.gpu"
+lint: install ## ruff check, ruff format --check, shellcheck, hadolint: runs all four, fails if one fails
+	@rc=0; for cmd in $(LINTERS); do echo "$$cmd"; $$cmd || rc=1; done; exit $$rc
 
 sif: ## Build $(SIF) from the image $(IMAGE) with apptainer.def
 	mkdir -p build

@@ -20,7 +20,6 @@ Figures are medians over --repeats runs, with min-max. The data are synthetic JP
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -77,29 +76,35 @@ def peak_rss_mb(*args) -> float:
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", probe, sys.executable, "-m", "meerkat", *map(str, args)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe, sys.executable, "-m", "meerkat", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(out.stdout.split()[-1]) / 1024
 
 
 def bench(backbone, alpha, weights, precision, args):
-    import numpy as np
     import tensorflow as tf
 
     from meerkat import backbones
-    from meerkat.createdocs import DocsConfig, createdocs
-    from meerkat.images import decode_and_resize
+    from meerkat.config import BackboneConfig, DocsConfig, PreprocessConfig
+    from meerkat.createdocs import createdocs
+    from meerkat.decode import decode_and_resize
+    from meerkat.embedder import embedder_for
     from meerkat.preprocess import preprocess
 
     name = f"{backbone}{f' {alpha}' if alpha else ''} {precision}"
-    spec = backbones.resolve(backbone, alpha, weights, precision)
-    embedder = backbones.Embedder(spec)
+    spec = backbones.resolve(BackboneConfig(backbone, alpha, weights, precision))
+    embedder = embedder_for(spec)  # the one preprocess uses: built once, as in `meerkat run`
     data = samples(args.n)
     work = WORK / name.replace(" ", "-")
     shutil.rmtree(work, ignore_errors=True)
     docs = createdocs(DocsConfig(data, work / "docs-out", balance=False))
     paths = [line.rsplit(",", 1)[0] for line in docs.training_csv.read_text().splitlines()]
-    flags = ["--backbone", backbone, "--weights", weights, "--precision", precision] + (["--alpha", alpha] if alpha else [])
+    flags = ["--backbone", backbone, "--weights", weights, "--precision", precision] + (
+        ["--alpha", alpha] if alpha else []
+    )
     table = [f"\n{name}: N = {args.n} ({len(paths)} training crops), batch {args.batch}, {args.repeats} repeats"]
 
     # 1. Bare forward pass: the same tf.function preprocess calls, on preloaded resized batches.
@@ -118,7 +123,10 @@ def bench(backbone, alpha, weights, precision, args):
     rates = []
     for r in range(args.repeats):
         start = time.perf_counter()
-        preprocess(docs.training_csv, docs.dict_txt, work / f"pre{r}" / "train", embedder, args.batch, cache_dir=work / f"pre{r}" / "cache")
+        shard = PreprocessConfig(
+            docs.training_csv, docs.dict_txt, str(work / f"pre{r}" / "train"), args.batch, work / f"pre{r}" / "cache"
+        )
+        preprocess(shard, spec)
         rates.append(len(paths) / (time.perf_counter() - start))
     ratio = statistics.median(rates) / statistics.median(bare)
     table.append(f"  2. meerkat preprocess            images/s {stats(rates)}   ratio to (1): {ratio:.2f}")
@@ -137,7 +145,9 @@ def bench(backbone, alpha, weights, precision, args):
             shutil.copy(f, grown / "Training" / f.parent.name / f"extra-{f.name}")
         seconds, out = meerkat("run", grown, work / f"run{r}" / "grown", *flags, "--cache-dir", cache, "--no-balance")
         added.append(seconds)
-        computed = sum(int(line.split(" to compute")[0].rsplit(", ", 1)[1]) for line in out.splitlines() if " to compute" in line)
+        computed = sum(
+            int(line.split(" to compute")[0].rsplit(", ", 1)[1]) for line in out.splitlines() if " to compute" in line
+        )
     table.append(f"  3. meerkat run, cold              seconds  {stats(cold)}")
     table.append(f"     meerkat run, warm cache        seconds  {stats(warm)}")
     table.append(f"     meerkat run, +100 crops         seconds  {stats(added)}   embeddings computed: {computed}")
@@ -155,18 +165,32 @@ def bench(backbone, alpha, weights, precision, args):
         for p in sample:
             one(tf.constant(open(p, "rb").read())).numpy()
         single.append(len(sample) / (time.perf_counter() - start))
+    speedup = statistics.median(rates) / statistics.median(single)
     table.append(
-        f"  4. one image per call (original)  images/s {stats(single)}   meerkat preprocess is {statistics.median(rates) / statistics.median(single):.1f}x faster"
+        f"  4. one image per call (original)  images/s {stats(single)}   meerkat preprocess is {speedup:.1f}x faster"
     )
 
     # 5. Peak memory of preprocess at N and 4N (distinct crops, cold cache).
     rss = {}
     for n in (args.rss_n, 4 * args.rss_n):
         d = createdocs(DocsConfig(samples(n, seed=7), work / f"rss-docs-{n}", balance=False))
-        rss[n] = peak_rss_mb("preprocess", "--input-path", d.training_csv, "--input-dict", d.dict_txt,
-                             "--output-path", work / f"rss-{n}" / "train", "--cache-dir", work / f"rss-{n}" / "cache", *flags)
+        rss[n] = peak_rss_mb(
+            "preprocess",
+            "--input-path",
+            d.training_csv,
+            "--input-dict",
+            d.dict_txt,
+            "--output-path",
+            work / f"rss-{n}" / "train",
+            "--cache-dir",
+            work / f"rss-{n}" / "cache",
+            *flags,
+        )
     small, big = rss[args.rss_n], rss[4 * args.rss_n]
-    table.append(f"  5. preprocess peak RSS            MB       N={args.rss_n}: {small:.0f}   4N={4 * args.rss_n}: {big:.0f}   ratio {big / small:.2f}")
+    table.append(
+        f"  5. preprocess peak RSS            MB       N={args.rss_n}: {small:.0f}   "
+        f"4N={4 * args.rss_n}: {big:.0f}   ratio {big / small:.2f}"
+    )
     print("\n".join(table), flush=True)
     shutil.rmtree(work, ignore_errors=True)
 
@@ -177,6 +201,7 @@ def head_training(n=10000, dim=1280, epochs=10):
     import tensorflow as tf
 
     from meerkat import records, train
+    from meerkat.config import TrainConfig
 
     folder = WORK / "head"
     shutil.rmtree(folder, ignore_errors=True)
@@ -194,7 +219,7 @@ def head_training(n=10000, dim=1280, epochs=10):
         data = train.load(str(folder / "train"), "train")
         reads.append(time.perf_counter() - start)
         start = time.perf_counter()
-        train.train(data, data, train.TrainConfig(epochs=epochs), folder / f"logs{r}", folder / f"ckpt{r}.npz", "bench")
+        train.train(data, data, TrainConfig(epochs=epochs), folder / f"logs{r}", folder / f"ckpt{r}.npz", "bench")
         fits.append(time.perf_counter() - start)
     print(f"\nhead training on {n} embeddings ({dim}-d), batch 32:")
     print(f"  6. read the shards into memory     seconds  {stats(reads)}")
@@ -222,7 +247,8 @@ def main():
 
     import tensorflow as tf
 
-    print(f"meerkat benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}")
+    cpu = platform.processor() or platform.machine()
+    print(f"meerkat benchmark: {cpu}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}")
     if not args.head_only:
         for config in configs(args):
             bench(*config, args)

@@ -40,7 +40,17 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("float32", "bfloat16", "float16"):
             out = Path(tmp) / precision
-            cmd = [sys.executable, "-m", "meerkat", "run", str(args.samples), str(out), *flags, "--precision", precision]
+            cmd = [
+                sys.executable,
+                "-m",
+                "meerkat",
+                "run",
+                str(args.samples),
+                str(out),
+                *flags,
+                "--precision",
+                precision,
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 sys.exit(proc.stderr)
@@ -49,10 +59,15 @@ def main():
             vectors[precision] = v[np.argsort(uris)]
             accuracy[precision] = json.loads((out / "report" / "metrics.json").read_text())["accuracy"]
     base = vectors["float32"]
-    print(f"{args.backbone}{' ' + args.alpha if args.alpha else ''}, weights {Path(args.weights).name}, {len(base)} crops")
+    print(
+        f"{args.backbone}{' ' + args.alpha if args.alpha else ''}, weights {Path(args.weights).name}, {len(base)} crops"
+    )
     for precision, v in vectors.items():
         cos = (v * base).sum(1) / np.linalg.norm(v, axis=1) / np.linalg.norm(base, axis=1)
-        print(f"  {precision:9s} cosine to float32: mean {cos.mean():.5f}  min {cos.min():.5f}   eval accuracy {accuracy[precision]:.4f}")
+        print(
+            f"  {precision:9s} cosine to float32: mean {cos.mean():.5f}  min {cos.min():.5f}   "
+            f"eval accuracy {accuracy[precision]:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ writable() { mkdir -p "$1" 2>/dev/null && [ -w "$1" ] && touch "$1/.meerkat-prob
 export TMPDIR="${TMPDIR:-/tmp}"
 if [ -z "${HOME:-}" ] || [ "$HOME" = / ] || ! writable "$HOME"; then
   # An arbitrary --user has no passwd entry and HOME=/; a read-only root has no writable home.
-  export HOME="$TMPDIR/meerkat-home-$(id -u)"
+  HOME="$TMPDIR/meerkat-home-$(id -u)"
+  export HOME
   mkdir -p "$HOME"
 fi
 export KERAS_HOME="${KERAS_HOME:-$HOME/.keras}"
 export XDG_CACHE_HOME="${XDG_CACHE_HOME:-$HOME/.cache}"
-export MPLCONFIGDIR="${MPLCONFIGDIR:-$XDG_CACHE_HOME/matplotlib}"
 mkdir -p "$KERAS_HOME" "$XDG_CACHE_HOME" 2>/dev/null || true
 
 export MEERKAT_SAMPLES="${MEERKAT_SAMPLES:-/data/Samples}"

@@ -30,6 +30,7 @@ if [ ! -x "$rootfs/usr/bin/apptainer" ]; then
 fi
 
 binds="$PWD ${APPTAINER_BINDS:-}"
+# shellcheck disable=SC2016  # the inner sh expands these, from its own arguments
 exec unshare --mount --propagation private -- /bin/sh -euc '
   root=$1; cwd=$2; binds=$3; shift 3
   mount --bind "$root" "$root"

@@ -46,7 +46,11 @@ def main() -> int:
         with urllib.request.urlopen(a.url, context=context, timeout=300) as r, open(tmp, "wb") as f:
             shutil.copyfileobj(r, f)
     else:
-        print(f"error: {a.file} is not in {a.local} and no URL was given; put the file in the build context's weights/ folder", file=sys.stderr)
+        print(
+            f"error: {a.file} is not in {a.local} and no URL was given; "
+            "put the file in the build context's weights/ folder",
+            file=sys.stderr,
+        )
         return 1
     actual = digest(tmp, algorithm)
     if actual != expected:

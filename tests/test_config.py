@@ -9,15 +9,37 @@ from conftest import make_samples
 
 from meerkat import config
 from meerkat.cli import app
-from meerkat.config import BackboneConfig, DocsConfig, PreprocessConfig, RecordsConfig, RunConfig, TrainConfig
+from meerkat.config import (
+    BackboneConfig,
+    ClipsConfig,
+    DocsConfig,
+    MotionConfig,
+    PreprocessConfig,
+    RecordsConfig,
+    RunConfig,
+    ScanConfig,
+    TrainConfig,
+)
 from meerkat.errors import UsageError
 
-CONFIGS = (DocsConfig, BackboneConfig, PreprocessConfig, TrainConfig, RecordsConfig, RunConfig)
+CONFIGS = (
+    DocsConfig,
+    BackboneConfig,
+    PreprocessConfig,
+    TrainConfig,
+    RecordsConfig,
+    RunConfig,
+    MotionConfig,
+    ClipsConfig,
+    ScanConfig,
+)
 COMMANDS = {
     "createdocs": (DocsConfig,),
     "preprocess": (PreprocessConfig, BackboneConfig),
     "train": (RecordsConfig, TrainConfig),
     "run": (DocsConfig, BackboneConfig, TrainConfig, RunConfig),
+    "clips": (ClipsConfig, MotionConfig),
+    "scan": (ScanConfig, MotionConfig),
 }
 
 
@@ -81,3 +103,10 @@ def test_rules_that_span_fields_are_checked_by_the_config(make, words):
     with pytest.raises(UsageError) as e:
         make()
     assert words in str(e.value)
+
+
+def test_regions_are_parsed_and_bad_ones_are_usage_errors(tmp_path, cli):
+    result = cli("clips", tmp_path, "--output", tmp_path / "o", "--exclude", "0,0,10")
+    assert result.exit_code == 2 and "received '0,0,10'" in result.output
+    cfg = config.build(MotionConfig, {"exclude": [config.parse_region("0,0,320,20"), (5, 5, 1, 1)]})
+    assert cfg.exclude == ((0, 0, 320, 20), (5, 5, 1, 1))

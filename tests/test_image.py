@@ -5,7 +5,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import SAMPLES, needs_shared
+from conftest import SAMPLES, SHARED, needs_shared
 
 IMAGE = os.environ.get("TEST_IMAGE")
 ENGINE = os.environ.get("CONTAINER_ENGINE", "podman")
@@ -70,6 +70,34 @@ def test_a_killed_container_resumes_and_ends_like_an_uninterrupted_run(smoke, tm
     assert "ended without finishing" in again.stderr
     assert (out / "report" / "metrics.json").read_bytes() == (reference / "report" / "metrics.json").read_bytes()
     assert not list(out.rglob(".*.tmp")) and not (out / ".meerkat.lock").exists()
+
+
+def test_clips_and_scan_run_read_only_and_map_the_video_path_for_the_host(smoke, tmp_path):
+    """The whole loop's video half, in the image: crops from a read-only video folder, then the
+    trained model applied to it, with source_video written as the host sees it."""
+    out, _ = smoke
+    videos = SHARED / "data" / "videos"
+    work = tmp_path / "Work"
+    work.mkdir()
+    os.chown(work, UID, UID)
+    mounts = [f"{videos}:/data/Videos:ro", f"{out}:/data/Output:ro", f"{work}:/data/Work"]
+    clipped = container("clips", "/data/Videos", "--output", "/data/Work/crops", mounts=mounts)
+    assert clipped.returncode == 0, clipped.stdout + clipped.stderr
+    assert len(list((work / "crops" / "chimp").glob("chimp_*_*.jpg"))) == 25
+    scanned = container(
+        "scan",
+        "/data/Output/model",
+        "/data/Videos",
+        "--output",
+        "/data/Work/scan",
+        "--path-map",
+        f"/data/Videos={videos}",
+        mounts=mounts,
+    )
+    assert scanned.returncode == 0, scanned.stdout + scanned.stderr
+    params = dict(line.split(",", 1) for line in (work / "scan" / "chimp" / "parameters.csv").read_text().splitlines())
+    assert params["source_video"] == str(videos / "chimp.mp4")
+    assert (work / "scan" / "scan.csv").read_text().count("\n") == 2
 
 
 def test_exported_model_meets_the_contract_on_the_host(smoke):

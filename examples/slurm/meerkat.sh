@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the .sbatch files: `meerkat` from the SIF when MEERKAT_SIF names one, else from PATH.
 # The SIF is read-only and $HOME stays the user's; nothing is downloaded (weights are baked in).
 # MEERKAT_APPTAINER and MEERKAT_APPTAINER_FLAGS change the apptainer command (e.g. --no-privs as root).
