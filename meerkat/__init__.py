@@ -7,4 +7,7 @@ __version__ = "0.1.0"
 
 # TensorFlow's C++ start-up chatter buries meerkat's own output; --debug turns it back on.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# FFmpeg's own lines about a broken video ("moov atom not found") would stand beside meerkat's one
+# warning for it; --debug shows them.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 logging.getLogger("tensorflow").setLevel(logging.ERROR)

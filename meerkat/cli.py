@@ -137,6 +137,7 @@ def main_options(
     state["debug"] = debug
     if debug:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "24"  # warnings
     else:
         from meerkat.quiet import hush
 

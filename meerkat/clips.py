@@ -34,6 +34,7 @@ def clips(cfg: ClipsConfig) -> list[dict]:
     """Crop every video of cfg.videos into cfg.output; one summary dict per video."""
     videos = list_videos(cfg.videos)
     output = fileio.ensure_dir(cfg.output)
+    fileio.remove_stale_temps(output)  # what killed runs left; a live writer's are locked
     scorer = None
     if cfg.model:
         from meerkat.scorer import Scorer
@@ -45,8 +46,9 @@ def clips(cfg: ClipsConfig) -> list[dict]:
     failed = [s for s in summaries if s["status"] == "failed"]
     crops = sum(s.get("crops", 0) for s in summaries)
     log.info("%d crops from %d videos in %s (%d failed)", crops, len(videos) - len(failed), output, len(failed))
-    if len(failed) == len(videos):
-        raise MeerkatError(f"no video could be read; the first, {failed[0]['video']}: {failed[0]['reason']}")
+    unreadable = [s for s in summaries if s.get("unreadable")]
+    if len(unreadable) == len(videos):
+        raise MeerkatError(f"no video could be read; the first, {unreadable[0]['video']}: {unreadable[0]['reason']}")
     return summaries
 
 
@@ -55,6 +57,7 @@ def _settings(cfg: ClipsConfig, scorer) -> dict:
         **asdict(cfg.motion),
         "max_crops_per_video": cfg.max_crops_per_video,
         "model_sha256": scorer.sha256 if scorer else None,
+        "threshold": cfg.threshold if scorer else None,
         "meerkat_version": __version__,
     }
 
@@ -64,7 +67,7 @@ def _clip_video(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
         info = probe(path)
     except BadVideo as e:
         log.warning("warning: %s: %s; skipped", path, e)
-        return {"video": str(path), "status": "failed", "reason": str(e)}
+        return {"video": str(path), "status": "failed", "reason": str(e), "unreadable": True}
     folder = output / info.stem
     settings = _settings(cfg, scorer)
     key = results.settings_key(path, settings)
@@ -80,7 +83,7 @@ def _clip_video(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
     detector = MotionDetector(cfg.motion, info.width, info.height)
     frames = Frames(path, stride)
     progress = Progress(path.name, info.frames)
-    rows, motion_frames, limit = [], 0, cfg.max_crops_per_video
+    rows, motion_frames, limit, stopped_at = [], 0, cfg.max_crops_per_video, None
     with fileio.atomic_dir(folder, f"the crops of {path}") as tmp:
         for number, frame in frames:
             progress.update(number)
@@ -98,8 +101,11 @@ def _clip_video(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
                 rows.append({**row, "h": full.h, "w": full.w, "label": "motion", "score": 1.0, "crop": name})
             if limit and len(rows) >= limit:
                 log.info("%s: stopped at --max-crops-per-video %d (frame %d)", path.name, limit, number)
+                stopped_at = number
                 break
-        status, reason = _completeness(info, frames, bool(limit) and len(rows) >= limit)
+        # Stopped early, the frames read are those processed (the reader thread may be ahead).
+        read = stopped_at or frames.count
+        status, reason = _completeness(info, frames, stopped_at is not None)
         if scorer is not None:
             _score(tmp, rows, scorer, cfg.threshold)
         results.write_annotations(
@@ -112,7 +118,7 @@ def _clip_video(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
             "training_mode": True,
             "source_video": str(path.resolve()),
             "video_fps": info.fps,
-            "total_frames": frames.count,
+            "total_frames": read,
             "motion_events": motion_frames,
             "crops": len(rows),
             "minutes": round(minutes, 4),
@@ -125,11 +131,11 @@ def _clip_video(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
             "reason": reason,
         }
         results.write_parameters(tmp / "parameters.csv", params)
-    rate = frames.count / (minutes * 60) if minutes else 0
+    rate = read / (minutes * 60) if minutes else 0
     log.info(
         "%s: %d frames, %d with motion, %d crops, %.0f frames/s -> %s",
         path.name,
-        frames.count,
+        read,
         motion_frames,
         len(rows),
         rate,

@@ -55,9 +55,10 @@ def scan(cfg: ScanConfig) -> list[dict]:
         scanner = VideoScanner(cfg)
         summaries = [scanner.scan(path) for path in videos]
     _write_table(output, summaries, index, count)
-    failed = [s for s in summaries if s["status"] == "failed"]
-    if videos and len(failed) == len(videos):
-        raise MeerkatError(f"no video could be scanned; the first, {failed[0]['video']}: {failed[0]['reason']}")
+    unreadable = [s for s in summaries if s.get("unreadable")]
+    if videos and len(unreadable) == len(videos):
+        first = unreadable[0]
+        raise MeerkatError(f"no video could be read; the first, {first['video']}: {first['reason']}")
     return summaries
 
 
@@ -66,7 +67,9 @@ _worker = {}
 
 def _start_worker(cfg: ScanConfig) -> None:
     from meerkat.cli import _configure_logging
+    from meerkat.quiet import hush
 
+    hush()  # a spawned worker imports TensorFlow afresh
     _configure_logging(debug=False)
     _worker["scanner"] = VideoScanner(cfg)
 
@@ -98,7 +101,7 @@ class VideoScanner:
             info = probe(path)
         except BadVideo as e:
             log.warning("warning: %s: %s; skipped", path, e)
-            return {"video": str(path), "status": "failed", "reason": str(e)}
+            return {**_summary(path, {}), "status": "failed", "reason": str(e), "unreadable": True}
         folder = self.output / info.stem
         key = results.settings_key(path, self.settings)
         previous = results.read_parameters(folder / "parameters.csv")
@@ -180,12 +183,13 @@ class VideoScanner:
             return 0
         crops = [c for _, _, _, frame_crops in pending for c in frame_crops]
         size = self.cfg.batch_size
-        scores = [float(s) for i in range(0, len(crops), size) for s in self.scorer(crops[i : i + size])]
+        # Rounded as annotations.csv shows them, so that a label, its frame and its colour agree.
+        scores = [round(float(s), 6) for i in range(0, len(crops), size) for s in self.scorer(crops[i : i + size])]
         kept = 0
         for number, frame, boxes, _ in pending:
             mine, scores = scores[: len(boxes)], scores[len(boxes) :]
             for box, score in zip(boxes, mine, strict=True):
-                label = "positive" if round(score, 6) >= self.cfg.threshold else "negative"
+                label = "positive" if score >= self.cfg.threshold else "negative"
                 rows.append({"frame": number, "clock": clock(number, fps), "x": box.x, "y": box.y, "h": box.h,
                              "w": box.w, "label": label, "score": f"{score:.6f}"})  # fmt: skip
             if max(mine) < self.cfg.threshold:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, SAMPLES, WEIGHTS, needs_shared
+from conftest import ROOT, SAMPLES, SHARED, WEIGHTS, needs_shared
 
 from meerkat import records
 
@@ -144,3 +144,39 @@ def test_a_killed_task_is_rerun_alone_with_the_same_result(array_run, tmp_path):
     assert wait(jobs["preprocess"]) == "COMPLETED"
     assert wait(jobs["train"]) == "COMPLETED"
     assert (out / "report" / "metrics.json").read_bytes() == (array_run / "report" / "metrics.json").read_bytes()
+
+
+def test_scan_array_splits_the_videos_and_reports_them_all(array_run, tmp_path):
+    """examples/slurm/scan.sbatch as a 2-task array over 3 videos, with the model the array job made."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a", "b", "c"):
+        shutil.copy(SHARED / "data" / "videos" / "chimp.mp4", videos / f"chimp-{name}.mp4")
+    out = tmp_path / "scans"
+    e = env(
+        tmp_path,
+        MEERKAT_MODEL=str(array_run / "model"),
+        MEERKAT_VIDEOS=str(videos),
+        MEERKAT_SCAN_OUTPUT=str(out),
+        MEERKAT_EXAMPLES=str(EXAMPLES),
+        MEERKAT_SIF=env(tmp_path)["SIF"],
+    )
+    if e.get("APPTAINER_BINDS"):
+        e["APPTAINER_BINDS"] += f" {videos} {out} {array_run}"
+    proc = subprocess.run(
+        ["sbatch", "--parsable", "--array=0-1", "--export=ALL", f"--output={tmp_path}/scan-%A_%a.out",
+         str(EXAMPLES / "scan.sbatch")],
+        capture_output=True, text=True, env=e,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    state = wait(proc.stdout.strip())
+    logs = "\n".join(p.read_text()[-1500:] for p in tmp_path.glob("scan-*.out"))
+    assert state == "COMPLETED", logs
+    table = (out / "scan.csv").read_text().splitlines()
+    print("\n".join(table))
+    assert len(table) == 4 and all(",done," in row for row in table[1:])
+    assert sorted(p.name for p in out.iterdir() if (p / "parameters.csv").is_file()) == [
+        "chimp-a",
+        "chimp-b",
+        "chimp-c",
+    ]
