@@ -3,6 +3,8 @@
 # Edit the two places marked EDIT (or set the same names in the environment), then:
 #   bash submit.sh              the whole job
 #   bash submit.sh rerun 2 5    only preprocess tasks 2 and 5 again (after they failed), then train
+#   bash submit.sh scan         apply OUTPUT/model to the videos in VIDEOS (an array of TASKS tasks)
+#   bash submit.sh scan 3       only scan task 3 again; videos already scanned are reused
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -16,6 +18,10 @@ SIF=${SIF-/path/to/meerkat.sif}
 PARTITION=${PARTITION:-}
 GPUS=${GPUS:-0}
 TASKS=${TASKS:-8}
+# EDIT 3 (scan only): the videos to scan, where the results go, and the model (default: this job's).
+VIDEOS=${VIDEOS:-/path/to/Videos}
+SCANS=${SCANS:-$OUTPUT/scans}
+MODEL=${MODEL:-$OUTPUT/model}
 
 # sbatch runs a copy of each script, so they find meerkat.sh through MEERKAT_EXAMPLES.
 export MEERKAT_SAMPLES=$SAMPLES MEERKAT_OUTPUT=$OUTPUT MEERKAT_SIF=$SIF MEERKAT_TASKS=$TASKS MEERKAT_GPUS=$GPUS \
@@ -25,6 +31,14 @@ mkdir -p "$logs"
 common=(--parsable --export=ALL --chdir="$OUTPUT")
 [ -n "$PARTITION" ] && common+=(--partition="$PARTITION")
 [ "$GPUS" -gt 0 ] && gres=(--gres="gpu:$GPUS") || gres=()
+
+if [ "${1:-}" = scan ]; then
+  export MEERKAT_MODEL=$MODEL MEERKAT_VIDEOS=$VIDEOS MEERKAT_SCAN_OUTPUT=$SCANS
+  indices=${2:-0-$((TASKS - 1))}
+  scan=$(sbatch "${common[@]}" "${gres[@]}" --array="$indices" --output="$logs/%x-%A_%a.out" "$here/scan.sbatch")
+  echo "scan $scan (array $indices)"
+  exit 0
+fi
 
 if [ "${1:-}" = rerun ]; then
   shift
