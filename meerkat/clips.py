@@ -18,12 +18,11 @@ from pathlib import Path
 
 import cv2
 
-from meerkat import __version__, faults, fileio, results
+from meerkat import __version__, fileio, results
 from meerkat.config import ClipsConfig
 from meerkat.errors import MeerkatError
-from meerkat.motion import MotionDetector, cut
-from meerkat.progress import Progress
-from meerkat.video import BadVideo, Frames, clock, list_videos, probe, stride_for
+from meerkat.motion import VideoMotion, cut
+from meerkat.video import BadVideo, Frames, clock, list_videos, probe
 
 log = logging.getLogger(__name__)
 
@@ -75,28 +74,17 @@ def _clip_video(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
     if not cfg.force and previous.get("settings_key") == key:
         log.info("Reusing the finished crops of %s in %s", path.name, folder)
         return _summary(path, previous, "reused")
-    if not info.frames:
-        log.warning("warning: %s does not say how many frames it holds; they are counted as it is read", path)
 
     start = time.perf_counter()
-    stride = stride_for(cfg.motion.stride, cfg.motion.fps, info.fps)
-    detector = MotionDetector(cfg.motion, info.width, info.height)
-    frames = Frames(path, stride)
-    progress = Progress(path.name, info.frames)
+    motion = VideoMotion(path, info, cfg.motion, "clips")
     rows, motion_frames, limit, stopped_at = [], 0, cfg.max_crops_per_video, None
     with fileio.atomic_dir(folder, f"the crops of {path}") as tmp:
-        for number, frame in frames:
-            progress.update(number)
-            faults.point(f"clips:{info.stem}:{number}")
-            if number == 1:
-                continue  # DeepMeerkat discards frame 1: it never reaches the subtractor
-            boxes = detector.boxes(frame)
+        for number, _, watched, boxes in motion:
             motion_frames += bool(boxes)
-            watched = detector.watched(frame)
             for i, box in enumerate(boxes[: limit - len(rows)] if limit else boxes):
                 name = f"{info.stem}_{number}_{i}.jpg"
                 (tmp / name).write_bytes(cv2.imencode(".jpg", cut(watched, box, cfg.motion.padding))[1].tobytes())
-                full = box.shifted(*detector.offset)
+                full = box.shifted(*motion.detector.offset)
                 row = {"frame": number, "clock": clock(number, info.fps), "x": full.x, "y": full.y}
                 rows.append({**row, "h": full.h, "w": full.w, "label": "motion", "score": 1.0, "crop": name})
             if limit and len(rows) >= limit:
@@ -104,8 +92,8 @@ def _clip_video(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
                 stopped_at = number
                 break
         # Stopped early, the frames read are those processed (the reader thread may be ahead).
-        read = stopped_at or frames.count
-        status, reason = _completeness(info, frames, stopped_at is not None)
+        read = stopped_at or motion.frames.count
+        status, reason = _completeness(info, motion.frames, stopped_at is not None)
         if scorer is not None:
             _score(tmp, rows, scorer, cfg.threshold)
         results.write_annotations(

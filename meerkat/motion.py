@@ -11,16 +11,20 @@ everything as foreground and yields one full-frame box, which is dropped unless 
 --motion-scale the subtractor runs on a smaller copy of the frame and the boxes are scaled back.
 """
 
+import logging
 import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from meerkat import faults
 from meerkat.config import MotionConfig
 
 MERGE_DISTANCE = 75.0  # px, in the full-resolution frame
 MIN_CONTOUR_AREA = 50.0  # px², in the full-resolution frame
+log = logging.getLogger(__name__)
+
 KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
 
 
@@ -129,6 +133,34 @@ class MotionDetector:
                 )
         area = self.region[2] * self.region[3]
         return [b for b in merge(boxes) if b.w * b.h >= self.min_area * area]
+
+
+class VideoMotion:
+    """One video's processed frames with their boxes, as clips and scan both walk them.
+
+    Iterating yields (frame number, frame, watched region, boxes) for every frame that reaches
+    the subtractor (frame 1 only starts the video, as in DeepMeerkat), with a progress line every
+    few seconds. `frames.count` is then the number of frames the video held.
+    """
+
+    def __init__(self, path, info, cfg: MotionConfig, stage: str):
+        from meerkat.progress import Progress
+        from meerkat.video import Frames, stride_for
+
+        self.detector = MotionDetector(cfg, info.width, info.height)
+        self.frames = Frames(path, stride_for(cfg.stride, cfg.fps, info.fps))
+        self.progress = Progress(path.name, info.frames)
+        self.fault = f"{stage}:{info.stem}"
+        if not info.frames:
+            log.warning("warning: %s does not say how many frames it holds; they are counted as it is read", path)
+
+    def __iter__(self):
+        for number, frame in self.frames:
+            self.progress.update(number)
+            faults.point(f"{self.fault}:{number}")
+            if number == 1:
+                continue  # DeepMeerkat discards frame 1: it never reaches the subtractor
+            yield number, frame, self.detector.watched(frame), self.detector.boxes(frame)
 
 
 SIDE = 299  # DeepMeerkat's crop size (InceptionV3's input)

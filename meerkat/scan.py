@@ -24,14 +24,14 @@ from pathlib import Path
 
 import cv2
 
-from meerkat import __version__, faults, fileio, locks, results
+from meerkat import __version__, fileio, locks, results
 from meerkat.config import ScanConfig
 from meerkat.errors import MeerkatError
-from meerkat.motion import MotionDetector, cut
+from meerkat.model_card import threshold_note
+from meerkat.motion import VideoMotion, cut
 from meerkat.preprocess import check_shard
-from meerkat.progress import Progress
 from meerkat.slurm import array_shard
-from meerkat.video import BadVideo, Frames, clock, list_videos, probe, stride_for
+from meerkat.video import BadVideo, clock, list_videos, probe
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ def scan(cfg: ScanConfig) -> list[dict]:
     videos = list_videos(cfg.videos)[index::count]
     output = fileio.ensure_dir(cfg.output)
     fileio.remove_stale_temps(output)  # what killed scans left; live tasks' work is locked
+    if note := threshold_note(cfg.model, cfg.threshold):  # the model card's advice, once
+        log.info(note)
     if cfg.workers > 1 and len(videos) > 1:
         context = get_context("spawn")  # TensorFlow does not survive fork
         with ProcessPoolExecutor(min(cfg.workers, len(videos)), context, _start_worker, (cfg,)) as pool:
@@ -108,8 +110,6 @@ class VideoScanner:
         if not self.cfg.force and previous.get("settings_key") == key:
             log.info("Reusing the finished scan of %s in %s", path.name, folder)
             return _summary(path, previous, reused=True)
-        if not info.frames:
-            log.warning("warning: %s does not say how many frames it holds; they are counted as it is read", path)
         with fileio.atomic_dir(folder, f"the scan of {path}") as tmp:
             params = self._scan_into(tmp, path, info)
             params["settings_key"] = key
@@ -133,22 +133,14 @@ class VideoScanner:
         start = time.perf_counter()
         if cfg.frames:
             (tmp / "frames").mkdir()
-        detector = MotionDetector(cfg.motion, info.width, info.height)
-        frames = Frames(path, stride_for(cfg.motion.stride, cfg.motion.fps, info.fps))
-        progress = Progress(path.name, info.frames)
+        motion = VideoMotion(path, info, cfg.motion, "scan")
         rows, pending, motion_frames, kept = [], [], 0, 0
-        for number, frame in frames:
-            progress.update(number)
-            faults.point(f"scan:{info.stem}:{number}")
-            if number == 1:
-                continue  # DeepMeerkat discards frame 1: it never reaches the subtractor
-            boxes = detector.boxes(frame)
+        for number, frame, watched, boxes in motion:
             if not boxes:
                 continue
             motion_frames += 1
-            watched = detector.watched(frame)
             crops = [cv2.imencode(".jpg", cut(watched, b, cfg.motion.padding))[1].tobytes() for b in boxes]
-            full = [b.shifted(*detector.offset) for b in boxes]
+            full = [b.shifted(*motion.detector.offset) for b in boxes]
             pending.append((number, frame if cfg.frames else None, full, crops))
             if sum(len(p[3]) for p in pending) >= cfg.batch_size or len(pending) >= PENDING_FRAMES:
                 kept += self._classify(pending, rows, tmp, info.fps)
@@ -156,18 +148,18 @@ class VideoScanner:
         kept += self._classify(pending, rows, tmp, info.fps)
         results.write_annotations(tmp / "annotations.csv", rows)
         status, reason = "done", ""
-        if info.frames and frames.count < info.frames - max(2, info.frames // 100):
-            status, reason = "failed", f"truncated: decoded {frames.count} of the {info.frames} frames it states"
+        if info.frames and motion.frames.count < info.frames - max(2, info.frames // 100):
+            status, reason = "failed", f"truncated: decoded {motion.frames.count} of the {info.frames} frames it states"
         return {
             **{k: v for k, v in self.settings.items() if v is not None},
             "mode": "motion",
             "training_mode": False,
             "source_video": results.host_path(path, cfg.path_map),
             "video_fps": info.fps,
-            "total_frames": frames.count,
+            "total_frames": motion.frames.count,
             "motion_events": motion_frames,  # DeepMeerkat's name for the frames with motion
             "kept_frames": kept,
-            "return_rate": round(kept / frames.count, 4) if frames.count else 0,
+            "return_rate": round(kept / motion.frames.count, 4) if motion.frames.count else 0,
             "minutes": round((time.perf_counter() - start) / 60, 4),
             "mog_learning_rate": 0.1,
             "mog_variance": 20,
