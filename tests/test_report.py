@@ -42,3 +42,127 @@ def test_no_negatives_gives_no_false_positive_rate():
     assert (m["accuracy"], m["precision"], m["recall"], m["false_negative_rate"]) == (1.0, 1.0, 1.0, 0.0)
     assert m["false_positive_rate"] is None
     assert m["counts"] == {"total": 2, "positive": 2, "negative": 0}
+
+
+# --- curves and thresholds, worked out by hand ------------------------------------------------------
+# Eight crops, highest score first: P N P P N N P N (P = positive). 4 positives, 4 negatives.
+S8 = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+Y8 = np.array([1, 0, 1, 1, 0, 0, 1, 0], bool)
+
+
+def test_roc_curve_and_auc_of_a_hand_worked_example():
+    from meerkat.report import roc_curve
+
+    roc = roc_curve(Y8, S8)
+    # Lowering the threshold one crop at a time: TP 1 1 2 3 3 3 4 4, FP 0 1 1 1 2 3 3 4.
+    np.testing.assert_allclose(roc["tpr"], [0, 0.25, 0.25, 0.5, 0.75, 0.75, 0.75, 1, 1])
+    np.testing.assert_allclose(roc["fpr"], [0, 0, 0.25, 0.25, 0.25, 0.5, 0.75, 0.75, 1])
+    # Pairs (positive, negative) with the positive above: 0.9 beats 4, 0.7 and 0.6 beat 3 each, 0.3 beats 1.
+    assert roc["auc"] == pytest.approx(11 / 16)
+
+
+def test_pr_curve_and_average_precision_of_a_hand_worked_example():
+    from meerkat.report import pr_curve
+
+    pr = pr_curve(Y8, S8)
+    np.testing.assert_allclose(pr["recall"], [0.25, 0.25, 0.5, 0.75, 0.75, 0.75, 1, 1])
+    np.testing.assert_allclose(pr["precision"], [1, 1 / 2, 2 / 3, 3 / 4, 3 / 5, 3 / 6, 4 / 7, 4 / 8])
+    # Recall rises by 0.25 at precisions 1, 2/3, 3/4 and 4/7.
+    assert pr["average_precision"] == pytest.approx(0.25 * (1 + 2 / 3 + 3 / 4 + 4 / 7))
+
+
+def test_tied_scores_count_half_and_are_one_point():
+    from meerkat.report import pr_curve, roc_curve
+
+    # One positive and one negative tied at 0.5, a positive above them: pairs 1 + 0.5 of 2.
+    y, s = np.array([1, 1, 0], bool), np.array([0.9, 0.5, 0.5])
+    roc = roc_curve(y, s)
+    assert roc["auc"] == pytest.approx(0.75)
+    np.testing.assert_allclose(roc["tpr"], [0, 0.5, 1])  # the tie is one step, not two
+    np.testing.assert_allclose(pr_curve(y, s)["precision"], [1, 2 / 3])
+
+
+def test_curves_without_one_class_have_no_area():
+    from meerkat.report import pr_curve, roc_curve
+
+    assert roc_curve(np.array([1, 1], bool), np.array([0.2, 0.7]))["auc"] is None
+    assert pr_curve(np.array([0, 0], bool), np.array([0.2, 0.7]))["average_precision"] is None
+
+
+def test_a_row_of_the_threshold_table():
+    from meerkat.report import at_threshold
+
+    row = at_threshold(Y8, S8, 0.5)  # keeps 0.9 0.8 0.7 0.6 0.5: TP 3, FP 2, FN 1, TN 2
+    counts = [row[k] for k in ("true_positives", "false_positives", "false_negatives", "true_negatives")]
+    assert counts == [3, 2, 1, 2]
+    assert row["precision"] == 0.6 and row["recall"] == 0.75
+    assert row["false_positive_rate"] == 0.5 and row["kept_fraction"] == 0.625 and row["accuracy"] == 0.625
+    assert at_threshold(Y8, S8, 0.95)["precision"] is None  # nothing kept
+
+
+def test_recommended_thresholds_of_a_hand_worked_example():
+    from meerkat.report import best_accuracy_threshold, recall_threshold
+
+    # recall >= 0.95 of 4 positives needs all 4: the lowest positive, 0.3, must be kept. Any threshold
+    # in (0.2, 0.3] does that; the highest with the fewest decimals is 0.3.
+    assert recall_threshold(Y8, S8) == 0.3
+    assert recall_threshold(Y8, S8, target=0.75) == 0.6  # 3 of 4: keep down to 0.6 (0.5 is a negative)
+    # Correct crops by threshold: (0.6, 0.7] 5, (0.5, 0.6] 6 (TP 3, TN 3), (0.4, 0.5] 5, (0.2, 0.3] 5.
+    assert best_accuracy_threshold(Y8, S8) == 0.6
+    assert recall_threshold(np.array([0, 0], bool), np.array([0.1, 0.2])) is None
+
+
+def test_recommended_thresholds_round_to_the_fewest_decimals_that_decide_alike():
+    from meerkat.report import best_accuracy_threshold, recall_threshold
+
+    y = np.array([1, 1, 0, 0], bool)
+    # The lowest positive 0.123457 must be kept and the negative 0.1183 may go: 0.12 does both.
+    assert recall_threshold(y, np.array([0.9, 0.123457, 0.1183, 0.01])) == 0.12
+    # Only 0.123457 separates them from 0.123456: six decimals it is.
+    assert recall_threshold(y, np.array([0.9, 0.123457, 0.123456, 0.01])) == 0.123457
+    # Perfect separation anywhere in (0.3, 0.8]: ties go to the threshold nearest 0.5, 0.5 itself.
+    assert best_accuracy_threshold(y, np.array([0.9, 0.8, 0.3, 0.1])) == 0.5
+    # In (0.62, 0.8] the nearest to 0.5 with one decimal is 0.7.
+    assert best_accuracy_threshold(y, np.array([0.9, 0.8, 0.62, 0.1])) == 0.7
+    # The positive scores below both negatives: keeping none is best, with a threshold above 0.9.
+    assert best_accuracy_threshold(np.array([1, 0, 0], bool), np.array([0.1, 0.8, 0.9])) == 1.0
+
+
+def test_thresholds_are_compared_as_the_csv_prints_the_scores():
+    from meerkat.report import evaluate_thresholds
+
+    # 0.4999996 prints as 0.500000, and predict/scan call it positive at --threshold 0.5.
+    scores = np.array([[0.4999996, 0.5000004], [0.2, 0.8]])
+    rows = {r["threshold"]: r for r in evaluate_thresholds(np.array([0, 1]), scores)["table"]}
+    assert rows[0.5]["true_positives"] == 1
+
+
+def test_write_report_adds_aucs_and_the_threshold_table_and_is_deterministic(tmp_path):
+    import csv
+    import json
+
+    from meerkat.report import write_report
+
+    labels = Y8.astype(int) ^ 1  # class 0 is positive
+    scores = np.stack([S8, 1 - S8], 1).astype(np.float32)
+    uris = [f"/crops/{i}.jpg" for i in range(8)]
+    write_report(tmp_path / "a", uris, labels, scores, NAMES)
+    write_report(tmp_path / "b", uris, labels, scores, NAMES)
+    for name in ("metrics.json", "thresholds.csv", "predictions.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    m = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert m["roc_auc"] == pytest.approx(11 / 16, abs=1e-6)
+    assert m["average_precision"] == pytest.approx(0.747024, abs=1e-6)
+    assert m["thresholds"]["recall_target"]["threshold"] == 0.3
+    assert m["thresholds"]["best_accuracy"]["threshold"] == 0.6
+    assert m["thresholds"]["deepmeerkat"]["threshold"] == 0.05
+    assert m["thresholds"]["default"]["recall"] == 0.75
+    rows = list(csv.DictReader((tmp_path / "a" / "thresholds.csv").open()))
+    assert list(rows[0]) == [
+        "threshold", "precision", "recall", "false_positive_rate", "kept_fraction", "accuracy",
+        "true_positives", "false_positives", "false_negatives", "true_negatives", "note",
+    ]  # fmt: skip
+    notes = {float(r["threshold"]): r["note"] for r in rows}
+    assert notes[0.5] == "default" and notes[0.05] == "DeepMeerkat"
+    assert notes[0.3] == "recall >= 0.95" and notes[0.6] == "best accuracy"
+    assert [float(r["threshold"]) for r in rows] == sorted(float(r["threshold"]) for r in rows)
