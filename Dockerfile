@@ -75,6 +75,7 @@ ENV PATH=/opt/venv/bin:${PATH} \
     MEERKAT_ALPHA=${ALPHA} \
     MEERKAT_WEIGHTS=/opt/meerkat/weights/${WEIGHTS_FILE} \
     MEERKAT_WEIGHTS_DIR=/opt/meerkat/weights \
+    MEERKAT_REVISION=${REVISION} \
     MEERKAT_SAMPLES=/data/Samples \
     MEERKAT_OUTPUT=/data/Output
 COPY --from=builder /opt/venv /opt/venv
@@ -86,6 +87,8 @@ RUN useradd --uid 1000 --user-group --no-create-home --home-dir /tmp/meerkat-hom
     && chmod 0777 /data/Output
 USER 1000:1000
 WORKDIR /data
+# `tensorboard` serves OUTPUT/logs here (docker run -p 6006:6006 ... tensorboard).
+EXPOSE 6006
 ENTRYPOINT ["/opt/meerkat/entrypoint/entrypoint.sh"]
 CMD []
 

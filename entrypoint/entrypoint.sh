@@ -2,7 +2,7 @@
 # Container entrypoint for the Docker/Podman image and the Apptainer SIF.
 #   no arguments      -> meerkat run $MEERKAT_SAMPLES $MEERKAT_OUTPUT (default /data/Samples -> /data/Output)
 #   run SAMPLES OUT   -> the same on other paths
-#   anything else     -> passed to meerkat (doctor, preprocess, train, predict, --help ...)
+#   anything else     -> passed to meerkat (doctor, preprocess, train, predict, tensorboard, --help ...)
 # It works under any --user UID:GID, with --read-only --tmpfs /tmp, and in a read-only SIF where
 # $HOME is the host's: every cache goes to a writable place.
 set -eu
@@ -22,6 +22,11 @@ mkdir -p "$KERAS_HOME" "$XDG_CACHE_HOME" 2>/dev/null || true
 
 export MEERKAT_SAMPLES="${MEERKAT_SAMPLES:-/data/Samples}"
 export MEERKAT_OUTPUT="${MEERKAT_OUTPUT:-/data/Output}"
+# `tensorboard`: a container has a network of its own, so it must answer on every address for
+# `-p 6006:6006` to reach it. Apptainer shares the host's network: there it stays on loopback.
+if [ -z "${APPTAINER_CONTAINER:-}${SINGULARITY_CONTAINER:-}" ]; then
+  export MEERKAT_TENSORBOARD_HOST="${MEERKAT_TENSORBOARD_HOST:-0.0.0.0}"
+fi
 
 if [ "$#" -eq 0 ]; then
   set -- run "$MEERKAT_SAMPLES" "$MEERKAT_OUTPUT"

@@ -320,5 +320,31 @@ def doctor(
                 typer.echo(line)
 
 
+@app.command()
+def tensorboard(
+    output: Annotated[
+        Path, typer.Argument(envvar="MEERKAT_OUTPUT", show_envvar=True, help="Run folder whose logs/ to show.")
+    ] = Path("output"),
+    port: Annotated[int, _opt("MEERKAT_TENSORBOARD_PORT", "Port to serve on.", min=1, max=65535)] = 6006,
+    host: Annotated[
+        str,
+        _opt(
+            "MEERKAT_TENSORBOARD_HOST",
+            "Address to bind: 127.0.0.1 keeps it on this machine; 0.0.0.0 answers on every address "
+            "(the default inside a Docker or Podman container).",
+        ),
+    ] = "127.0.0.1",
+):
+    """Serve the training curves in OUTPUT/logs with TensorBoard until Ctrl-C.
+
+    [bold]Example:[/] meerkat tensorboard runs/h, then open http://127.0.0.1:6006/
+    (Docker: docker run --rm -p 6006:6006 -v $PWD/runs/h:/data/Output:ro meerkat:cpu tensorboard)
+    """
+    from meerkat.tensorboard import serve
+
+    with user_errors():
+        serve(output, host, port, state["debug"])
+
+
 def main():
     app(prog_name="meerkat")

@@ -36,9 +36,12 @@ def clips(cfg: ClipsConfig) -> list[dict]:
     fileio.remove_stale_temps(output)  # what killed runs left; a live writer's are locked
     scorer = None
     if cfg.model:
+        from meerkat.model_card import threshold_note
         from meerkat.scorer import Scorer
 
         scorer = Scorer(cfg.model)
+        if note := threshold_note(cfg.model, cfg.threshold):
+            log.info(note)
     summaries = [_clip_video(path, output, cfg, scorer) for path in videos]
     if scorer is not None:
         _suggest(output, [s for s in summaries if s["status"] != "failed"], cfg.threshold)

@@ -17,12 +17,14 @@ from meerkat import faults, fileio
 from meerkat.config import DocsConfig
 from meerkat.errors import MeerkatError
 from meerkat.imagefiles import list_images
+from meerkat.progress import Progress
 from meerkat.settings import HOLDOUT_EVERY, IMAGE_EXTENSIONS, LABELS
 
 log = logging.getLogger(__name__)
 
 SPLIT_NAMES = {"training": ("training", "train"), "testing": ("testing", "test")}
 CLASS_NAMES = {"positive": ("positive", "positives"), "negative": ("negative", "negatives")}
+PROGRESS_EVERY_S = 15.0  # without a terminal: a progress line of the duplicate check at most this often
 
 
 @dataclass
@@ -85,11 +87,18 @@ def _content_hash(path: Path) -> str:
 
 
 def _warn_overlap(training: list[Path], testing: list[Path]) -> None:
-    try:
-        test_hashes = {_content_hash(p): p for p in testing}
-        both = [(p, test_hashes[h]) for p in training if (h := _content_hash(p)) in test_hashes]
-    except OSError:
-        return  # an unreadable file is reported by preprocess, where it is skipped
+    test_hashes, both = {}, []
+    with Progress("Hashing for duplicates", len(training) + len(testing), "files", PROGRESS_EVERY_S) as p:
+        try:
+            for n, path in enumerate(testing, start=1):
+                test_hashes[_content_hash(path)] = path
+                p.update(n)
+            for n, path in enumerate(training, start=len(testing) + 1):
+                if (h := _content_hash(path)) in test_hashes:
+                    both.append((path, test_hashes[h]))
+                p.update(n)
+        except OSError:
+            return  # an unreadable file is reported by preprocess, where it is skipped
     if both:
         examples = "; ".join(f"{a} = {b}" for a, b in both[:3])
         log.warning(

@@ -25,12 +25,13 @@ from meerkat.createdocs import read_csv, read_dict
 from meerkat.embedder import Embedder, embedder_for
 from meerkat.errors import MeerkatError, UsageError
 from meerkat.imagefiles import Unreadable, decode_error, for_model, read_bytes, warn_skipped, write_skipped
+from meerkat.progress import Progress
 from meerkat.settings import PREPROCESSING_VERSION
 from meerkat.slurm import array_shard
 
 log = logging.getLogger(__name__)
 
-PROGRESS_EVERY_S = 15.0
+PROGRESS_EVERY_S = 15.0  # without a terminal: a progress line at most this often
 
 
 @dataclass
@@ -145,27 +146,30 @@ def _write_shard(rows, labels, shard: Path, spec: BackboneSpec, cache: Embedding
     # To embed: (hash, path) of files TensorFlow decodes as they are, read again in the graph; and of
     # files it cannot (TIFF), converted again when their turn comes, so no image is held in memory.
     todo_files, todo_converted = [], []
-    for i in range(0, len(rows), 512):
-        chunk = []
-        for path, label in rows[i : i + 512]:
-            try:
-                data = read_bytes(path)
-                chunk.append((path, labels.index(label), content_hash(data), data))
-            except Unreadable as e:
-                skipped.append((path, str(e)))
-        cache_hits |= set(cache.get([h for _, _, h, _ in chunk]))
-        for path, label, h, data in chunk:
-            if h in cache_hits:
+    name = shard.name.removesuffix(".tfrecord.gz")
+    with Progress(f"{name}: reading", len(rows), "files", every=PROGRESS_EVERY_S) as reading:
+        for i in range(0, len(rows), 512):
+            chunk = []
+            for n, (path, label) in enumerate(rows[i : i + 512], start=i + 1):
+                try:
+                    data = read_bytes(path)
+                    chunk.append((path, labels.index(label), content_hash(data), data))
+                except Unreadable as e:
+                    skipped.append((path, str(e)))
+                reading.update(n)
+            cache_hits |= set(cache.get([h for _, _, h, _ in chunk]))
+            for path, label, h, data in chunk:
+                if h in cache_hits:
+                    scanned.append((path, label, h))
+                    continue
+                try:
+                    prepared = for_model(data)
+                except Unreadable as e:
+                    skipped.append((path, str(e)))
+                    continue
                 scanned.append((path, label, h))
-                continue
-            try:
-                prepared = for_model(data)
-            except Unreadable as e:
-                skipped.append((path, str(e)))
-                continue
-            scanned.append((path, label, h))
-            cache_hits.add(h)  # identical crops are embedded once
-            (todo_files if prepared is data else todo_converted).append((h, path))
+                cache_hits.add(h)  # identical crops are embedded once
+                (todo_files if prepared is data else todo_converted).append((h, path))
     todo = len(todo_files) + len(todo_converted)
     log.info(
         "%s: %d images, %d embeddings from the cache, %d to compute with %s",
@@ -176,7 +180,7 @@ def _write_shard(rows, labels, shard: Path, spec: BackboneSpec, cache: Embedding
         spec.label,
     )
     if todo:
-        failed = _compute(todo_files, todo_converted, embedder_for(spec), cache, batch_size, records.fault_name(shard))
+        failed = _compute(todo_files, todo_converted, embedder_for(spec), cache, batch_size, shard)
         reason_of = dict(failed)  # by hash; copies of a crop that failed fail the same way
         skipped += [(p, reason_of[h]) for p, _, h in scanned if h in reason_of]
     computed_seconds = time.perf_counter() - start
@@ -206,7 +210,7 @@ def _write_shard(rows, labels, shard: Path, spec: BackboneSpec, cache: Embedding
     return _Embedded(written, len(skipped), todo, seconds, counts)
 
 
-def _compute(todo_files, todo_converted, embedder: Embedder, cache: EmbeddingCache, batch_size: int, fault_name: str):
+def _compute(todo_files, todo_converted, embedder: Embedder, cache: EmbeddingCache, batch_size: int, shard: Path):
     """Embed the crops into the cache, one committed batch at a time; return [(hash, reason)] of failures.
 
     Files that TensorFlow decodes as they are (almost all) are read and decoded inside the tf.data
@@ -237,16 +241,16 @@ def _compute(todo_files, todo_converted, embedder: Embedder, cache: EmbeddingCac
     options.autotune.enabled = False
     ds = ds.with_options(options)
 
+    fault_name = records.fault_name(shard)
     total = len(todo_files) + len(todo_converted)
+    name = shard.name.removesuffix(".tfrecord.gz")
     embedded = 0
-    start = last = time.perf_counter()
-    for hashes, images in ds:
-        embeddings = embedder.embed(images).numpy()
-        cache.put(zip(hashes.numpy(), embeddings, strict=True))
-        embedded += len(embeddings)
-        faults.point(f"preprocess:{fault_name}")
-        if time.perf_counter() - last > PROGRESS_EVERY_S:
-            last = time.perf_counter()
-            log.info("  %d/%d images, %.1f images/s", embedded, total, embedded / (last - start))
+    with Progress(f"{name}: embedding", total, "images", every=PROGRESS_EVERY_S) as progress:
+        for hashes, images in ds:
+            embeddings = embedder.embed(images).numpy()
+            cache.put(zip(hashes.numpy(), embeddings, strict=True))
+            embedded += len(embeddings)
+            faults.point(f"preprocess:{fault_name}")
+            progress.update(embedded)
     stored = set(cache.get([h for h, _ in todo_files + todo_converted]))
     return [(h, decode_error(p)) for h, p in todo_files + todo_converted if h not in stored]

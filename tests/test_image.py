@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import time
 
 import pytest
 from conftest import SAMPLES, SHARED, needs_shared
@@ -136,3 +137,31 @@ def test_doctor_reports_weights_and_cpu(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "TensorFlow CUDA build: no" in result.stdout and "Samples: problem:" in result.stdout
     assert "weights: /opt/meerkat/weights/" in result.stdout and "sha256" in result.stdout
+
+
+def test_tensorboard_answers_on_the_published_port_and_stops_at_once(smoke):
+    """`docker run -p 6006:6006 -v ...:/data/Output meerkat:cpu tensorboard`: the entrypoint makes it
+    listen on every address of the container; it answers through the published port, and as pid 1
+    it leaves at `docker stop`'s SIGTERM instead of waiting for the SIGKILL."""
+    from test_tensorboard import free_port, get, wait_for_http
+
+    out, _ = smoke
+    port = free_port()
+    name = f"meerkat-tensorboard-test-{os.getpid()}-{port}"
+    run = [ENGINE, "run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "--user", f"{UID}:{UID}"]
+    run += ["-p", f"127.0.0.1:{port}:6006", "-v", f"{out}:/data/Output:ro", IMAGE, "tensorboard"]
+    try:
+        started = subprocess.run(run, capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stdout + started.stderr
+        page = wait_for_http(f"http://127.0.0.1:{port}/")
+        assert b"<title>TensorBoard</title>" in page
+        status, body = get(f"http://127.0.0.1:{port}/data/plugin/scalars/tags")
+        assert status == 200 and "train" in json.loads(body), body
+        logs = subprocess.run([ENGINE, "logs", name], capture_output=True, text=True, timeout=60)
+        assert "TensorBoard for /data/Output/logs at http://localhost:6006/" in logs.stdout, logs.stdout + logs.stderr
+        begin = time.monotonic()
+        stopped = subprocess.run([ENGINE, "stop", "-t", "30", name], capture_output=True, text=True, timeout=120)
+        assert stopped.returncode == 0, stopped.stderr
+        assert time.monotonic() - begin < 20, "SIGTERM was ignored: the container waited for the SIGKILL"
+    finally:
+        subprocess.run([ENGINE, "rm", "-f", name], capture_output=True, timeout=120)

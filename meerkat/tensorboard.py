@@ -1,0 +1,90 @@
+"""`meerkat tensorboard OUTPUT`: serve OUTPUT/logs with TensorBoard until Ctrl-C (or SIGTERM).
+
+TensorBoard's Python API runs the server in a thread of this process, so the one line printed is
+meerkat's: the URL to open. Its own chatter (the data-server advisory, the `Serving on localhost`
+hint, per-request logs) stays out of the way unless --debug.
+"""
+
+import logging
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from meerkat.errors import MeerkatError, UsageError
+
+log = logging.getLogger(__name__)
+
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def check_logs(output: Path) -> Path:
+    logs = Path(output) / "logs"
+    if not logs.is_dir():
+        raise MeerkatError(
+            f"no TensorBoard logs in {output}: {logs} does not exist; pass the folder that "
+            "`meerkat run` or `meerkat train --output-dir` wrote"
+        )
+    return logs
+
+
+def display_url(host: str, port: int) -> str:
+    """The URL to open: a wildcard address is reached as localhost (or the published port)."""
+    shown = "localhost" if host in WILDCARDS else host
+    if ":" in shown:  # an IPv6 literal
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/"
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail in one line, before TensorBoard loads (seconds), when host:port cannot be listened on."""
+    if not 0 < port <= 0xFFFF:
+        raise UsageError(f"--port must be in 1..65535, received {port}")
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(address)
+    except OSError as e:
+        raise MeerkatError(
+            f"TensorBoard cannot listen on {host}:{port}: {e.strerror or e}; pick another --port "
+            "or --host (or stop what uses the port)"
+        ) from None
+
+
+def launch(logs: Path, host: str, port: int, debug: bool = False) -> str:
+    """Start TensorBoard on `logs` in a daemon thread; return its URL."""
+    check_port(host, port)
+    from tensorboard import program
+
+    if not debug:
+        # Its own logger and werkzeug's would print a line per request and the start-up hints.
+        for name in ("tensorboard", "werkzeug", "absl"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    board = program.TensorBoard()
+    # --load_fast=false: the Python reader, no data-server subprocess (and no advisory about it).
+    board.configure(logdir=str(logs), host=host, port=port, load_fast="false", reload_interval=15)
+    try:
+        url = board.launch()
+    except program.TensorBoardServerException as e:
+        raise MeerkatError(f"TensorBoard cannot start on {host}: {e.msg}; pick another --port") from None
+    return url
+
+
+def serve(output: Path, host: str, port: int, debug: bool = False) -> None:
+    """Serve OUTPUT/logs on host:port until Ctrl-C or SIGTERM."""
+    logs = check_logs(output)
+    launch(logs, host, port, debug)
+    where = (
+        " (listening on all addresses; from outside a container, the port -p published)" if host in WILDCARDS else ""
+    )
+    log.info("TensorBoard for %s at %s%s; Ctrl-C stops it", logs, display_url(host, port), where)
+    # As pid 1 of a container, SIGTERM (docker stop) is ignored unless a handler is installed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        log.info("TensorBoard stopped")
