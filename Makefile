@@ -53,7 +53,7 @@ APPTAINER ?= $(shell command -v apptainer >/dev/null && echo apptainer || echo s
 # Root without CAP_SYS_RESOURCE (as here) cannot run %test inside `build`; sif-test runs it with --no-privs.
 SIF_BUILD_FLAGS ?= $(if $(filter scripts/apptainer-here.sh,$(APPTAINER)),--notest)
 
-.PHONY: help install deepmeerkat-env test test-fast run bench slurm-test clean base-image weights-context image image-gpu image-test-gpu doctor-gpu smoke lint sif sif-test
+.PHONY: help install deepmeerkat-env chromium browser-test test test-fast run bench slurm-test clean base-image weights-context image image-gpu image-test-gpu doctor-gpu smoke lint sif sif-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -86,11 +86,27 @@ $(DEEPMEERKAT_VENV)/.installed: requirements/cpu.lock
 	$(DEEPMEERKAT_VENV)/bin/python -c "import deepmeerkat.motion_pipeline"
 	touch $@
 
-test: install deepmeerkat-env ## Run the unit and end-to-end tests (images, SIF, SLURM: smoke, sif-test, slurm-test)
+test: install deepmeerkat-env chromium ## Run the unit and end-to-end tests (images, SIF, SLURM: smoke, sif-test, slurm-test)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: install deepmeerkat-env ## Run the tests that take seconds
+test-fast: install deepmeerkat-env chromium ## Run the tests that take seconds
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Headless Chromium renders report/index.html in tests/test_report_page.py. Debian's package, installed
+# when missing (apt-get: root, as here and in CI); elsewhere the browser tests skip (CI=true: they fail).
+CHROMIUM := $(firstword $(foreach c,chromium chromium-browser google-chrome,$(shell command -v $(c) 2>/dev/null)))
+chromium: ## Install Debian's chromium for the report's browser test, if missing (needs root)
+ifeq ($(CHROMIUM),)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing chromium (apt-get) for the report's browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "chromium is missing and this is not root: the browser tests will skip (sudo make chromium installs it)"; \
+	fi
+endif
+
+browser-test: install chromium ## Render a report in headless Chromium; screenshots in build/report*.png
+	$(BIN)/python -m pytest tests/test_report_page.py $(PYTEST_ARGS)
 
 run: install ## Train: make run SAMPLES=path/to/Samples OUTPUT=path/to/Output (no SAMPLES: a demo set)
 ifeq ($(SAMPLES),)
@@ -155,8 +171,12 @@ slurm-test: install ## Start a one-node SLURM (slurm-wlm + munge), run examples/
 	  $(BIN)/python -m pytest tests/test_slurm.py $(PYTEST_ARGS)
 
 BENCH_ARGS ?=
+# benchmarks/video_bench.py: clips and scan against DeepMeerkat 3.1.4, e.g. BENCH_VIDEO_ARGS="--quick".
+BENCH_VIDEO_ARGS ?=
 bench: install ## Measure throughput, run times, cache and memory: BENCH_ARGS="--n 11000 ..."
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+	$(MAKE) --no-print-directory deepmeerkat-env
+	$(BIN)/python benchmarks/video_bench.py $(BENCH_VIDEO_ARGS)
 
 clean: ## Remove the venv, build/ and output/
 	rm -rf $(VENV) build output

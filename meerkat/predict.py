@@ -13,6 +13,7 @@ import pandas as pd
 from meerkat import fileio
 from meerkat.errors import MeerkatError, UsageError
 from meerkat.imagefiles import Unreadable, decode_error, for_model, list_images, read_bytes, warn_skipped, write_skipped
+from meerkat.model_card import threshold_note
 from meerkat.scorer import Scorer
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ def predict(model_dir, paths, output=None, batch_size: int = 32, threshold: floa
     import tensorflow as tf
 
     model = Scorer(model_dir)
+    if note := threshold_note(model_dir, threshold):  # where the summary goes: never into the CSV on stdout
+        print(note, file=sys.stdout if output else sys.stderr, flush=True)
     rows, skipped = [], []
 
     def score(batch):
