@@ -8,7 +8,8 @@ has the reference; tests/test_deepmeerkat.py compares with DeepMeerkat 3.1.4 its
 
 Where meerkat differs, it says so: the subtractor's first frame (DeepMeerkat's frame 2) sees
 everything as foreground and yields one full-frame box, which is dropped unless asked for; with
---motion-scale the subtractor runs on a smaller copy of the frame and the boxes are scaled back.
+--motion-scale the subtractor (and its opening) run on a smaller copy of the frame and the boxes are
+scaled back.
 """
 
 import logging
@@ -25,7 +26,7 @@ MERGE_DISTANCE = 75.0  # px, in the full-resolution frame
 MIN_CONTOUR_AREA = 50.0  # px², in the full-resolution frame
 log = logging.getLogger(__name__)
 
-KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+KERNEL_SIDE = 9  # px, the elliptical opening's size in the full-resolution frame
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class MotionDetector:
             raise ValueError(f"--roi {cfg.roi} lies outside the {width}x{height} frame")
         self.offset = (x, y)
         self.scale = cfg.motion_scale
+        # The opening shrinks with the frame; an unscaled 9x9 would erase what is half as large.
+        side = KERNEL_SIDE if self.scale == 1.0 else max(3, round(KERNEL_SIDE * self.scale) | 1)
+        self.kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
         self.min_area = cfg.min_area
         self.keep_first = cfg.keep_first_frame
         self.first = True
@@ -114,7 +118,7 @@ class MotionDetector:
         mask = self.subtractor.apply(image, learningRate=0.1)
         if self.keep is not None:
             mask = cv2.bitwise_and(mask, self.keep)
-        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, KERNEL)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self.kernel)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         first, self.first = self.first, False
         if first and not self.keep_first:
