@@ -219,11 +219,11 @@ def head_training(n=10000, dim=1280, epochs=10):
         data = train.load(str(folder / "train"), "train")
         reads.append(time.perf_counter() - start)
         start = time.perf_counter()
-        train.train(data, data, TrainConfig(epochs=epochs), folder / f"logs{r}", folder / f"ckpt{r}.npz", "bench")
+        train.train(data, TrainConfig(epochs=epochs), folder / f"logs{r}", folder / f"ckpt{r}.npz", "bench")
         fits.append(time.perf_counter() - start)
     print(f"\nhead training on {n} embeddings ({dim}-d), batch 32:")
     print(f"  6. read the shards into memory     seconds  {stats(reads)}")
-    print(f"     {epochs} epochs, eval every epoch    seconds  {stats(fits)}")
+    print(f"     {epochs} epochs, validation every epoch seconds  {stats(fits)}")
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -73,7 +73,10 @@ class DocsConfig:
         Path("output"), "Run folder: docs/ (and, for run, records/, model/, logs/, report/).", "MEERKAT_OUTPUT"
     )
     balance: bool = option(
-        True, "Undersample training negatives to the number of positives, as DeepMeerkat did.", "MEERKAT_BALANCE"
+        False,
+        "Undersample training negatives to the number of positives, as DeepMeerkat did. Off by default: "
+        "--class-weights balanced keeps every crop and weights the loss instead.",
+        "MEERKAT_BALANCE",
     )
     seed: int = _seed()
 
@@ -138,6 +141,28 @@ class TrainConfig:
     learning_rate: float = option(1e-3, "Adam learning rate.", "MEERKAT_LEARNING_RATE", ADVANCED)
     hidden_units: int = option(512, "Units of the head's hidden layer.", "MEERKAT_HIDDEN_UNITS", ADVANCED, min=1)
     dropout: float = option(0.5, "Dropout after the hidden layer.", "MEERKAT_DROPOUT", ADVANCED)
+    validation_fraction: float = option(
+        0.15,
+        "Share of each training class held out (seeded, at least 1 image a class) for the per-epoch curves, "
+        "early stopping and the choice of the exported epoch; the Testing set is only used for the final "
+        "report. 0: train on all and export the last epoch, as before.",
+        "MEERKAT_VALIDATION_FRACTION",
+        min=0.0,
+        max=0.5,
+    )
+    patience: int = option(
+        5,
+        "Stop after this many epochs without a lower validation loss (0: train all --epochs); "
+        "either way the best epoch is exported.",
+        "MEERKAT_PATIENCE",
+        min=0,
+    )
+    class_weights: str = option(
+        "balanced",
+        "'balanced': weight each example's loss by n / (2 * n_class) of the training part, so both classes "
+        "count alike however many crops each has (about 1 on a balanced set); 'none': the plain loss.",
+        "MEERKAT_CLASS_WEIGHTS",
+    )
     seed: int = _seed()
 
     def __post_init__(self):
@@ -151,6 +176,12 @@ class TrainConfig:
             raise UsageError(f"--dropout must be in [0, 1), received {self.dropout}")
         if self.learning_rate <= 0:
             raise UsageError(f"--learning-rate must be positive, received {self.learning_rate}")
+        if not 0.0 <= self.validation_fraction <= 0.5:
+            raise UsageError(f"--validation-fraction must be in [0, 0.5], received {self.validation_fraction}")
+        if self.patience < 0:
+            raise UsageError(f"--patience must be at least 0, received {self.patience}")
+        if self.class_weights not in ("none", "balanced"):
+            raise UsageError(f"--class-weights must be none or balanced, received {self.class_weights!r}")
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,9 @@ def _fit(cfg: RecordsConfig, train_cfg: TrainConfig) -> dict:
     checkpoint = output / "checkpoints" / "head.npz"
     if cfg.force:
         fileio.remove(checkpoint, "--force")
-    head = train.train(train_set, eval_set, train_cfg, output / "logs", checkpoint, fingerprint)
+    trained = train.train(train_set, train_cfg, output / "logs", checkpoint, fingerprint)
+    head = trained.head  # the best epoch's weights: what is exported and scored on the Testing set
+    train.write_history(output / "report" / "history.csv", trained.history)
     faults.point("export")
     export.export_model(embedder, head, labels, output / "model")
     _, _, scores = train.evaluate(head, eval_set)
@@ -123,8 +125,14 @@ def _fit(cfg: RecordsConfig, train_cfg: TrainConfig) -> dict:
         "train_config": asdict(train_cfg),
         "train_records": len(train_set.uris),
         "eval_records": len(eval_set.uris),
+        **trained.details(train_cfg),
         "train_seconds": round(time.perf_counter() - start, 2),
     }
+    # The page, TensorBoard's eval images and the model card, before run.json marks the run finished.
+    report_start = time.perf_counter()
+    details |= _provenance(output / "model")
+    report.publish(cfg, _as_recorded(details), train_set, eval_set, scores)
+    details["report_seconds"] = round(time.perf_counter() - report_start, 2)
     runrecord.write(output, fingerprint, details)
     fileio.remove(checkpoint.parent, "the finished run's cleanup")
     log.info(
@@ -140,3 +148,26 @@ def _fit(cfg: RecordsConfig, train_cfg: TrainConfig) -> dict:
 
 def _fmt(x):
     return "n/a" if x is None else f"{x:.4f}"
+
+
+def _provenance(model_dir: Path) -> dict:
+    from meerkat.model_card import revision
+    from meerkat.weights import sha256
+
+    return {"meerkat_revision": revision(), "model_sha256": sha256(model_dir / "saved_model.pb")}
+
+
+def _as_recorded(details: dict) -> dict:
+    """What runrecord.write will put in run.json (but the fingerprint), for the page and the card."""
+    import platform
+
+    import tensorflow as tf
+
+    from meerkat import __version__
+
+    return {
+        "meerkat_version": __version__,
+        "tensorflow_version": tf.__version__,
+        "python_version": platform.python_version(),
+        **details,
+    }

@@ -78,9 +78,9 @@ def test_option_beats_variable_beats_default(tmp_path, cli):
         assert result.exit_code == 0, result.output
         return int(result.output.split("Negative training samples: ")[1].split()[0])
 
-    assert negatives() == 2  # the default: balanced to the 2 positives
-    assert negatives(env={"MEERKAT_BALANCE": "false"}) == 5
-    assert negatives("--balance", env={"MEERKAT_BALANCE": "false"}) == 2
+    assert negatives() == 5  # the default: every crop kept (--class-weights balanced weights the loss)
+    assert negatives(env={"MEERKAT_BALANCE": "true"}) == 2
+    assert negatives("--no-balance", env={"MEERKAT_BALANCE": "true"}) == 5
 
 
 def test_build_hands_over_by_keyword_and_fills_nested_configs():

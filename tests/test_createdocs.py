@@ -43,7 +43,7 @@ def test_undersamples_negatives_repeatably_and_no_balance_keeps_all(tmp_path, cl
     samples = make_samples(tmp_path / "S", train=(3, 9))
     outputs = []
     for name in ("a", "b"):
-        assert cli("createdocs", samples, "--output", tmp_path / name, "--seed", "7").exit_code == 0
+        assert cli("createdocs", samples, "--output", tmp_path / name, "--seed", "7", "--balance").exit_code == 0
         outputs.append((tmp_path / name / "docs" / "trainingdata.csv").read_bytes())
     assert outputs[0] == outputs[1], "same inputs and seed must give the same CSV byte for byte"
     train = rows(tmp_path / "a" / "docs" / "trainingdata.csv")

@@ -40,6 +40,7 @@ def test_two_runs_are_identical(tmp_path):
         "docs/dict.txt",
         "report/metrics.json",
         "report/predictions.csv",
+        "report/history.csv",
     ):
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
     for shard in ("train-00000-of-00001.tfrecord.gz", "eval-00000-of-00001.tfrecord.gz"):

@@ -43,7 +43,7 @@ def real_run(tmp_path_factory):
         "\n".join(
             line
             for line in proc.stdout.splitlines()
-            if line.startswith(("Embedded", "Eval set", "Positive", "Negative"))
+            if line.startswith(("Embedded", "Eval set", "Positive", "Negative", "Early stopping", "Keeping"))
         )
     )
     return out, proc.stdout
@@ -55,6 +55,19 @@ def test_reaches_real_accuracy_on_the_testing_set(real_run):
     assert m["counts"] == {"total": 100, "positive": 50, "negative": 50}
     assert m["accuracy"] >= 0.72, m
     assert "Positive training samples: 100" in stdout and "Negative testing samples: 50" in stdout
+
+
+def test_the_exported_epoch_is_the_best_on_validation(real_run):
+    out, stdout = real_run
+    run = json.loads((out / "report" / "run.json").read_text())
+    rows = (out / "report" / "history.csv").read_text().splitlines()
+    assert rows[0] == "epoch,step,train_loss,train_accuracy,validation_loss,validation_accuracy"
+    losses = [float(row.split(",")[4]) for row in rows[1:]]
+    assert run["best_epoch"] == 1 + losses.index(min(losses))
+    assert run["validation_counts"] == {"positive": 15, "negative": 15}
+    assert run["train_counts"] == {"positive": 85, "negative": 85}
+    assert len(losses) == (run["stopped_epoch"] or 30)
+    assert f"Keeping epoch {run['best_epoch']}, the lowest validation loss" in stdout
 
 
 def test_both_loaders_serve_the_reported_predictions_positive_first(real_run):
@@ -73,7 +86,10 @@ def test_both_loaders_serve_the_reported_predictions_positive_first(real_run):
 
 def test_tensorboard_logs_and_records_exist(real_run):
     out, _ = real_run
-    for split in ("train", "eval"):
-        assert list((out / "logs" / split).glob("events.out.tfevents.*"))
+    from test_training import curves
+
+    run = json.loads((out / "report" / "run.json").read_text())
+    # Curves of the training and validation parts only: the Testing set is for the final report.
+    assert curves(out / "logs") == {"train": run["epochs_trained"], "validation": run["epochs_trained"]}
     assert (out / "records" / "train-00000-of-00001.tfrecord.gz").is_file()
     assert (out / "docs" / "trainingdata.csv").read_text().count("\n") == 200

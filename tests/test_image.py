@@ -42,6 +42,7 @@ def test_default_command_trains_on_read_only_samples_as_any_user(smoke):
     out, result = smoke
     assert (out / "model" / "saved_model.pb").is_file()
     assert list((out / "logs" / "train").glob("events.out.tfevents.*"))
+    assert list((out / "logs" / "validation").glob("events.out.tfevents.*"))
     assert list((out / "logs" / "eval").glob("events.out.tfevents.*"))
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     print(f"\nsmoke accuracy in the image: {metrics['accuracy']:.4f}")

@@ -29,7 +29,7 @@ def holder(folder):
 
 
 def test_a_live_holder_is_refused_by_pid_and_released_when_it_dies(tmp_path, cli):
-    samples = make_samples(tmp_path / "S", train=(2, 2), test=(2, 2))
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
     out = tmp_path / "out"
     out.mkdir()
     proc = holder(out)

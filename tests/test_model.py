@@ -32,7 +32,7 @@ def test_model_accepts_png_and_crops_of_any_size(tiny_run):
 
 
 def test_tensorboard_has_loss_and_accuracy_for_train_and_eval(tiny_run):
-    for split in ("train", "eval"):
+    for split in ("train", "validation"):
         acc = EventAccumulator(str(tiny_run / "logs" / split)).Reload()
         tags = set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
         assert {"loss", "accuracy"} <= tags, (split, tags)

@@ -1,33 +1,26 @@
 """kill -9 at any point of `meerkat run`, then the same command again: it finishes, reuses the
-finished work, and ends with the model and metrics of a run that was never interrupted."""
+finished work, and ends with the model, metrics, history and choice of epoch of a run that was never
+interrupted; an early-stopped run included."""
 
+import json
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import TINY, make_samples
+from conftest import TINY, make_samples, needs_shared
+from test_training import NOISY, make_noisy_samples
 
 pytestmark = pytest.mark.slow
 
+# 6 + 6 training crops, 1 + 1 of them held out for validation: 10 to train on, 3 steps an epoch.
+PLAIN = ["--epochs", "3", "--batch-size", "4"]
 
-def meerkat_run(samples, out, *extra, kill_at=None):
+
+def meerkat_run(samples, out, *extra, kill_at=None, flags=PLAIN):
     env = {**os.environ, "MEERKAT_KILL_AT": kill_at or ""}
-    cmd = [
-        sys.executable,
-        "-m",
-        "meerkat",
-        "run",
-        str(samples),
-        str(out),
-        *TINY,
-        "--epochs",
-        "3",
-        "--batch-size",
-        "4",
-        *extra,
-    ]
+    cmd = [sys.executable, "-m", "meerkat", "run", str(samples), str(out), *TINY, *flags, *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -38,41 +31,74 @@ def served_scores(model_dir, uris):
     return serve(image_bytes=tf.constant([open(u, "rb").read() for u in uris]))["scores"].numpy()
 
 
+def _reference(root, samples, flags):
+    out = root / "reference"
+    proc = meerkat_run(samples, out, flags=flags)
+    assert proc.returncode == 0, proc.stderr
+    uris = sorted(line.split(",")[0] for line in (out / "docs" / "testingdata.csv").read_text().splitlines())
+    return samples, out, uris, proc.stdout
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    samples = make_samples(root / "Samples", train=(6, 6), test=(3, 3))
-    out = root / "reference"
-    proc = meerkat_run(samples, out)
-    assert proc.returncode == 0, proc.stderr
-    uris = sorted(line.split(",")[0] for line in (out / "docs" / "testingdata.csv").read_text().splitlines())
-    return samples, out, uris
+    ref = _reference(root, make_samples(root / "Samples", train=(6, 6), test=(3, 3)), PLAIN)
+    assert "validating on 2 (1 positive, 1 negative)" in ref[3]
+    return ref
+
+
+@pytest.fixture(scope="module")
+def stopped_reference(tmp_path_factory):
+    """Overfits: the best validation loss is at epoch 6, and patience (3) runs out after epoch 9 of 30."""
+    root = tmp_path_factory.mktemp("resume-stopped")
+    ref = _reference(root, make_noisy_samples(root / "Samples"), NOISY)
+    assert "Early stopping after epoch 9 of 30" in ref[3] and "Keeping epoch 6" in ref[3], ref[3]
+    return ref
 
 
 @pytest.mark.parametrize(
-    "kill_at, evidence",
+    "setup, kill_at, evidence",
     [
         (
+            "reference",
             "createdocs:training",
-            "train-00000-of-00001.tfrecord.gz: 12 images, 0 embeddings from the cache, 12 to compute",
+            ["train-00000-of-00001.tfrecord.gz: 12 images, 0 embeddings from the cache, 12 to compute"],
         ),
-        ("preprocess:eval:0", "Reusing finished shard"),
-        ("train:epoch-2", "Resuming training from the checkpoint at step 6 of 9"),
-        ("export", "Resuming training from the checkpoint at step 9 of 9"),
+        ("reference", "preprocess:eval:0", ["Reusing finished shard"]),
+        ("reference", "train:epoch-2", ["Resuming training from the checkpoint at step 6 of 9"]),
+        ("reference", "export", ["Resuming training from the checkpoint at step 9 of 9"]),
+        # After the best epoch (6), with patience left: the history and best weights come from the checkpoint.
+        pytest.param(
+            "stopped_reference",
+            "train:epoch-8",
+            ["Resuming training from the checkpoint at step 24 of 90", "Early stopping after epoch 9 of 30"],
+            marks=needs_shared(),
+        ),
+        pytest.param(
+            "stopped_reference",
+            "export",
+            ["Resuming training from the checkpoint at step 27 of 90", "Early stopping after epoch 9 of 30"],
+            marks=needs_shared(),
+        ),
     ],
 )
-def test_killed_run_resumes_to_the_uninterrupted_result(reference, tmp_path, kill_at, evidence):
-    samples, ref, uris = reference
+def test_killed_run_resumes_to_the_uninterrupted_result(request, tmp_path, setup, kill_at, evidence):
+    samples, ref, uris, _ = request.getfixturevalue(setup)
+    flags = PLAIN if setup == "reference" else NOISY
     out = tmp_path / "out"
-    killed = meerkat_run(samples, out, kill_at=kill_at)
+    killed = meerkat_run(samples, out, kill_at=kill_at, flags=flags)
     assert killed.returncode == -9, killed.stdout + killed.stderr
     assert not (out / "report" / "run.json").exists()
-    again = meerkat_run(samples, out)
+    again = meerkat_run(samples, out, flags=flags)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert evidence in again.stdout, again.stdout
+    for line in evidence:
+        assert line in again.stdout, again.stdout
     assert "ended without finishing" in again.stderr
-    assert (out / "report" / "metrics.json").read_bytes() == (ref / "report" / "metrics.json").read_bytes()
-    assert (out / "report" / "predictions.csv").read_bytes() == (ref / "report" / "predictions.csv").read_bytes()
+    for name in ("metrics.json", "predictions.csv", "history.csv"):
+        assert (out / "report" / name).read_bytes() == (ref / "report" / name).read_bytes(), name
+    runs = [json.loads((d / "report" / "run.json").read_text()) for d in (out, ref)]
+    for key in ("best_epoch", "stopped_epoch", "epochs_trained", "train_counts", "validation_counts"):
+        assert runs[0][key] == runs[1][key], key
     scores = served_scores(out / "model", uris)
     assert np.array_equal(scores, served_scores(ref / "model", uris))
     assert scores[:, 0].std() > 1e-3, "a degenerate model would make this comparison meaningless"
@@ -80,7 +106,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(reference, tmp_path, kil
 
 
 def test_a_finished_run_is_not_redone_unless_forced(reference):
-    samples, ref, _ = reference
+    samples, ref, _, _ = reference
     again = meerkat_run(samples, ref)
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert "to compute" not in again.stdout and "Training on" not in again.stdout
@@ -88,4 +114,4 @@ def test_a_finished_run_is_not_redone_unless_forced(reference):
     assert forced.returncode == 0
     # --force rewrites the shards (from the content-keyed cache, still valid) and retrains.
     assert "12 images, 12 embeddings from the cache, 0 to compute" in forced.stdout
-    assert "Training on 12 embeddings" in forced.stdout
+    assert "Training on 10 embeddings (5 positive, 5 negative)" in forced.stdout
