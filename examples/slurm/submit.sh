@@ -57,4 +57,4 @@ train=$(sbatch "${common[@]}" "${gres[@]}" --dependency="afterok:$pre" --output=
 echo "createdocs $docs"
 echo "preprocess $pre (array 0-$((TASKS - 1)))"
 echo "train $train"
-echo "watch: squeue -u $(id -un); logs in $logs; curves: tensorboard --logdir $OUTPUT/logs"
+echo "watch: squeue -u $(id -un); logs in $logs; curves: meerkat tensorboard $OUTPUT, or open $OUTPUT/report/index.html"
