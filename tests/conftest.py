@@ -67,6 +67,23 @@ def make_samples(
     return root
 
 
+def embed(cli, docs, prefix, *extra, csv_name="trainingdata.csv", env=None):
+    """`meerkat preprocess` of a docs folder's CSV with the tiny backbone; `extra` options after."""
+    csv = docs / csv_name
+    return cli(
+        "preprocess",
+        "--input-path",
+        csv,
+        "--input-dict",
+        docs / "dict.txt",
+        "--output-path",
+        prefix,
+        *TINY,
+        *extra,
+        env=env,
+    )
+
+
 @pytest.fixture
 def cli():
     runner = CliRunner()

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import TINY, assert_user_error, make_samples, write_image
+from conftest import TINY, assert_user_error, embed, make_samples, write_image
 from PIL import Image
 
 from meerkat.settings import MAX_PIXELS
@@ -182,16 +182,7 @@ def test_a_file_that_disappears_after_createdocs_is_skipped(tmp_path, cli):
     assert cli("createdocs", samples, "--output", tmp_path / "o").exit_code == 0
     (samples / "Training" / "Positives" / "p1.jpg").unlink()
     docs = tmp_path / "o" / "docs"
-    result = cli(
-        "preprocess",
-        "--input-path",
-        docs / "trainingdata.csv",
-        "--input-dict",
-        docs / "dict.txt",
-        "--output-path",
-        tmp_path / "o" / "records" / "train",
-        *TINY,
-    )
+    result = embed(cli, docs, tmp_path / "o" / "records" / "train")
     assert result.exit_code == 0, result.output
     assert "p1.jpg: file not found" in result.output
 

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import TINY, assert_user_error, make_samples
+from conftest import TINY, assert_user_error, embed, make_samples
 
 from meerkat import records
 from meerkat.errors import MeerkatError
@@ -24,20 +24,6 @@ def docs(tmp_path_factory):
         == 0
     )
     return root / "out" / "docs"
-
-
-def embed(cli, docs, prefix, *extra, csv_name="trainingdata.csv"):
-    return cli(
-        "preprocess",
-        "--input-path",
-        docs / csv_name,
-        "--input-dict",
-        docs / "dict.txt",
-        "--output-path",
-        prefix,
-        *TINY,
-        *extra,
-    )
 
 
 def read(prefix):
@@ -106,17 +92,7 @@ def test_shards_split_the_csv_and_together_equal_one_process(tmp_path, cli, docs
 
 def test_slurm_array_variables_pick_the_shard(tmp_path, cli, docs):
     env = {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}
-    result = cli(
-        "preprocess",
-        "--input-path",
-        docs / "trainingdata.csv",
-        "--input-dict",
-        docs / "dict.txt",
-        "--output-path",
-        tmp_path / "s" / "t",
-        *TINY,
-        env=env,
-    )
+    result = embed(cli, docs, tmp_path / "s" / "t", env=env)
     assert result.exit_code == 0, result.output
     assert [p.name for p in (tmp_path / "s").glob("*.tfrecord.gz")] == ["t-00001-of-00004.tfrecord.gz"]
 
@@ -242,17 +218,7 @@ def test_shards_with_different_label_lists_do_not_make_one_set(tmp_path, cli, do
     ],
 )
 def test_unusable_slurm_array_variables_are_one_line(tmp_path, cli, docs, env, words):
-    result = cli(
-        "preprocess",
-        "--input-path",
-        docs / "trainingdata.csv",
-        "--input-dict",
-        docs / "dict.txt",
-        "--output-path",
-        tmp_path / "s" / "t",
-        *TINY,
-        env=env,
-    )
+    result = embed(cli, docs, tmp_path / "s" / "t", env=env)
     assert_user_error(result, 2, *words)
 
 

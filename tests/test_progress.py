@@ -12,7 +12,7 @@ import time
 import types
 
 import pytest
-from conftest import TINY, make_samples
+from conftest import embed, make_samples
 
 from meerkat import progress as progress_mod
 from meerkat.progress import Progress, format_duration, use_bar
@@ -219,18 +219,7 @@ def test_preprocess_reports_images_rate_and_eta_without_a_terminal(tmp_path, cli
     assert result.exit_code == 0, result.output
     assert "Hashing for duplicates: 10 of 10 files (100 %)" in result.output, result.output
     docs = tmp_path / "out" / "docs"
-    result = cli(
-        "preprocess",
-        "--input-path",
-        docs / "trainingdata.csv",
-        "--input-dict",
-        docs / "dict.txt",
-        "--output-path",
-        tmp_path / "rec" / "train",
-        "--embed-batch-size",
-        "2",
-        *TINY,
-    )
+    result = embed(cli, docs, tmp_path / "rec" / "train", "--embed-batch-size", "2")
     assert result.exit_code == 0, result.output
     out = result.output
     assert "train-00000-of-00001: reading: 6 of 6 files (100 %)" in out, out
