@@ -1,5 +1,6 @@
 """An exported model applied to encoded crops: P(positive) for each, a batch per call."""
 
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ class Scorer:
         self.serve = tf.saved_model.load(str(self.path)).signatures["serving_default"]
         self._tf = tf
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         """Of saved_model.pb, which holds the whole model: the weights are constants in its graph."""
         return sha256(self.path / "saved_model.pb")
