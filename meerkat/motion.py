@@ -111,11 +111,14 @@ class MotionDetector:
         x, y, w, h = self.region
         return frame[y : y + h, x : x + w]
 
-    def boxes(self, frame: np.ndarray) -> list[Box]:
+    def shrink(self, frame: np.ndarray) -> np.ndarray:
+        """What the subtractor sees of `frame`: the watched region, scaled by --motion-scale."""
         image = self.watched(frame)
-        if self.scale != 1.0:
-            image = cv2.resize(image, self.small, interpolation=cv2.INTER_AREA)
-        mask = self.subtractor.apply(image, learningRate=0.1)
+        return image if self.scale == 1.0 else cv2.resize(image, self.small, interpolation=cv2.INTER_AREA)
+
+    def boxes(self, small: np.ndarray) -> list[Box]:
+        """The boxes of the frame whose shrink() is `small`."""
+        mask = self.subtractor.apply(small, learningRate=0.1)
         if self.keep is not None:
             mask = cv2.bitwise_and(mask, self.keep)
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self.kernel)
@@ -152,19 +155,19 @@ class VideoMotion:
         from meerkat.video import Frames, stride_for
 
         self.detector = MotionDetector(cfg, info.width, info.height)
-        self.frames = Frames(path, stride_for(cfg.stride, cfg.fps, info.fps))
+        self.frames = Frames(path, stride_for(cfg.stride, cfg.fps, info.fps), self.detector.shrink)
         self.progress = Progress(path.name, info.frames)
         self.fault = f"{stage}:{info.stem}"
         if not info.frames:
             log.warning("warning: %s does not say how many frames it holds; they are counted as it is read", path)
 
     def __iter__(self):
-        for number, frame in self.frames:
+        for number, frame, small in self.frames:
             self.progress.update(number)
             faults.point(f"{self.fault}:{number}")
             if number == 1:
                 continue  # DeepMeerkat discards frame 1: it never reaches the subtractor
-            yield number, frame, self.detector.watched(frame), self.detector.boxes(frame)
+            yield number, frame, self.detector.watched(frame), self.detector.boxes(small)
 
 
 SIDE = 299  # DeepMeerkat's crop size (InceptionV3's input)

@@ -35,8 +35,9 @@ from meerkat.video import BadVideo, clock, list_videos, probe
 
 log = logging.getLogger(__name__)
 
-# Frames held while their boxes wait for a model call; a 1080p frame is 6 MB.
-PENDING_FRAMES = 16
+# Bytes of frames held while their boxes wait for a model call (with frames/ written): 42
+# 1080p frames. Without frames/ only the crops wait, so every call gets --batch-size of them.
+PENDING_BYTES = 256 * 2**20
 POSITIVE, NEGATIVE = (0, 0, 255), (0, 200, 255)  # BGR: red, amber
 
 
@@ -134,7 +135,8 @@ class VideoScanner:
         if cfg.frames:
             (tmp / "frames").mkdir()
         motion = VideoMotion(path, info, cfg.motion, "scan")
-        rows, pending, motion_frames, kept = [], [], 0, 0
+        rows, pending, waiting, motion_frames, kept = [], [], 0, 0, 0
+        held = PENDING_BYTES // (info.width * info.height * 3) if cfg.frames else None
         for number, frame, watched, boxes in motion:
             if not boxes:
                 continue
@@ -142,9 +144,10 @@ class VideoScanner:
             crops = [cv2.imencode(".jpg", cut(watched, b, cfg.motion.padding))[1].tobytes() for b in boxes]
             full = [b.shifted(*motion.detector.offset) for b in boxes]
             pending.append((number, frame if cfg.frames else None, full, crops))
-            if sum(len(p[3]) for p in pending) >= cfg.batch_size or len(pending) >= PENDING_FRAMES:
+            waiting += len(crops)
+            if waiting >= cfg.batch_size or (held is not None and len(pending) >= max(1, held)):
                 kept += self._classify(pending, rows, tmp, info.fps)
-                pending = []
+                pending, waiting = [], 0
         kept += self._classify(pending, rows, tmp, info.fps)
         results.write_annotations(tmp / "annotations.csv", rows)
         status, reason = "done", ""

@@ -8,9 +8,10 @@ reason a user can act on.
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -81,17 +82,18 @@ def probe(path: Path) -> VideoInfo:
 
 
 class Frames:
-    """Iterate (frame number from 1, BGR image) over frames 1, 1 + stride, 1 + 2 * stride, ...
+    """Iterate (frame number from 1, BGR image, prepare(image)) over frames 1, 1 + stride, ...
 
-    Skipped frames are grabbed, not decoded into images, which costs little. After the loop,
-    `count` is the number of frames the video held (as far as it could be read).
+    Skipped frames are grabbed, not decoded into images, which costs little. `prepare` runs on
+    the decoding thread too (the motion detector's downscaling). After the loop, `count` is the
+    number of frames the video held (as far as it could be read).
     """
 
-    def __init__(self, path: Path, stride: int = 1, ahead: int = 8):
-        self.path, self.stride, self.ahead = Path(path), stride, ahead
+    def __init__(self, path: Path, stride: int = 1, prepare: Callable = lambda image: None, ahead: int = 8):
+        self.path, self.stride, self.prepare, self.ahead = Path(path), stride, prepare, ahead
         self.count = 0
 
-    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray, Any]]:
         cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
             raise BadVideo("OpenCV cannot open it")
@@ -109,7 +111,7 @@ class Frames:
                         break
                     self.count += 1
                     if not skip:
-                        out.put((self.count, image))
+                        out.put((self.count, image, self.prepare(image)))
             finally:
                 out.put(None)
 

@@ -126,6 +126,40 @@ def test_threshold_0_keeps_every_motion_frame_with_its_boxes(scan0, model, video
     assert keys == sorted(keys)
 
 
+@pytest.fixture
+def model_calls(monkeypatch):
+    """The number of crops in each call of the real model (spied on, not replaced)."""
+    from meerkat.scorer import Scorer
+
+    sizes, real = [], Scorer.__call__
+
+    def spy(self, images):
+        sizes.append(len(images))
+        return real(self, images)
+
+    monkeypatch.setattr(Scorer, "__call__", spy)
+    return sizes
+
+
+def test_boxes_go_to_the_model_in_full_batches_across_frames(model, videos, scan0, tmp_path, model_calls):
+    scan(model, videos[1]["a"], "--output", tmp_path, "--threshold", "0", "--no-frames", "--batch-size", "20")
+    assert model_calls == [20, 18]  # 38 frames of one box each
+    rows = annotations(tmp_path / "a")
+    assert [box(r) for r in rows] == [box(r) for r in scan0[1]]
+    assert max(abs(float(a["score"]) - float(b["score"])) for a, b in zip(rows, scan0[1], strict=True)) < 1e-5
+
+
+def test_frames_waiting_to_be_drawn_are_held_within_the_memory_budget(model, videos, scan0, tmp_path, monkeypatch,
+                                                                     model_calls):  # fmt: skip
+    import meerkat.scan
+
+    monkeypatch.setattr(meerkat.scan, "PENDING_BYTES", 3 * 240 * 160 * 3)  # three of the test video's frames
+    scan(model, videos[1]["a"], "--output", tmp_path, "--threshold", "0", "--batch-size", "8")
+    assert model_calls == [3] * 12 + [2]
+    assert kept(tmp_path / "a") == set(PINNED)
+    assert [box(r) for r in annotations(tmp_path / "a")] == [box(r) for r in scan0[1]]
+
+
 def test_threshold_1_keeps_no_frame(model, videos, scan0, tmp_path):
     scan(model, videos[1]["a"], "--output", tmp_path, "--threshold", "1.0")
     rows = annotations(tmp_path / "a")
