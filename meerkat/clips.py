@@ -186,11 +186,11 @@ def _suggest(output: Path, done: list[dict], threshold: float) -> None:
         if tables:
             scores = pd.concat(tables)[["video", "crop", "score_positive", "suggested"]]
             scores.to_csv(tmp / "scores.csv", index=False, lineterminator="\n", float_format="%.6f")
-    counts = {cls: len(list((output / "suggested" / cls).iterdir())) for cls in ("Positives", "Negatives")}
+    positives = sum(int((t["suggested"] == "positive").sum()) for t in tables)
     log.info(
         "Suggested (score_positive >= %g): %d Positives, %d Negatives in %s; move them into your Samples once checked",
         threshold,
-        counts["Positives"],
-        counts["Negatives"],
+        positives,
+        sum(map(len, tables)) - positives,
         output / "suggested",
     )

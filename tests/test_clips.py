@@ -347,6 +347,7 @@ def test_model_sorts_copies_of_every_crop_into_suggested(cli, scored, square, tm
     assert all(r["suggested"] == wanted[r["crop"]] for r in table)
     by_frame = {f"sq_{r['frame']}_0.jpg": float(r["score"]) for r in rows}
     assert all(abs(float(r["score_positive"]) - by_frame[r["crop"]]) < 1e-6 for r in table)
+    assert f"Suggested (score_positive >= {t:g}): {len(pos)} Positives, {len(neg)} Negatives in" in result.output
 
 
 def test_a_rerun_with_another_threshold_splits_by_the_new_one(cli, scored, square, tmp_path):
