@@ -84,6 +84,11 @@ def embed(cli, docs, prefix, *extra, csv_name="trainingdata.csv", env=None):
     )
 
 
+def fit(cli, train_data, eval_data, output, *extra, env=None):
+    """`meerkat train` on preprocessed sets; `extra` options after."""
+    return cli("train", "--train-data", train_data, "--eval-data", eval_data, "--output-dir", output, *extra, env=env)
+
+
 @pytest.fixture
 def cli():
     runner = CliRunner()

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import TINY, assert_user_error, embed, make_samples, write_image
+from conftest import TINY, assert_user_error, embed, fit, make_samples, write_image
 from PIL import Image
 
 from meerkat.settings import MAX_PIXELS
@@ -207,31 +207,10 @@ def test_records_of_another_backbone_are_named_before_training(tmp_path, cli):
     assert cli("createdocs", samples, "--output", tmp_path / "o").exit_code == 0
     docs = tmp_path / "o" / "docs"
     for name, csv_name, alpha in (("train", "trainingdata.csv", "0.35"), ("eval", "testingdata.csv", "0.5")):
-        result = cli(
-            "preprocess",
-            "--input-path",
-            docs / csv_name,
-            "--input-dict",
-            docs / "dict.txt",
-            "--output-path",
-            tmp_path / "r" / name,
-            "--backbone",
-            "mobilenet_v2",
-            "--alpha",
-            alpha,
-            "--weights",
-            "none",
-        )
+        # The later --alpha and --weights win over the tiny backbone's.
+        result = embed(cli, docs, tmp_path / "r" / name, "--alpha", alpha, "--weights", "none", csv_name=csv_name)
         assert result.exit_code == 0, result.output
-    result = cli(
-        "train",
-        "--train-data",
-        tmp_path / "r" / "train",
-        "--eval-data",
-        tmp_path / "r" / "eval",
-        "--output-dir",
-        tmp_path / "t",
-    )
+    result = fit(cli, tmp_path / "r" / "train", tmp_path / "r" / "eval", tmp_path / "t")
     assert_user_error(result, 1, str(tmp_path / "r" / "train"), str(tmp_path / "r" / "eval"), "same backbone")
 
 

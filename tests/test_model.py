@@ -3,7 +3,7 @@
 import json
 
 import numpy as np
-from conftest import assert_user_error, make_samples
+from conftest import assert_user_error, fit, make_samples
 from contract import check_dict, check_tf1, check_tf2, predictions
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -59,23 +59,13 @@ def test_report_has_metrics_for_every_eval_image(tiny_run):
 
 def test_train_from_preprocessed_sets_and_its_errors(tiny_run, tmp_path, cli):
     rec = tiny_run / "records"
-    result = cli(
-        "train",
-        "--train-data",
-        rec / "train",
-        "--eval-data",
-        f"{rec}/eval-*.tfrecord.gz",
-        "--output-dir",
-        tmp_path / "t",
-        "--max-steps",
-        2,
-    )
+    result = fit(cli, rec / "train", f"{rec}/eval-*.tfrecord.gz", tmp_path / "t", "--max-steps", 2)
     assert result.exit_code == 0, result.output
     assert "Eval, step 2: on train set" in result.output
     assert (tmp_path / "t" / "model" / "saved_model.pb").is_file()
 
     assert_user_error(
-        cli("train", "--train-data", tmp_path / "none", "--eval-data", rec / "eval", "--output-dir", tmp_path / "u"),
+        fit(cli, tmp_path / "none", rec / "eval", tmp_path / "u"),
         1,
         "no preprocessed shards match",
     )
@@ -83,15 +73,7 @@ def test_train_from_preprocessed_sets_and_its_errors(tiny_run, tmp_path, cli):
     shard = next(rec.glob("train-*.tfrecord.gz"))
     (tmp_path / "part" / "x-00001-of-00003.tfrecord.gz").write_bytes(shard.read_bytes())
     assert_user_error(
-        cli(
-            "train",
-            "--train-data",
-            tmp_path / "part" / "x",
-            "--eval-data",
-            rec / "eval",
-            "--output-dir",
-            tmp_path / "u",
-        ),
+        fit(cli, tmp_path / "part" / "x", rec / "eval", tmp_path / "u"),
         1,
         "shards 0, 1, 2 of 3",
     )

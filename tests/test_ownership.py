@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import TINY, assert_user_error, make_samples, write_image
+from conftest import TINY, assert_user_error, fit, make_samples, write_image
 
 
 def test_demo_samples_refuses_a_folder_holding_a_users_files(tmp_path, cli):
@@ -29,18 +29,7 @@ def test_train_keeps_a_users_files_in_its_output_folder(tmp_path, cli, tiny_run)
     project = tmp_path / "proj"
     (project / "logs").mkdir(parents=True)
     (project / "logs" / "important.txt").write_text("field notes")
-    records = tiny_run / "records"
-    result = cli(
-        "train",
-        "--train-data",
-        records / "train",
-        "--eval-data",
-        records / "eval",
-        "--output-dir",
-        project,
-        "--epochs",
-        1,
-    )
+    result = fit(cli, tiny_run / "records" / "train", tiny_run / "records" / "eval", project, "--epochs", 1)
     assert_user_error(result, 1, str(project / "logs" / "important.txt"), "meerkat did not write")
     assert (project / "logs" / "important.txt").read_text() == "field notes"
 
@@ -49,18 +38,7 @@ def test_a_users_model_folder_is_never_replaced(tmp_path, cli, tiny_run):
     project = tmp_path / "proj"
     (project / "model").mkdir(parents=True)
     (project / "model" / "saved_model.pb").write_bytes(b"someone else's model")
-    records = tiny_run / "records"
-    result = cli(
-        "train",
-        "--train-data",
-        records / "train",
-        "--eval-data",
-        records / "eval",
-        "--output-dir",
-        project,
-        "--epochs",
-        1,
-    )
+    result = fit(cli, tiny_run / "records" / "train", tiny_run / "records" / "eval", project, "--epochs", 1)
     assert_user_error(result, 1, str(project / "model"), "meerkat did not write")
     assert (project / "model" / "saved_model.pb").read_bytes() == b"someone else's model"
 

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import tensorflow as tf
-from conftest import TINY, make_samples
+from conftest import embed, fit, make_samples
 from contract import check_tf2, predictions
 
 from meerkat import records
@@ -16,18 +16,7 @@ def test_float16_embeddings_and_model_match_float32(tmp_path, cli):
     docs = tmp_path / "docs"
     for precision in ("float32", "float16"):
         for name, csv_name in (("train", "trainingdata.csv"), ("eval", "testingdata.csv")):
-            result = cli(
-                "preprocess",
-                "--input-path",
-                docs / csv_name,
-                "--input-dict",
-                docs / "dict.txt",
-                "--output-path",
-                tmp_path / precision / name,
-                *TINY,
-                "--precision",
-                precision,
-            )
+            result = embed(cli, docs, tmp_path / precision / name, "--precision", precision, csv_name=csv_name)
             assert result.exit_code == 0, result.output
 
     vectors = {}
@@ -45,17 +34,7 @@ def test_float16_embeddings_and_model_match_float32(tmp_path, cli):
     assert cosine.min() > 0.99, cosine
 
     out = tmp_path / "model16"
-    result = cli(
-        "train",
-        "--train-data",
-        tmp_path / "float16" / "train",
-        "--eval-data",
-        tmp_path / "float16" / "eval",
-        "--output-dir",
-        out,
-        "--epochs",
-        1,
-    )
+    result = fit(cli, tmp_path / "float16" / "train", tmp_path / "float16" / "eval", out, "--epochs", 1)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "report" / "run.json").read_text())["backbone"]["precision"] == "float16"
     preds = predictions(out)

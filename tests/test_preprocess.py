@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import TINY, assert_user_error, embed, make_samples
+from conftest import TINY, assert_user_error, embed, fit, make_samples
 
 from meerkat import records
 from meerkat.errors import MeerkatError
@@ -152,15 +152,7 @@ def test_a_corrupt_shard_manifest_is_one_line_naming_it(tmp_path, cli, docs):
     assert embed(cli, docs, tmp_path / "r" / "train").exit_code == 0
     manifest = tmp_path / "r" / "train-00000-of-00001.json"
     manifest.write_text('{"backbone": {"name": "mobil')  # cut off mid-write by a disk full, say
-    result = cli(
-        "train",
-        "--train-data",
-        tmp_path / "r" / "train",
-        "--eval-data",
-        tmp_path / "r" / "train",
-        "--output-dir",
-        tmp_path / "t",
-    )
+    result = fit(cli, tmp_path / "r" / "train", tmp_path / "r" / "train", tmp_path / "t")
     assert_user_error(result, 1, f"shard manifest {manifest} is unreadable or corrupt", "rerun `meerkat preprocess`")
 
 
