@@ -120,13 +120,12 @@ def count_frames(path: Path) -> tuple[int, int, int]:
 def synthetic(frames: int, seed: int) -> Path:
     """The cached synthetic clip: mp4v in .mp4 where this OpenCV writes and reads it back whole, else MJPG .avi."""
     WORK.mkdir(parents=True, exist_ok=True)
-    for fourcc, suffix in (("mp4v", ".mp4"), ("MJPG", ".avi")):
-        path = WORK / f"synthetic-v{CLIP_VERSION}-{WIDTH}x{HEIGHT}-{frames}f-seed{seed}-{fourcc}{suffix}"
-        if path.exists():
-            return path
-    for fourcc, suffix in (("mp4v", ".mp4"), ("MJPG", ".avi")):
-        path = WORK / f"synthetic-v{CLIP_VERSION}-{WIDTH}x{HEIGHT}-{frames}f-seed{seed}-{fourcc}{suffix}"
-        tmp = path.with_name(f".{path.stem}.tmp{suffix}")
+    name = f"synthetic-v{CLIP_VERSION}-{WIDTH}x{HEIGHT}-{frames}f-seed{seed}"
+    paths = {"mp4v": WORK / f"{name}-mp4v.mp4", "MJPG": WORK / f"{name}-MJPG.avi"}
+    if cached := [p for p in paths.values() if p.exists()]:
+        return cached[0]
+    for fourcc, path in paths.items():
+        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
         print(f"Generating {path.name} ...", flush=True)
         start = time.perf_counter()
         try:
