@@ -4,7 +4,10 @@ The model is a TF1-style SavedModel with constants only, so that both loaders wo
 - TF2: tf.saved_model.load(dir).signatures["serving_default"](image_bytes=...) -> scores, prediction, label;
 - DeepMeerkat's TF1 loader: tf.compat.v1.saved_model.loader.load(sess, ["serve"], dir), then
   sess.run("final_ops/softmax:0", {"Placeholder:0": [jpeg_bytes, ...]}).
-Decode and resize inside the graph are images.decode_and_resize, the function preprocess used.
+Decode and resize inside the graph are decode.decode_batch, the function preprocess used.
+
+The same head and backbone give a byte-identical saved_model.pb, wherever and by whom it is
+exported: nothing of the host (its name, a pid, an absolute path) is inside it.
 """
 
 import logging
@@ -19,7 +22,7 @@ log = logging.getLogger(__name__)
 def _frozen_logits_graph(embedder: Embedder, head):
     """GraphDef of image_bytes [N] -> logits [N, 2], variables folded into constants."""
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2_as_graph
 
     from meerkat.decode import decode_batch
 
@@ -27,8 +30,11 @@ def _frozen_logits_graph(embedder: Embedder, head):
     def logits(image_bytes):
         return head(embedder.embed_here(decode_batch(image_bytes, embedder.size)), training=False)
 
-    frozen = convert_variables_to_constants_v2(logits.get_concrete_function())
-    return frozen.graph.as_graph_def(), frozen.inputs[0].name, frozen.outputs[0].name
+    concrete = logits.get_concrete_function()
+    # The GraphDef as frozen, not the graph of the function built from it: that rebuild copies the
+    # while loop's ops in an order that varies between processes, so the bytes would too.
+    _, graph_def = convert_variables_to_constants_v2_as_graph(concrete)
+    return graph_def, concrete.inputs[0].name, concrete.outputs[0].name
 
 
 def export_model(embedder: Embedder, head, labels: list[str], model_dir) -> Path:
@@ -81,5 +87,22 @@ def export_model(embedder: Embedder, head, labels: list[str], model_dir) -> Path
         for item in saved.iterdir():
             item.rename(tmp / item.name)
         saved.rmdir()
+        _make_portable(tmp / "saved_model.pb", asset.op.name)
     log.info("Exported SavedModel to %s", model_dir)
     return model_dir
+
+
+def _make_portable(pb: Path, asset_node: str) -> None:
+    """Put the asset's file name where the builder left the path it copied dict.txt from.
+
+    That path (the temporary folder: output path, host name, pid) is only where the builder read
+    the file; loaders take the asset from assets/ by the name the SavedModel records for it.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model = saved_model_pb2.SavedModel.FromString(pb.read_bytes())
+    for graph in model.meta_graphs:
+        for node in graph.graph_def.node:
+            if node.name == asset_node:
+                node.attr["value"].tensor.string_val[:] = [b"dict.txt"]
+    pb.write_bytes(model.SerializeToString(deterministic=True))

@@ -1,6 +1,7 @@
-"""Same inputs and seed on the same machine: byte-identical docs, records, metrics and model outputs."""
+"""Same inputs and seed on the same machine: byte-identical docs, records, metrics and model."""
 
 import gzip
+import socket
 import subprocess
 import sys
 
@@ -10,6 +11,12 @@ from conftest import TINY, make_samples
 from test_resume import served_scores
 
 pytestmark = pytest.mark.slow
+
+
+def graph_def(saved_model_pb: bytes):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    return saved_model_pb2.SavedModel.FromString(saved_model_pb).meta_graphs[0].graph_def
 
 
 def test_two_runs_are_identical(tmp_path):
@@ -46,5 +53,13 @@ def test_two_runs_are_identical(tmp_path):
     for shard in ("train-00000-of-00001.tfrecord.gz", "eval-00000-of-00001.tfrecord.gz"):
         payload = [gzip.decompress((out / "records" / shard).read_bytes()) for out in outs]
         assert payload[0] == payload[1], shard
+    # Two processes (two pids), two output folders: the same model, which names neither.
+    models = [(out / "model" / "saved_model.pb").read_bytes() for out in outs]
+    assert models[0] == models[1]
+    assert str(tmp_path).encode() not in models[0]
+    strings = [s for n in graph_def(models[0]).node for s in n.attr["value"].tensor.string_val]
+    assert b"dict.txt" in strings
+    for value in strings:  # dict.txt's name and the labels: no path, host name or pid
+        assert b"/" not in value and socket.gethostname().encode() not in value and b".tmp" not in value, value
     uris = [line.split(",")[0] for line in (a / "docs" / "testingdata.csv").read_text().splitlines()]
     assert np.array_equal(served_scores(a / "model", uris), served_scores(b / "model", uris))
