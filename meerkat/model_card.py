@@ -85,7 +85,9 @@ def build(facts, model_sha256: str) -> dict:
         },
         "output": {
             "scores": f"float32 [N, 2], the softmax; column 0 = P({names[0]})",
-            "prediction": "int64 [N], index into dict.txt (argmax)",
+            "prediction": "int64 [N], index into dict.txt: the argmax of the float32 softmax. meerkat's own "
+            "labels (predict, scan, the report) call a crop positive when score_positive, printed to 6 decimals, "
+            "is >= the threshold; at 0.5 the two differ only for a score within 5e-7 of 0.5",
             "label": f"string [N], {names[0]} / {names[1]}",
             "dict_txt": names,
         },

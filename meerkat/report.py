@@ -36,23 +36,17 @@ SCORE_DECIMALS = 6  # as predictions.csv, annotations.csv and predict's CSV prin
 
 
 def metrics(labels: np.ndarray, scores: np.ndarray, names: list[str]) -> dict:
-    """Binary metrics with `names[0]` (positive) as the class of interest."""
-    predicted = scores.argmax(1)
-    pos = labels == 0
-    tp = int(((predicted == 0) & pos).sum())
-    fn = int(((predicted == 1) & pos).sum())
-    fp = int(((predicted == 0) & ~pos).sum())
-    tn = int(((predicted == 1) & ~pos).sum())
+    """Binary metrics with `names[0]` (positive) as the class of interest, at the default threshold.
 
-    def ratio(a, b):
-        return a / b if b else None
-
+    A crop is called positive by the one rule of predict, scan and the threshold table: its score as
+    printed is at least the threshold. So these figures are the table's 0.5 row.
+    """
+    row = at_threshold(np.asarray(labels) == 0, printed(scores[:, 0]), DEFAULT_THRESHOLD)
+    tp, fn, fp, tn = (row[k] for k in ("true_positives", "false_negatives", "false_positives", "true_negatives"))
+    pos = np.asarray(labels) == 0
     return {
-        "accuracy": ratio(tp + tn, len(labels)),
-        "precision": ratio(tp, tp + fp),
-        "recall": ratio(tp, tp + fn),
-        "false_positive_rate": ratio(fp, fp + tn),
-        "false_negative_rate": ratio(fn, fn + tp),
+        **{k: row[k] for k in ("accuracy", "precision", "recall", "false_positive_rate")},
+        "false_negative_rate": _ratio(fn, fn + tp),
         "confusion_matrix": {
             "labels": names,
             "rows_are": "true label",
@@ -61,6 +55,15 @@ def metrics(labels: np.ndarray, scores: np.ndarray, names: list[str]) -> dict:
         },
         "counts": {"total": int(len(labels)), names[0]: int(pos.sum()), names[1]: int((~pos).sum())},
     }
+
+
+def called_positive(scores: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Whether each crop is positive: P(positive) as printed (6 decimals) >= threshold."""
+    return printed(scores[:, 0] if np.ndim(scores) == 2 else scores) >= threshold
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, SCORE_DECIMALS) if b else None
 
 
 def printed(scores) -> np.ndarray:
@@ -107,17 +110,13 @@ def at_threshold(is_pos, scores, threshold: float) -> dict:
     kept = scores >= threshold
     tp, fp = int((kept & is_pos).sum()), int((kept & ~is_pos).sum())
     fn, tn = int((~kept & is_pos).sum()), int((~kept & ~is_pos).sum())
-
-    def ratio(a, b):
-        return round(a / b, 6) if b else None
-
     return {
         "threshold": threshold,
-        "precision": ratio(tp, tp + fp),
-        "recall": ratio(tp, tp + fn),
-        "false_positive_rate": ratio(fp, fp + tn),
-        "kept_fraction": ratio(tp + fp, len(scores)),
-        "accuracy": ratio(tp + tn, len(scores)),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "false_positive_rate": _ratio(fp, fp + tn),
+        "kept_fraction": _ratio(tp + fp, len(scores)),
+        "accuracy": _ratio(tp + tn, len(scores)),
         "true_positives": tp,
         "false_positives": fp,
         "false_negatives": fn,
@@ -232,7 +231,7 @@ def write_report(report_dir, uris, labels, scores, names) -> dict:
         {
             "image_uri": uris,
             "label": np.take(names, labels),
-            "predicted": np.take(names, scores.argmax(1)),
+            "predicted": np.where(called_positive(scores), names[0], names[1]),
             "score_positive": scores[:, 0],
         }
     )

@@ -22,6 +22,7 @@ from meerkat import faults, fileio, records
 from meerkat.config import TrainConfig
 from meerkat.errors import MeerkatError
 from meerkat.progress import Progress
+from meerkat.report import called_positive
 from meerkat.settings import MIN_IMAGES_PER_CLASS
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def evaluate(head, data: Embeddings, weights: np.ndarray | None = None) -> tuple
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(data.labels, logits)
     if weights is not None:
         losses = losses * tf.constant(weights[data.labels])
-    accuracy = float((probs.argmax(1) == data.labels).mean())
+    accuracy = float((called_positive(probs) == (data.labels == 0)).mean())  # the report's rule, at 0.5
     return float(tf.reduce_mean(losses)), accuracy, probs
 
 

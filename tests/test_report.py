@@ -166,3 +166,47 @@ def test_write_report_adds_aucs_and_the_threshold_table_and_is_deterministic(tmp
     assert notes[0.5] == "default" and notes[0.05] == "DeepMeerkat"
     assert notes[0.3] == "recall >= 0.95" and notes[0.6] == "best accuracy"
     assert [float(r["threshold"]) for r in rows] == sorted(float(r["threshold"]) for r in rows)
+
+
+# --- one rule for "positive" ------------------------------------------------------------------------
+
+
+def test_a_score_that_prints_as_the_threshold_is_positive_everywhere(tmp_path):
+    """0.4999996 prints as 0.500000: predict and scan call it positive, so metrics.json and
+    predictions.csv must too (argmax called it negative)."""
+    import csv
+    import json
+
+    from meerkat.report import write_report
+
+    labels = np.array([0, 0, 1, 1])
+    p = np.array([0.4999996, 0.9, 0.4999994, 0.1], np.float32)
+    scores = np.stack([p, 1 - p], axis=1)
+    result = write_report(tmp_path, ["a.jpg", "b.jpg", "c.jpg", "d.jpg"], labels, scores, NAMES)
+    assert result["confusion_matrix"]["matrix"] == [[2, 0], [0, 2]]
+    with open(tmp_path / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["score_positive"], r["predicted"]) for r in rows] == [
+        ("0.500000", "positive"),
+        ("0.900000", "positive"),
+        ("0.499999", "negative"),
+        ("0.100000", "negative"),
+    ]
+    assert json.loads((tmp_path / "metrics.json").read_text()) == result
+
+
+def test_metrics_json_is_the_threshold_tables_half_row(tiny_run):
+    import json
+
+    import pandas as pd
+
+    m = json.loads((tiny_run / "report" / "metrics.json").read_text())
+    row = pd.read_csv(tiny_run / "report" / "thresholds.csv").set_index("threshold").loc[0.5]
+    for key in ("accuracy", "precision", "recall", "false_positive_rate"):
+        assert m[key] == (None if pd.isna(row[key]) else row[key]), key
+    (tp, fn), (fp, tn) = m["confusion_matrix"]["matrix"]
+    assert (tp, fn, fp, tn) == tuple(
+        row[k] for k in ("true_positives", "false_negatives", "false_positives", "true_negatives")
+    )
+    predictions = pd.read_csv(tiny_run / "report" / "predictions.csv")
+    assert ((predictions["score_positive"] >= 0.5) == (predictions["predicted"] == "positive")).all()
