@@ -99,12 +99,15 @@ def _fit(cfg: RecordsConfig, train_cfg: TrainConfig) -> dict:
             f"{cfg.input_dict} lists {labels} but the records were labelled with {train_set.manifest['labels']}"
         )
     fingerprint = runrecord.fingerprint(train_set, eval_set, train_cfg)
-    if not cfg.force and runrecord.finished(output, fingerprint):
+    previous = None if cfg.force else runrecord.finished(output, fingerprint)
+    if previous is not None and not previous.get("report_problems"):
         log.info(
             "%s already holds the finished model for these inputs and options; nothing to do (--force redoes it).",
             output,
         )
         return json.loads((output / "report" / "metrics.json").read_text())
+    if previous is not None:
+        return _redo_report(cfg, previous, train_set, eval_set, fingerprint)
     spec = records.spec_of(train_set.manifest)
     embedder = embedder_for(spec)  # before training: fail fast if the weights are gone
 
@@ -127,13 +130,9 @@ def _fit(cfg: RecordsConfig, train_cfg: TrainConfig) -> dict:
         "eval_records": len(eval_set.uris),
         **trained.details(train_cfg),
         "train_seconds": round(time.perf_counter() - start, 2),
+        **_provenance(output / "model"),
     }
-    # The page, TensorBoard's eval images and the model card, before run.json marks the run finished.
-    report_start = time.perf_counter()
-    details |= _provenance(output / "model")
-    report.publish(cfg, _as_recorded(details), train_set, eval_set, scores)
-    details["report_seconds"] = round(time.perf_counter() - report_start, 2)
-    runrecord.write(output, fingerprint, details)
+    _publish(cfg, runrecord.recorded(details), train_set, eval_set, scores, fingerprint)
     fileio.remove(checkpoint.parent, "the finished run's cleanup")
     log.info(
         "Eval set: accuracy %.4f, precision %s, recall %s on %d images -> %s",
@@ -146,6 +145,55 @@ def _fit(cfg: RecordsConfig, train_cfg: TrainConfig) -> dict:
     return result
 
 
+def _publish(cfg: RecordsConfig, record: dict, train_set, eval_set, scores, fingerprint: str) -> None:
+    """The page, TensorBoard's eval figures and the model card, then run.json, which marks the run
+    finished and lists what of the report could not be written (a rerun redoes only that)."""
+    from meerkat import report
+
+    start = time.perf_counter()
+    problems = report.publish(cfg, record, train_set, eval_set, scores)
+    record = {**record, "report_seconds": round(time.perf_counter() - start, 2)}
+    runrecord.write(cfg.output_dir, fingerprint, record, problems)
+    if problems:
+        log.warning(
+            "warning: the model and metrics are finished, but the report is incomplete (%s could not be written); "
+            "run the same command again to redo only the report",
+            ", ".join(problems),
+        )
+
+
+def _redo_report(cfg: RecordsConfig, previous: dict, train_set, eval_set, fingerprint: str) -> dict:
+    """A finished model whose report is incomplete: write the report again from its records and
+    report/predictions.csv (the scores at the precision every threshold compares)."""
+    output = cfg.output_dir
+    log.info(
+        "%s holds the finished model for these inputs and options, but its report is incomplete (%s); "
+        "redoing only the report.",
+        output,
+        ", ".join(previous["report_problems"]),
+    )
+    scores = _saved_scores(output / "report" / "predictions.csv", eval_set.uris)
+    record = {k: v for k, v in previous.items() if k not in ("fingerprint", "report_problems", "report_seconds")}
+    _publish(cfg, record, train_set, eval_set, scores, fingerprint)
+    return json.loads((output / "report" / "metrics.json").read_text())
+
+
+def _saved_scores(predictions: Path, uris: list[str]):
+    """[N, 2] softmax scores of `uris` from predictions.csv, as the run that wrote it scored them."""
+    import numpy as np
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(predictions, keep_default_na=False).set_index("image_uri")["score_positive"]
+        positive = table.loc[uris].to_numpy(np.float64)
+    except (OSError, ValueError, KeyError) as e:
+        raise MeerkatError(
+            f"{predictions} does not hold the scores of this run's eval set ({type(e).__name__}); "
+            "rerun with --force to train and report again"
+        ) from None
+    return np.stack([positive, 1 - positive], axis=1)
+
+
 def _fmt(x):
     return "n/a" if x is None else f"{x:.4f}"
 
@@ -155,19 +203,3 @@ def _provenance(model_dir: Path) -> dict:
     from meerkat.weights import sha256
 
     return {"meerkat_revision": revision(), "model_sha256": sha256(model_dir / "saved_model.pb")}
-
-
-def _as_recorded(details: dict) -> dict:
-    """What runrecord.write will put in run.json (but the fingerprint), for the page and the card."""
-    import platform
-
-    import tensorflow as tf
-
-    from meerkat import __version__
-
-    return {
-        "meerkat_version": __version__,
-        "tensorflow_version": tf.__version__,
-        "python_version": platform.python_version(),
-        **details,
-    }

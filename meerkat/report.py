@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from meerkat import fileio
+from meerkat import faults, fileio
 
 log = logging.getLogger(__name__)
 
@@ -243,13 +243,13 @@ def write_report(report_dir, uris, labels, scores, names) -> dict:
     return result
 
 
-def publish(cfg, record: dict, train_set, eval_set, scores) -> None:
+def publish(cfg, record: dict, train_set, eval_set, scores) -> list[str]:
     """After write_report: report/index.html with its figures, the same figures in TensorBoard
     (logs/eval), and the model card (model/README.md, model/meerkat.json).
 
     `cfg` is the run's RecordsConfig, `record` what run.json will hold. A failure here other than a
     file in the way (MeerkatError) leaves the model and metrics as they are: it is reported as a
-    warning, and the rest goes on.
+    warning, the rest goes on, and the parts that could not be written are returned.
     """
     from meerkat import model_card, report_page
     from meerkat.errors import MeerkatError
@@ -261,16 +261,20 @@ def publish(cfg, record: dict, train_set, eval_set, scores) -> None:
         nonlocal facts
         facts = report_page.gather(cfg, record, train_set, eval_set, scores)
 
-    steps = (
-        ("the report's facts", gather),
-        ("the report page", lambda: figures.update(report_page.write_page(facts))),
-        ("the TensorBoard summaries", lambda: report_page.write_tensorboard(facts, figures, output / "logs" / "eval")),
-        ("the model card", lambda: model_card.write(facts, output / "model")),
-    )
-    for what, step in steps:
-        if facts is None and what != "the report's facts":
-            break
+    steps = (  # (fault point, what the warning calls it, the step)
+        ("facts", "the report's facts", gather),
+        ("page", "the report page", lambda: figures.update(report_page.write_page(facts))),
+        ("tensorboard", "the TensorBoard summaries",
+         lambda: report_page.write_tensorboard(facts, figures, output / "logs" / "eval")),
+        ("card", "the model card", lambda: model_card.write(facts, output / "model")),
+    )  # fmt: skip
+    problems = []
+    for point, what, step in steps:
+        if facts is None and point != "facts":
+            problems.append(what)  # nothing to draw it from
+            continue
         try:
+            faults.point(f"report:{point}")
             step()
         except MeerkatError:
             raise
@@ -278,3 +282,5 @@ def publish(cfg, record: dict, train_set, eval_set, scores) -> None:
             log.warning("warning: could not write %s: %s: %s (rerun with --debug for the traceback)", what,
                         type(e).__name__, e)  # fmt: skip
             log.debug("traceback", exc_info=True)
+            problems.append(what)
+    return problems

@@ -1,7 +1,9 @@
 """report/run.json: what a finished run was made from, and the fingerprint that marks it finished.
 
 metrics.json and predictions.csv hold only what the inputs and options determine (byte-identical
-across reruns); timings, versions and paths go here.
+across reruns); timings, versions and paths go here. `report_problems` lists the parts of the
+report (page, TensorBoard summaries, card) that could not be written: such a run has its model and
+metrics, and a rerun redoes only the report.
 """
 
 import hashlib
@@ -19,24 +21,33 @@ def fingerprint(train_set, eval_set, train_cfg) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def finished(output_dir: Path, expected: str) -> bool:
-    """Whether OUTPUT holds a model finished from the inputs and options of fingerprint `expected`."""
+def finished(output_dir: Path, expected: str) -> dict | None:
+    """run.json of the model OUTPUT holds, if it was finished from the inputs and options of
+    fingerprint `expected` (its report may still be incomplete); else None."""
     try:
-        run = json.loads((output_dir / "report" / "run.json").read_text())
+        run = json.loads((output_dir / "report" / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return run.get("fingerprint") == expected and (output_dir / "model" / "saved_model.pb").is_file()
+        return None
+    if not isinstance(run, dict) or run.get("fingerprint") != expected:
+        return None
+    if not (output_dir / "model" / "saved_model.pb").is_file():
+        return None
+    return run
 
 
-def write(output_dir: Path, expected: str, details: dict) -> None:
-    """Written last: its fingerprint marks the run as finished."""
+def recorded(details: dict) -> dict:
+    """What run.json holds but the fingerprint and the report's state: versions, then `details`."""
     import tensorflow as tf
 
-    run = {
-        "fingerprint": expected,
+    return {
         "meerkat_version": __version__,
         "tensorflow_version": tf.__version__,
         "python_version": platform.python_version(),
         **details,
     }
+
+
+def write(output_dir: Path, expected: str, record: dict, report_problems: list[str]) -> None:
+    """Written last: its fingerprint marks the run as finished, `report_problems` what is left to redo."""
+    run = {"fingerprint": expected, **record, "report_problems": report_problems}
     fileio.write_text(output_dir / "report" / "run.json", json.dumps(run, indent=2) + "\n")

@@ -115,3 +115,30 @@ def test_a_finished_run_is_not_redone_unless_forced(reference):
     # --force rewrites the shards (from the content-keyed cache, still valid) and retrains.
     assert "12 images, 12 embeddings from the cache, 0 to compute" in forced.stdout
     assert "Training on 10 embeddings (5 positive, 5 negative)" in forced.stdout
+
+
+def test_a_report_step_that_fails_is_recorded_and_the_rerun_redoes_only_the_report(tmp_path, cli):
+    samples = make_samples(tmp_path / "Samples", train=(4, 4), test=(2, 2))
+    out = tmp_path / "out"
+    first = cli("run", samples, out, *TINY, "--epochs", 1, env={"MEERKAT_FAIL_AT": "report:card"})
+    assert first.exit_code == 0, first.output
+    assert "report is incomplete (the model card could not be written)" in first.output
+    run = json.loads((out / "report" / "run.json").read_text())
+    assert run["report_problems"] == ["the model card"]
+    assert not (out / "model" / "meerkat.json").exists() and (out / "report" / "index.html").is_file()
+    model = out / "model" / "saved_model.pb"
+    exported, metrics = os.stat(model), (out / "report" / "metrics.json").read_bytes()
+
+    again = cli("run", samples, out, *TINY, "--epochs", 1)
+    assert again.exit_code == 0, again.output
+    assert "redoing only the report" in again.output and "Training on" not in again.output
+    card = json.loads((out / "model" / "meerkat.json").read_text())
+    from meerkat.weights import sha256
+
+    assert card["model_sha256"] == sha256(model)
+    after = os.stat(model)
+    assert (after.st_ino, after.st_mtime_ns) == (exported.st_ino, exported.st_mtime_ns)  # not exported again
+    assert (out / "report" / "metrics.json").read_bytes() == metrics
+    assert json.loads((out / "report" / "run.json").read_text())["report_problems"] == []
+
+    assert "nothing to do" in cli("run", samples, out, *TINY, "--epochs", 1).output
