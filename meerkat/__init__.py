@@ -3,7 +3,7 @@
 import logging
 import os
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # TensorFlow's C++ start-up chatter buries meerkat's own output; --debug turns it back on.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

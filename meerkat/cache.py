@@ -1,8 +1,9 @@
 """The embedding cache: one vector per image content, per backbone, kept across runs.
 
 Keyed by the sha256 of the file's bytes and by the model key (backbone, alpha, weights sha256,
-precision, preprocessing version), so a renamed or moved crop is still a hit, while a changed one,
-or another backbone, is a miss. A second run on the same Samples, a run with only head options
+precision, and the code key of embeddings: codeversion.py), so a renamed or moved crop is still a
+hit, while a changed one, another backbone, or an upgrade that changed how crops are embedded, is
+a miss. A second run on the same Samples, a run with only head options
 changed, or one with 100 new crops embeds only what is new.
 
 It is one SQLite file. Each batch is committed as it is computed, so a killed preprocess loses at
@@ -19,16 +20,16 @@ from dataclasses import asdict
 
 import numpy as np
 
-from meerkat import fileio
+from meerkat import codeversion, fileio
 from meerkat.errors import MeerkatError
-from meerkat.settings import PREPROCESSING_VERSION
 
 SQL_CHUNK = 500  # parameters per query, well under SQLite's limit
 
 
 def model_key(spec) -> str:
     identity = {k: v for k, v in asdict(spec).items() if k != "weights"}  # the file may move; its hash may not
-    return hashlib.sha256(json.dumps([identity, PREPROCESSING_VERSION], sort_keys=True).encode()).hexdigest()[:32]
+    parts = [identity, codeversion.key("embedding")]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
 @contextmanager

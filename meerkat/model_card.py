@@ -19,7 +19,6 @@ This module is imported by predict and scan: it must stay light (no TensorFlow, 
 import json
 import logging
 import os
-import subprocess
 from pathlib import Path
 
 from meerkat import __version__, fileio
@@ -30,28 +29,6 @@ CARD_JSON = "meerkat.json"
 CARD_README = "README.md"
 CARD_FORMAT = 1
 RECOMMENDED_SHORT = "recall >= {target:g}"
-
-
-def revision() -> str:
-    """The source revision: $MEERKAT_REVISION (an image sets it from its REVISION build arg), else
-    `git rev-parse HEAD` of a source checkout (with "+modified" when tracked files differ), else unknown."""
-    env = os.environ.get("MEERKAT_REVISION", "").strip()
-    if env:
-        return env
-    source = Path(__file__).resolve().parent.parent
-    if not (source / ".git").exists():
-        return "unknown"
-    quiet = {"capture_output": True, "text": True, "timeout": 10, "env": {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}}
-    try:
-        head = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], check=True, **quiet).stdout.strip()
-        status = subprocess.run(
-            ["git", "-C", str(source), "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
-            check=True,
-            **quiet,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{head}+modified" if status.strip() else head
 
 
 def build(facts, model_sha256: str) -> dict:

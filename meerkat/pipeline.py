@@ -100,7 +100,7 @@ def _fit(cfg: RecordsConfig, train_cfg: TrainConfig) -> dict:
         )
     fingerprint = runrecord.fingerprint(train_set, eval_set, train_cfg)
     previous = None if cfg.force else runrecord.finished(output, fingerprint)
-    if previous is not None and not previous.get("report_problems"):
+    if previous is not None and not runrecord.report_to_redo(previous):
         log.info(
             "%s already holds the finished model for these inputs and options; nothing to do (--force redoes it).",
             output,
@@ -167,13 +167,14 @@ def _redo_report(cfg: RecordsConfig, previous: dict, train_set, eval_set, finger
     report/predictions.csv (the scores at the precision every threshold compares)."""
     output = cfg.output_dir
     log.info(
-        "%s holds the finished model for these inputs and options, but its report is incomplete (%s); "
+        "%s holds the finished model for these inputs and options, but its report is incomplete or out of date (%s); "
         "redoing only the report.",
         output,
-        ", ".join(previous["report_problems"]),
+        ", ".join(runrecord.report_to_redo(previous)),
     )
     scores = _saved_scores(output / "report" / "predictions.csv", eval_set.uris)
-    record = {k: v for k, v in previous.items() if k not in ("fingerprint", "report_problems", "report_seconds")}
+    redone = ("fingerprint", "report_code", "report_problems", "report_seconds")
+    record = {k: v for k, v in previous.items() if k not in redone}
     _publish(cfg, record, train_set, eval_set, scores, fingerprint)
     return json.loads((output / "report" / "metrics.json").read_text())
 
@@ -199,7 +200,7 @@ def _fmt(x):
 
 
 def _provenance(model_dir: Path) -> dict:
-    from meerkat.model_card import revision
+    from meerkat.codeversion import revision
     from meerkat.weights import sha256
 
     return {"meerkat_revision": revision(), "model_sha256": sha256(model_dir / "saved_model.pb")}

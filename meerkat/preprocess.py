@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from meerkat import __version__, devices, faults, fileio, records
+from meerkat import __version__, codeversion, devices, faults, fileio, records
 from meerkat.backbones import BackboneSpec
 from meerkat.cache import EmbeddingCache, content_hash
 from meerkat.config import PreprocessConfig
@@ -26,7 +26,6 @@ from meerkat.embedder import Embedder, embedder_for
 from meerkat.errors import MeerkatError, UsageError
 from meerkat.imagefiles import Unreadable, decode_error, for_model, read_bytes, warn_skipped, write_skipped
 from meerkat.progress import Progress
-from meerkat.settings import PREPROCESSING_VERSION
 from meerkat.slurm import array_shard
 
 log = logging.getLogger(__name__)
@@ -52,8 +51,9 @@ def check_shard(shard_index: int, num_shards: int) -> None:
 
 
 def _input_key(rows, labels, spec: BackboneSpec) -> str:
-    """Fingerprint of everything a shard depends on: rows, the files' sizes and times, the backbone."""
-    h = hashlib.sha256(json.dumps([labels, asdict(spec), PREPROCESSING_VERSION]).encode())
+    """Fingerprint of everything a shard depends on: rows, the files' sizes and times, the backbone,
+    the code that makes shards."""
+    h = hashlib.sha256(json.dumps([labels, asdict(spec), codeversion.key("shards")]).encode())
     for path, label in rows:
         try:
             st = os.stat(path)
@@ -109,7 +109,7 @@ def preprocess(cfg: PreprocessConfig, spec: BackboneSpec) -> Summary:
         "backbone": asdict(spec),
         "image_size": spec.arch.image_size,
         "embedding_dim": spec.arch.embedding_dim(spec.alpha),
-        "preprocessing_version": PREPROCESSING_VERSION,
+        "embedding_code": codeversion.key("embedding"),
         "labels": labels,
         "shard_index": shard_index,
         "num_shards": num_shards,

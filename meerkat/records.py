@@ -85,7 +85,7 @@ def find_shards(pattern: str) -> tuple[list[Path], dict]:
 SAME_IN_A_SET = {
     "backbone": "different backbones",
     "labels": "different label lists",
-    "preprocessing_version": "different preprocessing versions",
+    "embedding_code": "different code (meerkat was upgraded in between)",
     "source_csv_sha256": "different CSVs",
 }
 

@@ -3,7 +3,7 @@
 metrics.json and predictions.csv hold only what the inputs and options determine (byte-identical
 across reruns); timings, versions and paths go here. `report_problems` lists the parts of the
 report (page, TensorBoard summaries, card) that could not be written: such a run has its model and
-metrics, and a rerun redoes only the report.
+metrics, and a rerun redoes only the report, as it does when the report's code key changed.
 """
 
 import hashlib
@@ -12,12 +12,17 @@ import platform
 from dataclasses import asdict
 from pathlib import Path
 
-from meerkat import __version__, fileio
+from meerkat import __version__, codeversion, fileio
 
 
 def fingerprint(train_set, eval_set, train_cfg) -> str:
-    """Everything a trained model depends on: the records' inputs and the training options."""
-    parts = [train_set.manifest["input_keys"], eval_set.manifest["input_keys"], asdict(train_cfg), __version__]
+    """Everything a trained model depends on: the records' inputs, the training options and the code."""
+    parts = [
+        train_set.manifest["input_keys"],
+        eval_set.manifest["input_keys"],
+        asdict(train_cfg),
+        codeversion.key("model"),
+    ]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -47,7 +52,18 @@ def recorded(details: dict) -> dict:
     }
 
 
+def report_to_redo(run: dict) -> list[str]:
+    """Why the report of a finished run must be written again: the parts that failed, or a change of
+    the code that writes it (an upgrade); nothing when it is complete."""
+    if run.get("report_problems"):
+        return run["report_problems"]
+    if run.get("report_code") != codeversion.key("report"):
+        return ["meerkat's report code changed"]
+    return []
+
+
 def write(output_dir: Path, expected: str, record: dict, report_problems: list[str]) -> None:
     """Written last: its fingerprint marks the run as finished, `report_problems` what is left to redo."""
-    run = {"fingerprint": expected, **record, "report_problems": report_problems}
+    run = {"fingerprint": expected, **record, "report_code": codeversion.key("report")}
+    run["report_problems"] = report_problems
     fileio.write_text(output_dir / "report" / "run.json", json.dumps(run, indent=2) + "\n")

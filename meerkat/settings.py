@@ -8,9 +8,6 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", "
 # Without a Testing folder, 1 in HOLDOUT_EVERY training images is held out (DeepMeerkat's 5:1 advice).
 HOLDOUT_EVERY = 6
 
-# Bump when decode/resize/normalisation changes: records made before are not comparable.
-PREPROCESSING_VERSION = 1
-
 # Where a container keeps baked-in backbone weights; searched before Keras' own cache.
 WEIGHTS_DIR_ENV = "MEERKAT_WEIGHTS_DIR"
 

@@ -65,15 +65,15 @@ def load(pattern: str, what: str) -> Embeddings:
 
 def check_compatible(train: Embeddings, evals: Embeddings, train_pattern: str, eval_pattern: str) -> None:
     a, b = train.manifest, evals.manifest
-    if (a["backbone"], a["embedding_dim"], a["preprocessing_version"]) != (
+    if (a["backbone"], a["embedding_dim"], a.get("embedding_code")) != (
         b["backbone"],
         b["embedding_dim"],
-        b["preprocessing_version"],
+        b.get("embedding_code"),
     ):
         raise MeerkatError(
             f"train set {train_pattern} ({a['backbone']['name']}, {a['embedding_dim']}-d) and eval set "
             f"{eval_pattern} ({b['backbone']['name']}, {b['embedding_dim']}-d) were made differently; "
-            "preprocess both with the same backbone and weights"
+            "preprocess both with the same backbone and weights (and the same meerkat)"
         )
 
 

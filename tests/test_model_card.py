@@ -82,18 +82,6 @@ def test_threshold_note(card, tmp_path):
     assert model_card.threshold_note(older, 0.5) is None
 
 
-def test_revision_from_the_environment_or_the_checkout(monkeypatch):
-    monkeypatch.setenv("MEERKAT_REVISION", "f00dfeed")
-    assert model_card.revision() == "f00dfeed"
-    monkeypatch.delenv("MEERKAT_REVISION")
-    from conftest import ROOT
-
-    if (ROOT / ".git").exists() and shutil.which("git"):
-        assert re.fullmatch(r"[0-9a-f]{40}(\+modified)?", model_card.revision())
-    monkeypatch.setattr(model_card, "__file__", "/nowhere/meerkat/model_card.py")  # installed, not a checkout
-    assert model_card.revision() == "unknown"
-
-
 # --- on a real run -----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,116 @@
+"""An upgrade redoes what the changed code makes, and only that: the code keys of codeversion.py.
+
+The tests point the keys at a copy of the package and edit it, as an upgrade edits the installed
+one; what runs is the same code, so only the keys' view of it changes.
+"""
+
+import json
+import shutil
+
+import pytest
+from conftest import TINY, make_samples
+
+from meerkat import codeversion
+
+
+@pytest.fixture
+def upgradable(tmp_path, monkeypatch):
+    """A copy of the package that the code keys read; `edit(module, text)` appends to a module."""
+    copy = tmp_path / "installed" / "meerkat"
+    shutil.copytree(codeversion.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(codeversion, "PACKAGE", copy)
+    codeversion.key.cache_clear()
+    codeversion._imports.cache_clear()
+
+    def edit(module: str, text: str = "\n# upgraded\n") -> None:
+        with open(copy / f"{module}.py", "a", encoding="utf-8") as f:
+            f.write(text)
+        codeversion.key.cache_clear()
+        codeversion._imports.cache_clear()
+
+    yield edit
+    codeversion.key.cache_clear()
+    codeversion._imports.cache_clear()
+
+
+def keys() -> dict[str, str]:
+    return {part: codeversion.key(part) for part in codeversion.PARTS}
+
+
+@pytest.mark.parametrize(
+    "module, changed",
+    [
+        ("decode", {"embedding", "shards", "model", "report", "clips", "scan"}),  # into the model and scan
+        ("motion", {"clips", "scan"}),
+        ("model_card", {"report", "clips", "scan"}),  # clips and scan read its threshold note
+        ("train", {"model"}),
+        ("report_page", {"report", "clips", "scan"}),
+        ("cli", set()),
+        ("fileio", set()),
+        ("progress", set()),
+    ],
+)
+def test_a_module_changes_the_keys_of_the_outputs_it_makes(upgradable, module, changed):
+    before = keys()
+    upgradable(module)
+    after = keys()
+    assert {part for part in before if before[part] != after[part]} == changed
+
+
+def test_the_keys_follow_imports_a_new_module_brings(upgradable):
+    before = keys()
+    upgradable("helpers_new", "X = 1\n")
+    assert keys() == before  # nothing imports it yet
+    upgradable("motion", "\ndef _late():\n    from meerkat import helpers_new\n\n    return helpers_new.X\n")
+    assert "helpers_new" in codeversion.modules("clips")
+    upgradable("helpers_new", "X = 2\n")
+    assert codeversion.key("clips") != before["clips"]
+
+
+def test_every_part_is_made_by_modules_that_exist_and_none_is_empty():
+    for part, (entry, stops, _) in codeversion.PARTS.items():
+        made_by = codeversion.modules(part)
+        assert set(entry) <= set(made_by), part
+        assert not set(made_by) & (codeversion.NO_EFFECT | set(stops)), part
+    assert len(set(keys().values())) == len(codeversion.PARTS)
+
+
+def test_an_upgrade_retrains_when_training_code_changed_and_redoes_only_the_report_when_only_it_did(
+    tmp_path, cli, upgradable
+):
+    samples = make_samples(tmp_path / "Samples", train=(4, 4), test=(2, 2))
+    out = tmp_path / "out"
+    assert cli("run", samples, out, *TINY, "--epochs", 1).exit_code == 0
+
+    upgradable("cli")  # a new command or a help text: the finished run stands
+    assert "nothing to do" in cli("run", samples, out, *TINY, "--epochs", 1).output
+
+    upgradable("report_page")
+    redo = cli("run", samples, out, *TINY, "--epochs", 1)
+    assert "redoing only the report" in redo.output and "report code changed" in redo.output
+    assert "Training on" not in redo.output
+    assert json.loads((out / "report" / "run.json").read_text())["report_code"] == codeversion.key("report")
+    assert "nothing to do" in cli("run", samples, out, *TINY, "--epochs", 1).output
+
+    upgradable("train")
+    retrained = cli("run", samples, out, *TINY, "--epochs", 1)
+    assert "Training on" in retrained.output and "Reusing finished shard" in retrained.output
+
+    upgradable("decode")  # the embeddings themselves: shards and cache entries are made again
+    again = cli("run", samples, out, *TINY, "--epochs", 1)
+    assert "Reusing finished shard" not in again.output and "0 embeddings from the cache" in again.output
+
+
+def test_revision_from_the_environment_or_the_checkout(monkeypatch):
+    import re
+    from pathlib import Path
+
+    from conftest import ROOT
+
+    monkeypatch.setenv("MEERKAT_REVISION", "f00dfeed")
+    assert codeversion.revision() == "f00dfeed"
+    monkeypatch.delenv("MEERKAT_REVISION")
+    if (ROOT / ".git").exists() and shutil.which("git"):
+        assert re.fullmatch(r"[0-9a-f]{40}(\+modified)?", codeversion.revision())
+    monkeypatch.setattr(codeversion, "PACKAGE", Path("/nowhere/meerkat"))  # installed, not a checkout
+    assert codeversion.revision() == "unknown"
