@@ -166,12 +166,15 @@ def createdocs(cfg: DocsConfig) -> Docs:
     log.info("Negative training samples: %d%s", c["negative_training"], balanced)
     log.info("Positive testing samples: %d", c["positive_testing"])
     log.info("Negative testing samples: %d", c["negative_testing"])
+    ignored_txt = docs_dir / "ignored.txt"
+    if not docs.ignored and os.path.lexists(ignored_txt):
+        fileio.remove(ignored_txt, "an earlier run's list of ignored files")  # the report would list them
     if docs.ignored:
-        fileio.write_text(docs_dir / "ignored.txt", "".join(f"{p}\n" for p in docs.ignored))
+        fileio.write_text(ignored_txt, "".join(f"{p}\n" for p in docs.ignored))
         shown = ", ".join(str(p) for p in docs.ignored[:5])
         more = f" and {len(docs.ignored) - 5} more" if len(docs.ignored) > 5 else ""
         log.info(
-            "Ignored %d non-image files (listed in %s): %s%s", len(docs.ignored), docs_dir / "ignored.txt", shown, more
+            "Ignored %d non-image files (listed in %s): %s%s", len(docs.ignored), ignored_txt, shown, more
         )
     _warn_overlap([p for files in training.values() for p in files], [p for files in testing.values() for p in files])
     return docs

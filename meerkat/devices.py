@@ -54,10 +54,13 @@ def cuda_build_and_gpus() -> tuple[bool, list[str]]:
     return tf.test.is_built_with_cuda(), gpus_in_use()
 
 
-def log_devices() -> None:
+def log_devices(limit: int | None) -> None:
+    """Say where meerkat computes, once --gpus (`limit`) has been applied (select_gpus)."""
     cuda, gpus = cuda_build_and_gpus()
     if gpus:
         log.info("Using %d GPU(s): %s", len(gpus), ", ".join(gpus))
+    elif limit == 0:
+        log.info("Running on the CPU (--gpus 0).")
     elif cuda:
         log.warning(
             "warning: this is a CUDA build of TensorFlow but no GPU is visible, so meerkat runs on the CPU. "

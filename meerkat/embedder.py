@@ -10,7 +10,8 @@ class Embedder:
 
     With several devices (GPUs), each holds a copy of the backbone and gets an equal slice of
     every batch; TensorFlow runs the slices at the same time. `embed_here` is the one-device form
-    that the exported model is built from, so the SavedModel is not tied to any device.
+    that the exported model is built from, so the SavedModel is not tied to any device. The copies
+    for the other devices are built when `embed` first needs them: an export needs none.
     """
 
     def __init__(self, spec: BackboneSpec, devices: list[str] | None = None):
@@ -21,13 +22,20 @@ class Embedder:
         self.spec = spec
         self.size = spec.arch.image_size
         self.devices = devices or compute_devices()
-        self.models = []
-        for device in self.devices:
-            with tf.device(device):
-                self.models.append(build(spec))
+        with tf.device(self.devices[0]):
+            self.models = [build(spec)]
         self.model = self.models[0]
         signature = [tf.TensorSpec([None, self.size, self.size, 3], tf.float32)]
-        self.embed = tf.function(self._embed, input_signature=signature)
+        self._embed_graph = tf.function(self._embed, input_signature=signature)
+
+    def embed(self, images):
+        """Float32 RGB [N, size, size, 3] in [0, 255] -> embeddings [N, dim], over every device."""
+        import tensorflow as tf
+
+        for device in self.devices[len(self.models) :]:
+            with tf.device(device):
+                self.models.append(build(self.spec))
+        return self._embed_graph(images)
 
     def embed_here(self, images):
         import tensorflow as tf

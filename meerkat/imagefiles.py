@@ -76,7 +76,10 @@ def for_model(data: bytes) -> bytes:
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if pixels is None:
         raise Unreadable(f"cannot decode this {kind} file")
-    return cv2.imencode(".png", pixels)[1].tobytes()
+    ok, png = cv2.imencode(".png", pixels)
+    if not ok:
+        raise Unreadable(f"cannot convert this {kind} file for the model")
+    return png.tobytes()
 
 
 def read_for_model(path) -> bytes:

@@ -14,10 +14,9 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from meerkat import backbones, faults, fileio, locks, records, runrecord
+from meerkat import backbones, devices, faults, fileio, locks, records, runrecord
 from meerkat.config import PreprocessConfig, RecordsConfig, RunConfig, TrainConfig
 from meerkat.createdocs import createdocs, read_csv, read_dict
-from meerkat.devices import log_devices
 from meerkat.errors import MeerkatError
 from meerkat.settings import IMAGES_PER_SHARD
 
@@ -30,14 +29,15 @@ def run(cfg: RunConfig) -> dict:
     with _locked(output):
         start = time.perf_counter()
         if cfg.preprocessed_train_set is not None:
-            log_devices()
+            devices.select_gpus(cfg.backbone.gpus)
+            devices.log_devices(cfg.backbone.gpus)
             log.info("Using preprocessed sets; %s is not read.", cfg.docs.samples)
             sets = (cfg.preprocessed_train_set, cfg.preprocessed_eval_set)
             result = _fit(RecordsConfig(*sets, output_dir=output, force=cfg.force), cfg.train)
         else:
             docs = createdocs(cfg.docs)  # before TensorFlow loads: a wrong folder is reported at once
-            log_devices()
-            spec = backbones.resolve(cfg.backbone)
+            spec = backbones.resolve(cfg.backbone)  # applies --gpus
+            devices.log_devices(cfg.backbone.gpus)
             prefixes = {name: output / "records" / name for name in ("train", "eval")}
             _preprocess_set(docs.training_csv, docs.dict_txt, prefixes["train"], spec, cfg)
             _preprocess_set(docs.testing_csv, docs.dict_txt, prefixes["eval"], spec, cfg)

@@ -454,8 +454,11 @@ def write_thumbnails(report_dir: Path, mistakes: list[Mistake]) -> None:
             except (Unreadable, OSError) as e:
                 m.problem = str(e)
                 continue
-            m.thumbnail = f"{'fp' if m.kind == 'false positive' else 'fn'}-{numbers[m.kind]:02d}.jpg"
             ok, jpeg = cv2.imencode(".jpg", m.image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 88])
+            if not ok:
+                m.problem = "cannot encode its thumbnail"
+                continue
+            m.thumbnail = f"{'fp' if m.kind == 'false positive' else 'fn'}-{numbers[m.kind]:02d}.jpg"
             (tmp / m.thumbnail).write_bytes(jpeg.tobytes())
 
 
@@ -883,8 +886,9 @@ def write_tensorboard(facts: Facts, figures: dict[str, bytes], logdir: Path) -> 
         if sheet is not None:
             import cv2
 
-            png = cv2.imencode(".png", sheet[..., ::-1])[1].tobytes()
-            _png_summary("mistakes", png, "the most confident mistakes at threshold 0.5")
+            ok, png = cv2.imencode(".png", sheet[..., ::-1])
+            if ok:
+                _png_summary("mistakes", png.tobytes(), "the most confident mistakes at threshold 0.5")
         tf.summary.text("threshold_table", _markdown_table(facts.evaluation["table"]))
     writer.close()
 

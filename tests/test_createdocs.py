@@ -87,6 +87,12 @@ def test_lists_ignored_files_and_warns_about_train_test_duplicates(tmp_path, cli
     assert any(p.endswith("UPPER.JPG") for p, _ in rows(tmp_path / "out" / "docs" / "trainingdata.csv"))
     assert "also appear in Testing" in result.output and "copy.jpg" in result.output
 
+    # Tidied up: the next run ignores nothing, so no list of an earlier run's files remains.
+    (samples / "Training" / "Positives" / "notes.txt").unlink()
+    (samples / "Training" / "Negatives" / ".DS_Store").unlink()
+    assert cli("createdocs", samples, "--output", tmp_path / "out", "--no-balance").exit_code == 0
+    assert not (tmp_path / "out" / "docs" / "ignored.txt").exists()
+
 
 def test_paths_with_commas_spaces_and_unicode_round_trip(tmp_path, cli):
     samples = make_samples(tmp_path / "S")

@@ -18,7 +18,9 @@ spec = backbones.resolve(BackboneConfig("mobilenet_v2", 0.35, {str(WEIGHTS) if W
 images = tf.random.stateless_uniform([7, 224, 224, 3], seed=[1, 2], maxval=255.0)
 one = Embedder(spec, ["/CPU:0"]).embed(images).numpy()
 two = Embedder(spec, ["/CPU:0", "/CPU:1"])
+assert len(two.models) == 1  # all an export needs: the other copy comes with the first spread batch
 split = two.embed(images).numpy()
+assert len(two.models) == 2
 assert two.embed(images[:1]).shape == (1, 1280)  # a batch smaller than the device count
 np.testing.assert_allclose(split, one, rtol=1e-4, atol=1e-5)
 print("ok", split.shape)
@@ -63,3 +65,13 @@ def test_gpus_zero_chooses_float32_and_batch_32():
     proc = subprocess.run([sys.executable, "-c", GPUS_ZERO], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("ok")
+
+
+def test_the_log_names_the_device_after_gpus_applies(tmp_path, cli):
+    from conftest import TINY, make_samples
+
+    samples = make_samples(tmp_path / "Samples", train=(3, 3), test=(2, 2))
+    result = cli("run", samples, tmp_path / "out", *TINY, "--epochs", 1, "--gpus", 0)
+    assert result.exit_code == 0, result.output
+    # Logged before --gpus applied, a GPU host read "Using 1 GPU(s)" for a run on the CPU.
+    assert "Running on the CPU (--gpus 0)." in result.output
