@@ -9,17 +9,21 @@ For each backbone it measures:
      cache warm, then again after 100 new crops were added;
   4. the original design: one image per model call with the decode inside, as DeepMeerkat's Beam DoFn did;
   5. peak resident memory of `meerkat preprocess` at N and 4N images;
-  6. training the head on 10,000 cached embeddings for 10 epochs.
+  6. training the head on 10,000 cached embeddings for 10 epochs;
+  7. the ownership check (fileio) over a records/ folder of many shards: by name alone, as before
+     issue 16, against by name and signature (size, mtime, inode), and what one write there costs.
 Figures are medians over --repeats runs, with min-max. The data are synthetic JPEG crops
 (80-320 px, made by `meerkat demo-samples`), split like the seed's job: 5000+5000 training,
 500+500 testing for N = 11000.
 
     python benchmarks/bench.py --n 11000
     python benchmarks/bench.py --n 1100 --backbone inception_v3 --precision bfloat16
+    python benchmarks/bench.py --ownership-only --shards 5000
 """
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -227,6 +231,62 @@ def head_training(n=10000, dim=1280, epochs=10):
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def timed(call, repeats: int) -> list[float]:
+    """Milliseconds of each of `repeats` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def ownership(shards: int, repeats: int = 21):
+    """7. fileio's ownership check over a records/ folder of `shards` shards (a .tfrecord.gz and a
+    .json each, written by fileio): by name alone as before issue 16, and by name and signature."""
+    from meerkat import fileio
+
+    folder = WORK / "ownership" / "records"
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    fileio.ensure_dir(folder)
+    names = [f"train-{i:05d}-of-{shards:05d}{ext}" for i in range(shards) for ext in (".tfrecord.gz", ".json")]
+    start = time.perf_counter()
+    for name in names:
+        fileio.write_text(folder / name, "x" * 64)
+    setup = time.perf_counter() - start
+    legacy = folder.parent / "names-only"  # the same list in the format before issue 16: names alone
+    legacy.write_text("".join(f"{n}\n" for n in names))
+    old_temp = re.compile(r"^\..+\.[^.]+\.\d+\.tmp$")
+
+    def folder_by_name():  # fileio.not_ours of a folder with its list, before issue 16
+        listed = set(legacy.read_text().splitlines())
+        for child in sorted(folder.iterdir()):
+            if child.name == fileio.OWNED or old_temp.match(child.name):
+                continue
+            if child.name not in listed or (child.is_dir() and not child.is_symlink()):
+                return child  # (the old check went on into a listed folder; records/ holds none)
+        return None
+
+    def file_by_name():  # fileio.not_ours of one file, before issue 16
+        return None if names[-1] in set(legacy.read_text().splitlines()) else folder / names[-1]
+
+    assert fileio.not_ours(folder) is None and folder_by_name() is None
+    rows = [
+        ("not_ours(records/), by name (before)", timed(folder_by_name, repeats)),
+        ("not_ours(records/), by name + signature", timed(lambda: fileio.not_ours(folder), repeats)),
+        ("not_ours(one shard), by name (before)", timed(file_by_name, repeats)),
+        ("not_ours(one shard), by name + signature", timed(lambda: fileio.not_ours(folder / names[-1]), repeats)),
+        ("one write_text into records/ (whole)", timed(lambda: fileio.write_text(folder / names[-1], "y"), repeats)),
+        ("  of which its cleanup of dead temporaries", timed(lambda: fileio.remove_stale_temps(folder), repeats)),
+    ]
+    print(f"\nownership check on records/ with {shards} shards ({len(names)} files, {setup:.1f} s to write them):")
+    for label, times in rows:
+        print(f"  7. {label:42s} ms {stats(times)}")
+    by_name, signed = (statistics.median(t) for _, t in rows[:2])
+    print(f"     the folder check by name + signature takes {signed / by_name:.2f}x the time by name alone")
+    shutil.rmtree(folder.parent, ignore_errors=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=11000, help="crops in the job (default: the seed's 11000)")
@@ -242,7 +302,12 @@ def main():
     p.add_argument("--rss-n", type=int, default=1000)
     p.add_argument("--head-only", action="store_true", help="only the head-training figures (6)")
     p.add_argument("--no-head", action="store_true", help="skip the head-training figures (6)")
+    p.add_argument("--shards", type=int, default=2000, help="shards in the ownership check's records/ folder (7)")
+    p.add_argument("--ownership-only", action="store_true", help="only the ownership-check figures (7)")
     args = p.parse_args()
+    ownership(args.shards)
+    if args.ownership_only:
+        return
     import platform
 
     import tensorflow as tf

@@ -23,8 +23,9 @@ from meerkat.errors import MeerkatError
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".meerkat.lock"
-# What a file system without lock support answers (ENOLCK: NFS nolock; ENOSYS, EOPNOTSUPP: Lustre).
-UNSUPPORTED = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
+# What a file system without lock support answers (ENOLCK: NFS nolock; ENOSYS, EOPNOTSUPP: Lustre;
+# EBADF: NFS, whose POSIX locks are exclusive only on a file open for writing, which a folder never is).
+UNSUPPORTED = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
 
 
 def try_lock(fd: int) -> bool | None:

@@ -2,6 +2,8 @@
 
 Files are read and checked by the same code as in preprocess (imagefiles), so predict uses the
 same formats, applies the same pixel limit and skips the same files with the same reasons.
+With --output FILE, FILE and FILE-stem.skipped.csv replace only files meerkat wrote there; their
+folder stays the user's, so no hidden file of meerkat's appears in it (fileio's rule).
 """
 
 import logging
@@ -38,6 +40,9 @@ def predict(model_dir, paths, output=None, batch_size: int = 32, threshold: floa
     """Score `paths`; write the CSV to `output` (and the skipped files beside it), or to stdout."""
     if not 0 <= threshold <= 1:
         raise UsageError(f"--threshold must be between 0 and 1, received {threshold}")
+    if output:  # before the work, and before either file is written: never scores without their list
+        for path in (output, skipped_path(output)):
+            fileio.check_ours(path, "predict's output")
     files = _files(paths)
     if not files:
         raise MeerkatError(f"no images found in {', '.join(map(str, paths))}; pass image files or folders of them")

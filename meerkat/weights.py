@@ -3,8 +3,11 @@
 Weights are looked up in this order: a file given with --weights; the folder named by
 MEERKAT_WEIGHTS_DIR (images bake weights there); Keras' cache (~/.keras/models); Keras' download.
 The last three are checked against the hash Keras publishes (where it publishes none: that the
-file is a whole HDF5 file), so a cut-off download is caught here and not as "does not fit".
-A damaged download of meerkat's own is removed and fetched again; any other file is only named.
+file is a whole HDF5 file), so a cut-off file is caught here and not as "does not fit".
+meerkat downloads into a temporary beside the cached file and renames it into place only once it
+checks out, so no kill leaves part of a file under Keras' name. ~/.keras/models is Keras' folder,
+not meerkat's: it gets no list of meerkat's (fileio marks the file itself). A damaged file of
+meerkat's own is removed and fetched again; any other file is only named.
 """
 
 import hashlib
@@ -34,9 +37,10 @@ PUBLISHED_HASHES = {
 }
 
 
-def weights_problem(path) -> str | None:
-    """Why a Keras ImageNet weights file is unusable (a cut-off or wrong file), or None if it checks out."""
-    expected = PUBLISHED_HASHES.get(Path(path).name)
+def weights_problem(path, name: str | None = None) -> str | None:
+    """Why a Keras ImageNet weights file (named `name` in Keras' cache; by default its own name)
+    is unusable (a cut-off or wrong file), or None if it checks out."""
+    expected = PUBLISHED_HASHES.get(name or Path(path).name)
     if expected:
         algorithm = "sha256" if len(expected) == 64 else "md5"  # as keras.utils.get_file's "auto"
         with open(path, "rb") as f:
@@ -46,7 +50,7 @@ def weights_problem(path) -> str | None:
     import h5py
 
     try:
-        h5py.File(path, "r").close()
+        h5py.File(path, "r", locking=False).close()  # no lock: a download in progress holds one
     except OSError as e:
         return f"not a whole HDF5 file ({str(e).splitlines()[0]})"
     return None
@@ -104,24 +108,26 @@ def locate(weights: str, remote: str, name: str) -> tuple[str, str | None]:
     try:
         import keras
 
-        fileio.ensure_dir(cached.parent)
-        fileio.record(cached)  # claimed before it appears, so a download cut short can be removed
-        # cache_dir given: Keras reads $KERAS_HOME only once, when it is imported.
-        path = keras.utils.get_file(
-            filename,
-            url,
-            cache_subdir="models",
-            cache_dir=str(cached.parent.parent),
-            file_hash=PUBLISHED_HASHES.get(filename),
-        )
-        problem = weights_problem(path)
-        if problem:
-            raise ValueError(problem)
+        cached.parent.mkdir(parents=True, exist_ok=True)  # as Keras makes it: Keras' folder, not meerkat's
+        with fileio.atomic_path(cached) as tmp:
+            # Into the temporary (force: it exists, empty); cache_dir given, as Keras reads $KERAS_HOME
+            # only once, when it is imported.
+            keras.utils.get_file(
+                tmp.name,
+                url,
+                cache_subdir="",
+                cache_dir=str(tmp.parent),
+                file_hash=PUBLISHED_HASHES.get(filename),
+                force_download=True,
+            )
+            problem = weights_problem(tmp, filename)
+            if problem:
+                raise ValueError(problem)
+    except MeerkatError:
+        raise  # a file of the user's in the way, an unwritable folder: already one line naming it
     except Exception as e:  # no network, proxy, HTTP error, a bad download: all end the same way for the user
-        if cached.is_file() and weights_problem(cached):
-            fileio.remove(cached)  # Keras keeps a download that fails its hash check
         raise MeerkatError(
             f"ImageNet weights {filename} for {name}: {state}, and the download failed ({type(e).__name__}); "
             f"fetch {url} elsewhere and pass --weights PATH or put it in ${WEIGHTS_DIR_ENV}"
         ) from e
-    return str(path), sha256(path)
+    return str(cached), sha256(cached)

@@ -73,18 +73,24 @@ def test_a_run_killed_as_pid_1_on_another_host_does_not_block_the_rerun(tmp_path
     assert "(pid 1 on container-a) ended without finishing" in again.stderr
 
 
-def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("refusal", [errno.ENOLCK, errno.EBADF], ids=["nolock", "nfs-read-only-fd"])
+def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch, caplog, refusal):
     import fcntl
     import logging
 
     def refuse(fd, op):
-        raise OSError(errno.ENOLCK, "No locks available")
+        raise OSError(refusal, os.strerror(refusal))
 
     monkeypatch.setattr(fcntl, "flock", refuse)
     monkeypatch.setattr(logging.getLogger("meerkat"), "propagate", True)
     with locks.output_lock(tmp_path):
         assert (tmp_path / ".meerkat.lock").is_file()
     assert "does not support locks" in caplog.text
+    # Writes go on; a cleaner that cannot tell a live writer's temporary from a dead one's keeps it.
+    with fileio.atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "a.txt").write_text("a")
+        assert fileio.remove_stale_temps(tmp_path) == 0 and tmp.is_dir()
+    assert (tmp_path / "model" / "a.txt").read_text() == "a"
 
 
 WRITE = """

@@ -168,3 +168,22 @@ def test_threshold_labels_positive_from_exactly_that_score(tiny_run, cli):
 def test_threshold_out_of_range_is_exit_2(tiny_run, cli, args, env):
     result = cli("predict", tiny_run / "model", tiny_run.parent / "Samples", *args, env=env)
     assert_user_error(result, 2, "--threshold must be between 0 and 1")
+
+
+def test_predict_output_in_a_users_folder_leaves_no_hidden_file_and_keeps_the_users_csv(
+    tiny_run, tmp_path, cli, monkeypatch
+):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".profile").write_text("mine")
+    args = ("predict", tiny_run / "model", tiny_run.parent / "Samples" / "Testing", "--output", home / "scores.csv")
+    for _ in range(2):  # the rerun replaces the first run's files
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+        assert sorted(p.name for p in home.iterdir()) == [".profile", "scores.csv", "scores.skipped.csv"]
+    scores = (home / "scores.csv").read_bytes()
+    (home / "scores.skipped.csv").unlink()
+    (home / "scores.skipped.csv").write_text("my notes\n")  # the user's own file, at a name meerkat used
+    assert_user_error(cli(*args), 1, home / "scores.skipped.csv", "predict's output")
+    assert (home / "scores.skipped.csv").read_text() == "my notes\n" and (home / "scores.csv").read_bytes() == scores
