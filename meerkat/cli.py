@@ -8,18 +8,21 @@ option: the command line, then the MEERKAT_* variable, then the default.
 
 import inspect
 import logging
+import math
 import os
 import sys
 from contextlib import contextmanager
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
 from meerkat import __version__, config
 from meerkat.config import (
     ADVANCED,
+    MAX_INT,
+    MAX_SEED,
     BackboneConfig,
     ClipsConfig,
     DocsConfig,
@@ -40,6 +43,26 @@ app = typer.Typer(
 )
 state = {"debug": False}
 
+# Variables that once meant two things, and the one each meaning has now.
+RETIRED = {
+    "MEERKAT_MODEL": "MEERKAT_CLIPS_MODEL (clips --model) or MEERKAT_SCAN_MODEL (scan MODEL)",
+    "MEERKAT_BATCH_SIZE": "MEERKAT_TRAIN_BATCH_SIZE (train and run) or MEERKAT_PREDICT_BATCH_SIZE (predict)",
+}
+
+
+def _finite(value):
+    # A range lets infinity through its open end, and a float without one takes NaN too.
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def _not_empty(value):
+    # An empty value is mostly a shell variable that was never set (`--output-path "$PREFIX"`).
+    if value == "" or (isinstance(value, list | tuple) and "" in value):
+        raise typer.BadParameter("it is empty; give a value, or leave the option out")
+    return value
+
 
 def _opt(envvar: str, help: str, **kwargs):
     return typer.Option(envvar=envvar, show_envvar=True, help=help, **kwargs)
@@ -48,8 +71,19 @@ def _opt(envvar: str, help: str, **kwargs):
 def _parameter(f, as_argument: bool, required: bool) -> inspect.Parameter:
     meta = f.metadata
     declare = typer.Argument if as_argument else typer.Option
+    kinds = get_args(f.type) or (f.type,)
+    check = None
+    if float in kinds:
+        check = _finite
+    elif (str in kinds or list[str] in kinds) and "parser" not in meta["click"]:
+        check = _not_empty
     info = declare(
-        envvar=meta["env"], show_envvar=True, help=meta["help"], rich_help_panel=meta["panel"], **meta["click"]
+        envvar=meta["env"],
+        show_envvar=True,
+        help=meta["help"],
+        rich_help_panel=meta["panel"],
+        callback=check,
+        **meta["click"],
     )
     default = inspect.Parameter.empty if f.default is MISSING or required else f.default
     kind = f.type
@@ -143,6 +177,9 @@ def main_options(
 
         hush()
     _configure_logging(debug)
+    for name, now in RETIRED.items():
+        if os.environ.get(name):
+            typer.echo(f"warning: ${name} is no longer read; set {now}", err=True)
 
 
 @config_command(DocsConfig)
@@ -259,10 +296,12 @@ def predict(
         _opt(
             "MEERKAT_THRESHOLD",
             "Label a crop positive when score_positive >= THRESHOLD (0 to 1); DeepMeerkat used 0.05.",
+            callback=_finite,
         ),
     ] = 0.5,
     batch_size: Annotated[
-        int, _opt("MEERKAT_BATCH_SIZE", "Images per model call.", min=1, rich_help_panel=ADVANCED)
+        int,
+        _opt("MEERKAT_PREDICT_BATCH_SIZE", "Images per model call.", min=1, max=MAX_INT, rich_help_panel=ADVANCED),
     ] = 32,
 ):
     """Score image files or folders with an exported model: path,label,score_positive.
@@ -278,12 +317,19 @@ def predict(
         run_predict(model, paths, output, batch_size, threshold)
 
 
+DEMO_MAX = 10_000  # crops per class and set: a demo, not a data set to fill a disk with
+
+
 @app.command("demo-samples")
 def demo_samples(
     folder: Annotated[Path, typer.Argument(help="Where to write Training/ and Testing/.")],
-    train_per_class: Annotated[int, _opt("MEERKAT_DEMO_TRAIN_PER_CLASS", "Training crops per class.", min=2)] = 40,
-    test_per_class: Annotated[int, _opt("MEERKAT_DEMO_TEST_PER_CLASS", "Testing crops per class.", min=1)] = 15,
-    seed: Annotated[int, _opt("MEERKAT_DEMO_SEED", "Seed of the generator.")] = 0,
+    train_per_class: Annotated[
+        int, _opt("MEERKAT_DEMO_TRAIN_PER_CLASS", "Training crops per class.", min=2, max=DEMO_MAX)
+    ] = 40,
+    test_per_class: Annotated[
+        int, _opt("MEERKAT_DEMO_TEST_PER_CLASS", "Testing crops per class.", min=1, max=DEMO_MAX)
+    ] = 15,
+    seed: Annotated[int, _opt("MEERKAT_DEMO_SEED", "Seed of the generator.", min=0, max=MAX_SEED)] = 0,
 ):
     """Write a small synthetic Samples folder (birds vs foliage) to try meerkat with.
 
@@ -332,6 +378,7 @@ def tensorboard(
             "MEERKAT_TENSORBOARD_HOST",
             "Address to bind: 127.0.0.1 keeps it on this machine; 0.0.0.0 answers on every address "
             "(the default inside a Docker or Podman container).",
+            callback=_not_empty,
         ),
     ] = "127.0.0.1",
 ):

@@ -7,7 +7,8 @@ and OUTPUT/suggested/{Positives,Negatives} get a copy of each, with suggested/sc
 second round of labelling means reviewing suggestions rather than sorting from scratch.
 
 Each video's folder appears whole when the video is done; a rerun skips the videos it finished
-with the same settings.
+with the same settings. A video that cannot be opened, fails to decode part way or does not fit
+--roi/--exclude is skipped, logged and listed as failed; the others go on.
 """
 
 import logging
@@ -16,13 +17,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import cv2
-
 from meerkat import __version__, fileio, results
 from meerkat.config import ClipsConfig
-from meerkat.errors import MeerkatError
-from meerkat.motion import VideoMotion, cut
-from meerkat.video import BadVideo, Frames, clock, list_videos, probe
+from meerkat.motion import VideoMotion, check_regions, cut
+from meerkat.video import BadVideo, Frames, check_some_usable, clock, list_videos, probe
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +40,13 @@ def clips(cfg: ClipsConfig) -> list[dict]:
         scorer = Scorer(cfg.model)
         if note := threshold_note(cfg.model, cfg.threshold):
             log.info(note)
-    summaries = [_clip_video(path, output, cfg, scorer) for path in videos]
+    summaries = [_clip_or_skip(path, output, cfg, scorer) for path in videos]
     if scorer is not None:
         _suggest(output, [s for s in summaries if s["status"] != "failed"], cfg.threshold)
     failed = [s for s in summaries if s["status"] == "failed"]
     crops = sum(s.get("crops", 0) for s in summaries)
     log.info("%d crops from %d videos in %s (%d failed)", crops, len(videos) - len(failed), output, len(failed))
-    unreadable = [s for s in summaries if s.get("unreadable")]
-    if len(unreadable) == len(videos):
-        raise MeerkatError(f"no video could be read; the first, {unreadable[0]['video']}: {unreadable[0]['reason']}")
+    check_some_usable(summaries)
     return summaries
 
 
@@ -64,12 +60,18 @@ def _settings(cfg: ClipsConfig, scorer) -> dict:
     }
 
 
-def _clip_video(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
+def _clip_or_skip(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
     try:
-        info = probe(path)
-    except BadVideo as e:
+        return _clip_video(path, output, cfg, scorer)
+    except BadVideo as e:  # a decoding error part way leaves nothing behind: a rerun tries it again
         log.warning("warning: %s: %s; skipped", path, e)
-        return {"video": str(path), "status": "failed", "reason": str(e), "unreadable": True}
+        log.debug("why %s failed:", path, exc_info=e)
+        return {"video": str(path), "status": "failed", "reason": str(e), "unusable": e.failed}
+
+
+def _clip_video(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
+    info = probe(path)
+    check_regions(cfg.motion, info.width, info.height)
     folder = output / info.stem
     settings = _settings(cfg, scorer)
     key = results.settings_key(path, settings)
@@ -86,7 +88,7 @@ def _clip_video(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
             motion_frames += bool(boxes)
             for i, box in enumerate(boxes[: limit - len(rows)] if limit else boxes):
                 name = f"{info.stem}_{number}_{i}.jpg"
-                (tmp / name).write_bytes(cv2.imencode(".jpg", cut(watched, box, cfg.motion.padding))[1].tobytes())
+                results.write_file(tmp / name, results.jpeg(cut(watched, box, cfg.motion.padding)))
                 full = box.shifted(*motion.detector.offset)
                 row = {"frame": number, "clock": clock(number, info.fps), "x": full.x, "y": full.y}
                 rows.append({**row, "h": full.h, "w": full.w, "label": "motion", "score": 1.0, "crop": name})
@@ -99,9 +101,7 @@ def _clip_video(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
         status, reason = _completeness(info, motion.frames, stopped_at is not None)
         if scorer is not None:
             _score(tmp, rows, scorer, cfg.threshold)
-        results.write_annotations(
-            tmp / "annotations.csv", [{k: r[k] for k in results.ANNOTATION_COLUMNS} for r in rows]
-        )
+        results.write_annotations(tmp / "annotations.csv", rows)
         minutes = (time.perf_counter() - start) / 60
         params = {
             **{k: v for k, v in settings.items() if v is not None},
@@ -151,8 +151,8 @@ def _score(folder: Path, rows: list[dict], scorer, threshold: float) -> None:
         for row, score in zip(batch, scorer([(folder / r["crop"]).read_bytes() for r in batch]), strict=True):
             row["score"] = round(float(score), 6)
             row["label"] = "positive" if row["score"] >= threshold else "negative"
-    lines = ["crop,score_positive,suggested\n", *(f"{r['crop']},{r['score']:.6f},{r['label']}\n" for r in rows)]
-    (folder / "scores.csv").write_text("".join(lines), encoding="utf-8")
+    table = [(r["crop"], f"{r['score']:.6f}", r["label"]) for r in rows]
+    results.write_csv(folder / "scores.csv", table, ["crop", "score_positive", "suggested"])
 
 
 def _summary(path: Path, params: dict, status: str) -> dict:
@@ -175,17 +175,18 @@ def _suggest(output: Path, done: list[dict], threshold: float) -> None:
             (tmp / cls).mkdir()
         for summary in done:
             folder = output / Path(summary["video"]).stem
-            table = pd.read_csv(folder / "scores.csv")
+            table = pd.read_csv(folder / "scores.csv", dtype={"crop": str, "suggested": str}, keep_default_na=False)
             for crop, label in zip(table["crop"], table["suggested"], strict=True):
                 target = tmp / ("Positives" if label == "positive" else "Negatives") / crop
                 try:
                     os.link(folder / crop, target)
                 except OSError:
-                    target.write_bytes((folder / crop).read_bytes())
+                    results.write_file(target, (folder / crop).read_bytes())
             tables.append(table.assign(video=summary["video"]))
         if tables:
             scores = pd.concat(tables)[["video", "crop", "score_positive", "suggested"]]
-            scores.to_csv(tmp / "scores.csv", index=False, lineterminator="\n", float_format="%.6f")
+            with results.writing(tmp / "scores.csv"):
+                scores.to_csv(tmp / "scores.csv", index=False, lineterminator="\n", float_format="%.6f")
     positives = sum(int((t["suggested"] == "positive").sum()) for t in tables)
     log.info(
         "Suggested (score_positive >= %g): %d Positives, %d Negatives in %s; move them into your Samples once checked",

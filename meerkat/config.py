@@ -12,6 +12,9 @@ from pathlib import Path
 from meerkat.errors import UsageError
 
 ADVANCED = "Advanced"
+# The bounds of counts and sizes without a natural one: what an int32 (OpenCV, TensorFlow) holds.
+MAX_INT = 2**31 - 1
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which Keras' set_random_seed uses
 
 
 def option(default, help: str, env: str, panel: str | None = None, argument: bool = False, **click):
@@ -38,7 +41,9 @@ def build(cls, values: dict):
 
 # Options that several stages share; a function each, as a dataclass field belongs to one class.
 def _seed():
-    return option(42, "Seed for sampling, splitting and training: same seed, same result.", "MEERKAT_SEED")
+    return option(
+        42, "Seed for sampling, splitting and training: same seed, same result.", "MEERKAT_SEED", min=0, max=MAX_SEED
+    )
 
 
 def _force():
@@ -54,6 +59,14 @@ def _cache_dir():
     )
 
 
+def _check_shard_options(shard_index: int | None, num_shards: int | None) -> None:
+    # Below their bounds they are checked with SLURM's values (preprocess.check_shard); past them no
+    # shard name holds them.
+    for name, value in (("--shard-index", shard_index), ("--num-shards", num_shards)):
+        if value is not None and value > MAX_INT:
+            raise UsageError(f"{name} must be at most {MAX_INT}, received {value}")
+
+
 def _embed_batch_size():
     return option(
         None,
@@ -61,6 +74,7 @@ def _embed_batch_size():
         "MEERKAT_EMBED_BATCH_SIZE",
         ADVANCED,
         min=1,
+        max=MAX_INT,
     )
 
 
@@ -90,7 +104,9 @@ class BackboneConfig:
         "Frozen ImageNet backbone: efficientnet_v2_b0, mobilenet_v2 or inception_v3.",
         "MEERKAT_BACKBONE",
     )
-    alpha: float | None = option(None, "Width of mobilenet_v2 (0.35 to 1.4; default 1.0).", "MEERKAT_ALPHA")
+    alpha: float | None = option(
+        None, "Width of mobilenet_v2 (0.35 to 1.4; default 1.0).", "MEERKAT_ALPHA", min=0.35, max=1.4
+    )
     weights: str = option(
         "imagenet",
         "Backbone weights: 'imagenet' (baked-in or cached file, else Keras' download), a .h5 file, "
@@ -109,6 +125,7 @@ class BackboneConfig:
         "MEERKAT_GPUS",
         ADVANCED,
         min=0,
+        max=MAX_INT,
     )
 
 
@@ -128,19 +145,24 @@ class PreprocessConfig:
         None, "Number of workers splitting the CSV (default: $SLURM_ARRAY_TASK_COUNT, else 1).", "MEERKAT_NUM_SHARDS"
     )
 
+    def __post_init__(self):
+        _check_shard_options(self.shard_index, self.num_shards)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Training the head: one hidden layer, dropout, a 2-way softmax, Adam."""
 
-    epochs: int = option(30, "Passes over the training set.", "MEERKAT_EPOCHS", min=1)
+    epochs: int = option(30, "Passes over the training set.", "MEERKAT_EPOCHS", min=1, max=MAX_INT)
     max_steps: int | None = option(
-        None, "Train this many batches instead of --epochs.", "MEERKAT_MAX_STEPS", ADVANCED, min=1
+        None, "Train this many batches instead of --epochs.", "MEERKAT_MAX_STEPS", ADVANCED, min=1, max=MAX_INT
     )
-    batch_size: int = option(32, "Training batch size.", "MEERKAT_BATCH_SIZE", ADVANCED, min=1)
-    learning_rate: float = option(1e-3, "Adam learning rate.", "MEERKAT_LEARNING_RATE", ADVANCED)
-    hidden_units: int = option(512, "Units of the head's hidden layer.", "MEERKAT_HIDDEN_UNITS", ADVANCED, min=1)
-    dropout: float = option(0.5, "Dropout after the hidden layer.", "MEERKAT_DROPOUT", ADVANCED)
+    batch_size: int = option(32, "Training batch size.", "MEERKAT_TRAIN_BATCH_SIZE", ADVANCED, min=1, max=MAX_INT)
+    learning_rate: float = option(1e-3, "Adam learning rate.", "MEERKAT_LEARNING_RATE", ADVANCED, min=0)
+    hidden_units: int = option(
+        512, "Units of the head's hidden layer.", "MEERKAT_HIDDEN_UNITS", ADVANCED, min=1, max=MAX_INT
+    )
+    dropout: float = option(0.5, "Dropout after the hidden layer.", "MEERKAT_DROPOUT", ADVANCED, min=0, max=1)
     validation_fraction: float = option(
         0.15,
         "Share of each training class held out (seeded, at least 1 image a class) for the per-epoch curves, "
@@ -156,6 +178,7 @@ class TrainConfig:
         "either way the best epoch is exported.",
         "MEERKAT_PATIENCE",
         min=0,
+        max=MAX_INT,
     )
     class_weights: str = option(
         "balanced",
@@ -174,7 +197,7 @@ class TrainConfig:
             raise UsageError("--batch-size and --hidden-units must be at least 1")
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"--dropout must be in [0, 1), received {self.dropout}")
-        if self.learning_rate <= 0:
+        if not self.learning_rate > 0:  # NaN too
             raise UsageError(f"--learning-rate must be positive, received {self.learning_rate}")
         if not 0.0 <= self.validation_fraction <= 0.5:
             raise UsageError(f"--validation-fraction must be in [0, 0.5], received {self.validation_fraction}")
@@ -237,7 +260,7 @@ def parse_region(text) -> Region:
 class MotionConfig:
     """Motion detection and crops, as DeepMeerkat's training mode makes them (clips and scan)."""
 
-    stride: int = option(1, "Process every Nth frame.", "MEERKAT_STRIDE", min=1)
+    stride: int = option(1, "Process every Nth frame.", "MEERKAT_STRIDE", min=1, max=MAX_INT)
     fps: float | None = option(
         None,
         "Process about F frames per second (sets the stride from the video's frame rate).",
@@ -304,12 +327,12 @@ class ClipsConfig:
     output: Path = required("Where the crops go: OUTPUT/<video stem>/<stem>_<frame>_<i>.jpg.", "MEERKAT_CLIPS_OUTPUT")
     motion: MotionConfig = field(default_factory=MotionConfig)
     max_crops_per_video: int | None = option(
-        None, "Stop a video after this many crops.", "MEERKAT_MAX_CROPS_PER_VIDEO", min=1
+        None, "Stop a video after this many crops.", "MEERKAT_MAX_CROPS_PER_VIDEO", min=1, max=MAX_INT
     )
     model: Path | None = option(
         None,
         "An earlier model/: also sort the crops into OUTPUT/suggested/{Positives,Negatives}, with scores.csv.",
-        "MEERKAT_MODEL",
+        "MEERKAT_CLIPS_MODEL",
     )
     threshold: float = option(
         0.5, "With --model: suggest Positives when score_positive >= T.", "MEERKAT_THRESHOLD", min=0, max=1
@@ -321,7 +344,7 @@ class ClipsConfig:
 class ScanConfig:
     """scan: a trained model applied to videos; the frames where it sees the animal are kept."""
 
-    model: Path = required("The model/ folder written by run or train.", "MEERKAT_MODEL", argument=True)
+    model: Path = required("The model/ folder written by run or train.", "MEERKAT_SCAN_MODEL", argument=True)
     videos: list[Path] = required(
         "Video files or folders of them (searched recursively).", "MEERKAT_VIDEOS", argument=True
     )
@@ -335,8 +358,8 @@ class ScanConfig:
         max=1,
     )
     frames: bool = option(True, "Write a JPEG of each kept frame with its boxes drawn.", "MEERKAT_FRAMES")
-    batch_size: int = option(64, "Crops per model call.", "MEERKAT_SCAN_BATCH_SIZE", ADVANCED, min=1)
-    workers: int = option(1, "Scan this many videos at once on this machine.", "MEERKAT_WORKERS", min=1)
+    batch_size: int = option(64, "Crops per model call.", "MEERKAT_SCAN_BATCH_SIZE", ADVANCED, min=1, max=MAX_INT)
+    workers: int = option(1, "Scan this many videos at once on this machine.", "MEERKAT_WORKERS", min=1, max=MAX_INT)
     shard_index: int | None = option(
         None, "Which 1/N of the videos this task scans (default: $SLURM_ARRAY_TASK_ID, else 0).", "MEERKAT_SHARD_INDEX"
     )
@@ -351,6 +374,7 @@ class ScanConfig:
     force: bool = _force()
 
     def __post_init__(self):
+        _check_shard_options(self.shard_index, self.num_shards)
         for pair in self.path_map or ():
             if "=" not in pair or not pair.split("=", 1)[0]:
                 raise UsageError(

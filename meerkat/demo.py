@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from meerkat import fileio
+from meerkat import fileio, results
 
 
 def _scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -54,7 +54,5 @@ def make_demo_samples(folder, train_per_class: int = 40, test_per_class: int = 1
                     img = _scene(rng, h, w)
                     if cls == "Positives":
                         _bird(rng, img)
-                    cv2.imwrite(
-                        str(d / f"{split.lower()}_{cls.lower()}_{i:04d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90]
-                    )
+                    results.write_file(d / f"{split.lower()}_{cls.lower()}_{i:04d}.jpg", results.jpeg(img, 90))
     return folder

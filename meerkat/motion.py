@@ -10,6 +10,12 @@ Where meerkat differs, it says so: the subtractor's first frame (DeepMeerkat's f
 everything as foreground and yields one full-frame box, which is dropped unless asked for; with
 --motion-scale the subtractor (and its opening) run on a smaller copy of the frame and the boxes are
 scaled back.
+
+--roi and --exclude are in the pixels of the full frame. A --roi must lie wholly inside a video's
+frame: it is what crops are cut from and what --min-area is a fraction of, so a region cut short
+by a smaller frame would change both. An --exclude may reach past the watched region (its part
+inside counts) but not lie wholly outside it, where it would exclude nothing. A region that does
+not fit one video fails that video (RegionMisfit); the others go on.
 """
 
 import logging
@@ -21,6 +27,7 @@ import numpy as np
 
 from meerkat import faults
 from meerkat.config import MotionConfig
+from meerkat.video import BadVideo, Frames, stride_for
 
 MERGE_DISTANCE = 75.0  # px, in the full-resolution frame
 MIN_CONTOUR_AREA = 50.0  # px², in the full-resolution frame
@@ -71,6 +78,36 @@ def merge(boxes: list[Box], distance: float = MERGE_DISTANCE) -> list[Box]:
         boxes = out
 
 
+class RegionMisfit(BadVideo):
+    """A --roi or --exclude that does not fit this video's frame."""
+
+    failed = "used"
+
+
+def _text(region) -> str:
+    return ",".join(map(str, region))
+
+
+def check_regions(cfg: MotionConfig, width: int, height: int) -> None:
+    """Raise RegionMisfit unless --roi lies inside the width x height frame and each --exclude
+    overlaps the watched region (see the module's docstring)."""
+    if cfg.roi:
+        x, y, w, h = cfg.roi
+        if x + w > width or y + h > height:
+            raise RegionMisfit(
+                f"--roi {_text(cfg.roi)} does not fit its {width}x{height} frame; "
+                f"give x,y,w,h with x+w <= {width} and y+h <= {height}"
+            )
+    x, y, w, h = cfg.roi or (0, 0, width, height)
+    watched = f"--roi {_text(cfg.roi)}" if cfg.roi else f"its {width}x{height} frame"
+    for ex, ey, ew, eh in cfg.exclude:
+        if ex >= x + w or ey >= y + h or ex + ew <= x or ey + eh <= y:
+            raise RegionMisfit(
+                f"--exclude {_text((ex, ey, ew, eh))} lies outside {watched}, so it would exclude nothing; "
+                "give it in the pixels of the full frame"
+            )
+
+
 class MotionDetector:
     """Feed it every frame that is processed, in order; it returns that frame's boxes.
 
@@ -79,11 +116,8 @@ class MotionDetector:
     """
 
     def __init__(self, cfg: MotionConfig, width: int, height: int):
-        x, y, w, h = cfg.roi or (0, 0, width, height)
-        x, y = min(max(0, x), width), min(max(0, y), height)
-        self.region = (x, y, min(w, width - x), min(h, height - y))
-        if self.region[2] <= 0 or self.region[3] <= 0:
-            raise ValueError(f"--roi {cfg.roi} lies outside the {width}x{height} frame")
+        check_regions(cfg, width, height)
+        x, y, w, h = self.region = cfg.roi or (0, 0, width, height)
         self.offset = (x, y)
         self.scale = cfg.motion_scale
         # The opening shrinks with the frame; an unscaled 9x9 would erase what is half as large.
@@ -100,7 +134,10 @@ class MotionDetector:
         if cfg.exclude:
             keep = np.full((self.small[1], self.small[0]), 255, np.uint8)
             for ex, ey, ew, eh in cfg.exclude:
-                sx, sy = (ex - x) * self.scale, (ey - y) * self.scale
+                # Its part inside the region: OpenCV's points are int32, an --exclude need not be.
+                x0, y0 = max(ex, x), max(ey, y)
+                ew, eh = min(ex + ew, x + w) - x0, min(ey + eh, y + h) - y0
+                sx, sy = (x0 - x) * self.scale, (y0 - y) * self.scale
                 p0 = (math.floor(sx), math.floor(sy))
                 p1 = (math.ceil(sx + ew * self.scale) - 1, math.ceil(sy + eh * self.scale) - 1)
                 cv2.rectangle(keep, p0, p1, 0, -1)
@@ -152,7 +189,6 @@ class VideoMotion:
 
     def __init__(self, path, info, cfg: MotionConfig, stage: str):
         from meerkat.progress import Progress
-        from meerkat.video import Frames, stride_for
 
         self.detector = MotionDetector(cfg, info.width, info.height)
         self.frames = Frames(path, stride_for(cfg.stride, cfg.fps, info.fps), self.detector.shrink)

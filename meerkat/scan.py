@@ -28,10 +28,10 @@ from meerkat import __version__, fileio, locks, results
 from meerkat.config import ScanConfig
 from meerkat.errors import MeerkatError
 from meerkat.model_card import threshold_note
-from meerkat.motion import VideoMotion, cut
+from meerkat.motion import VideoMotion, check_regions, cut
 from meerkat.preprocess import check_shard
 from meerkat.slurm import array_shard
-from meerkat.video import BadVideo, clock, list_videos, probe
+from meerkat.video import BadVideo, check_some_usable, clock, list_videos, probe
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,7 @@ def scan(cfg: ScanConfig) -> list[dict]:
         scanner = VideoScanner(cfg)
         summaries = [scanner.scan(path) for path in videos]
     _write_table(output, summaries, index, count)
-    unreadable = [s for s in summaries if s.get("unreadable")]
-    if videos and len(unreadable) == len(videos):
-        first = unreadable[0]
-        raise MeerkatError(f"no video could be read; the first, {first['video']}: {first['reason']}")
+    check_some_usable(summaries)
     return summaries
 
 
@@ -100,11 +97,18 @@ class VideoScanner:
         }
 
     def scan(self, path: Path) -> dict:
+        """Scan one video; one that cannot be opened, fails to decode part way or does not fit
+        --roi/--exclude is listed as failed (a decoding error leaves nothing: a rerun tries again)."""
         try:
-            info = probe(path)
+            return self._scan(path)
         except BadVideo as e:
             log.warning("warning: %s: %s; skipped", path, e)
-            return {**_summary(path, {}), "status": "failed", "reason": str(e), "unreadable": True}
+            log.debug("why %s failed:", path, exc_info=e)
+            return {**_summary(path, {}), "status": "failed", "reason": str(e), "unusable": e.failed}
+
+    def _scan(self, path: Path) -> dict:
+        info = probe(path)
+        check_regions(self.cfg.motion, info.width, info.height)
         folder = self.output / info.stem
         key = results.settings_key(path, self.settings)
         previous = results.read_parameters(folder / "parameters.csv")
@@ -141,7 +145,7 @@ class VideoScanner:
             if not boxes:
                 continue
             motion_frames += 1
-            crops = [cv2.imencode(".jpg", cut(watched, b, cfg.motion.padding))[1].tobytes() for b in boxes]
+            crops = [results.jpeg(cut(watched, b, cfg.motion.padding)) for b in boxes]
             full = [b.shifted(*motion.detector.offset) for b in boxes]
             pending.append((number, frame if cfg.frames else None, full, crops))
             waiting += len(crops)
@@ -196,7 +200,7 @@ class VideoScanner:
                     cv2.rectangle(frame, (box.x, box.y), (box.x + box.w, box.y + box.h), colour, 2)
                     cv2.putText(frame, f"{score:.2f}", (box.x, max(12, box.y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                                 colour, 1, cv2.LINE_AA)  # fmt: skip
-                cv2.imwrite(str(tmp / "frames" / f"{number}.jpg"), frame)
+                results.write_file(tmp / "frames" / f"{number}.jpg", results.jpeg(frame))
         return kept
 
 
@@ -222,12 +226,14 @@ def _write_table(output: Path, summaries: list[dict], index: int, count: int) ->
     columns = ["video", "status", "reason", "total_frames", "motion_frames", "kept_frames", "return_rate", "minutes"]
     mine = pd.DataFrame(summaries, columns=columns)
     with locks.waiting_lock(parts / ".lock"):  # tasks finishing together would each miss the other's part
-        with fileio.atomic_open(parts / f"{index:05d}-of-{count:05d}.csv", "w", newline="", encoding="utf-8") as f:
+        part = parts / f"{index:05d}-of-{count:05d}.csv"
+        with results.writing(part), fileio.atomic_open(part, "w", newline="", **results.TEXT) as f:
             mine.to_csv(f, index=False, lineterminator="\n")
-        tables = [pd.read_csv(p, keep_default_na=False) for p in sorted(parts.glob(f"*-of-{count:05d}.csv"))]
+        tables = [_read_part(p, columns) for p in sorted(parts.glob(f"*-of-{count:05d}.csv"))]
         table = pd.concat(tables).sort_values("video")
-        with fileio.atomic_open(output / "scan.csv", "w", newline="", encoding="utf-8") as f:
-            table.to_csv(f, index=False, lineterminator="\n")
+        with results.writing(output / "scan.csv"):
+            with fileio.atomic_open(output / "scan.csv", "w", newline="", **results.TEXT) as f:
+                table.to_csv(f, index=False, lineterminator="\n")
     done = table[table.status != "failed"]
     log.info(
         "scan.csv: %d videos (%d failed, %d of %d tasks reported), %d of %d frames kept -> %s",
@@ -239,3 +245,19 @@ def _write_table(output: Path, summaries: list[dict], index: int, count: int) ->
         done.total_frames.sum(),
         output / "scan.csv",
     )
+
+
+def _read_part(path: Path, columns: list[str]):
+    """One task's rows of scan.csv, as _write_table wrote them."""
+    import pandas as pd
+
+    try:
+        part = pd.read_csv(path, keep_default_na=False, encoding_errors=results.TEXT["errors"])
+        if list(part.columns) != columns:
+            raise ValueError(f"its columns are {', '.join(map(str, part.columns))}")
+    except (OSError, ValueError) as e:  # pandas' parse errors are ValueErrors
+        raise MeerkatError(
+            f"{path} is not a list of scanned videos as meerkat writes it ({e}); "
+            "delete it and rerun the task that wrote it"
+        ) from None
+    return part

@@ -6,6 +6,7 @@ hint, per-request logs) stays out of the way unless --debug.
 """
 
 import logging
+import re
 import signal
 import socket
 import sys
@@ -17,6 +18,8 @@ from meerkat.errors import MeerkatError, UsageError
 log = logging.getLogger(__name__)
 
 WILDCARDS = ("0.0.0.0", "::", "")
+# Host names and IPv4 or IPv6 literals (with a %zone); anything else is no address to look up.
+HOST = re.compile(r"[A-Za-z0-9.:%_-]*")
 
 
 def check_logs(output: Path) -> Path:
@@ -41,16 +44,18 @@ def check_port(host: str, port: int) -> None:
     """Fail in one line, before TensorBoard loads (seconds), when host:port cannot be listened on."""
     if not 0 < port <= 0xFFFF:
         raise UsageError(f"--port must be in 1..65535, received {port}")
+    if not HOST.fullmatch(host):
+        raise UsageError(f"--host must be an IP address or a host name, such as 0.0.0.0; received {host!r}")
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, kind, proto, _, address = infos[0]
         with socket.socket(family, kind, proto) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(address)
-    except OSError as e:
+    except (OSError, UnicodeError) as e:  # UnicodeError: a name IDNA cannot encode (a label over 63 letters)
         raise MeerkatError(
-            f"TensorBoard cannot listen on {host}:{port}: {e.strerror or e}; pick another --port "
-            "or --host (or stop what uses the port)"
+            f"TensorBoard cannot listen on {host}:{port}: {getattr(e, 'strerror', None) or e}; pick another "
+            "--port or --host (or stop what uses the port)"
         ) from None
 
 

@@ -1,8 +1,8 @@
 """Videos: finding them, opening one, and its frames, numbered from 1 as DeepMeerkat numbers them.
 
 Frames are decoded on a second thread (OpenCV releases the GIL while it decodes), so decoding
-overlaps motion detection on the other core. A file OpenCV cannot use is a BadVideo with a
-reason a user can act on.
+overlaps motion detection on the other core. A file OpenCV cannot use, or one whose decoding
+fails part way, is a BadVideo with a reason a user can act on.
 """
 
 import os
@@ -24,6 +24,19 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".tlv", ".mt
 
 class BadVideo(Exception):
     """A video that cannot be used; the message is the reason listed for it."""
+
+    failed = "read"  # when every video fails so, the error says "no video could be read"
+
+
+def check_some_usable(summaries: list[dict]) -> None:
+    """One error when every video failed before giving a result, naming the first and its reason.
+
+    A failed video's summary holds `unusable`: its BadVideo's `failed`.
+    """
+    failed = [s for s in summaries if s.get("unusable")]
+    if summaries and len(failed) == len(summaries):
+        what = "read" if all(s["unusable"] == "read" for s in failed) else "used"
+        raise MeerkatError(f"no video could be {what}; the first, {failed[0]['video']}: {failed[0]['reason']}")
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,15 @@ def list_videos(paths) -> list[Path]:
     return found
 
 
+def _capture(path: Path) -> cv2.VideoCapture:
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are no UTF-8, such as a Latin-1 name: OpenCV would crash on them
+        raise BadVideo("its name is not UTF-8, which OpenCV cannot open; rename it") from None
+    return cv2.VideoCapture(name)
+
+
 def probe(path: Path) -> VideoInfo:
     """Open `path` and read what its container says; raise BadVideo if OpenCV cannot use it."""
     try:
@@ -66,7 +88,7 @@ def probe(path: Path) -> VideoInfo:
         raise BadVideo(f"cannot read: {e.strerror}") from None
     if size == 0:
         raise BadVideo("empty file (0 bytes)")
-    cap = cv2.VideoCapture(str(path))
+    cap = _capture(path)
     try:
         if not cap.isOpened():
             raise BadVideo("OpenCV cannot open it: not a video, or a codec this OpenCV build lacks")
@@ -86,15 +108,17 @@ class Frames:
 
     Skipped frames are grabbed, not decoded into images, which costs little. `prepare` runs on
     the decoding thread too (the motion detector's downscaling). After the loop, `count` is the
-    number of frames the video held (as far as it could be read).
+    number of frames the video held (as far as it could be read). An error on the decoding thread
+    ends the loop as a BadVideo naming the frame and the error, never as a video that ends early.
     """
 
     def __init__(self, path: Path, stride: int = 1, prepare: Callable = lambda image: None, ahead: int = 8):
         self.path, self.stride, self.prepare, self.ahead = Path(path), stride, prepare, ahead
         self.count = 0
+        self.error: tuple[int, Exception] | None = None  # (frame, what the decoding thread raised)
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray, Any]]:
-        cap = cv2.VideoCapture(str(self.path))
+        cap = _capture(self.path)
         if not cap.isOpened():
             raise BadVideo("OpenCV cannot open it")
         out: queue.Queue = queue.Queue(maxsize=self.ahead)
@@ -103,15 +127,18 @@ class Frames:
         def read():
             try:
                 while not stop.is_set():
+                    number = self.count + 1
                     skip = self.count % self.stride
                     ok = cap.grab() if skip else None
                     if not skip:
                         ok, image = cap.read()
                     if not ok:
                         break
-                    self.count += 1
+                    self.count = number
                     if not skip:
-                        out.put((self.count, image, self.prepare(image)))
+                        out.put((number, image, self.prepare(image)))
+            except Exception as e:  # the consumer raises it, after the frames before it
+                self.error = number, e
             finally:
                 out.put(None)
 
@@ -120,6 +147,11 @@ class Frames:
         try:
             while (item := out.get()) is not None:
                 yield item
+            if self.error:
+                number, e = self.error
+                what = " ".join(str(e).split())  # on one line: OpenCV's messages span several
+                reason = f"{type(e).__name__}: {what}" if what else type(e).__name__
+                raise BadVideo(f"decoding failed at frame {number}: {reason}") from e
         finally:
             stop.set()
             while reader.is_alive():  # unblock a reader waiting on a full queue

@@ -423,7 +423,7 @@ def test_a_kill_mid_video_leaves_no_half_folder_and_the_rerun_finishes_identical
 def test_a_rerun_after_a_kill_leaves_no_temporaries(killed):
     root, _, _, again = killed
     assert again.returncode == 0, again.stderr
-    assert not list((root / "out").rglob(".*.tmp")), "no temporaries may survive the rerun"
+    assert not list((root / "out").rglob(".*.meerkat-tmp")), "no temporaries may survive the rerun"
 
 
 def test_a_users_file_in_a_video_folder_is_never_deleted(cli, square, tmp_path):
@@ -441,7 +441,7 @@ def test_a_users_file_in_a_video_folder_is_never_deleted(cli, square, tmp_path):
         assert notes.read_text(encoding="utf-8") == "frames 10-20: a heron\n"
         assert crops(tmp_path / "sq") == before
         assert parameters(tmp_path / "sq")["min_area"] == "0.01"
-        assert not list(tmp_path.rglob(".*.tmp"))
+        assert not list(tmp_path.rglob(".*.meerkat-tmp"))
 
 
 # --- bad videos -----------------------------------------------------------------------------------------
@@ -496,3 +496,175 @@ def test_a_real_process_prints_only_meerkats_warnings_for_bad_videos(bad_folder,
     assert proc.returncode == 0, proc.stderr
     noise = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
     assert noise == [], proc.stderr
+
+
+# --- regions that do not fit, decoding errors, names with commas, writes that fail -------------------
+
+
+@pytest.fixture(scope="module")
+def two_sizes(tmp_path_factory):
+    """small.avi, 240x160, and big.avi, 320x240: the default square in each."""
+    folder = tmp_path_factory.mktemp("sizes")
+    small, _ = moving_square(folder / "small.avi")
+    big, drawn = moving_square(folder / "big.avi", size=(320, 240))
+    assert drawn == PINNED
+    return small, big
+
+
+@pytest.mark.parametrize(
+    "option, region, reason",
+    [
+        ("--roi", "200,100,60,60", "--roi 200,100,60,60 does not fit its 240x160 frame; give x,y,w,h with x+w <= 240"),
+        ("--exclude", "250,0,60,60", "--exclude 250,0,60,60 lies outside its 240x160 frame"),
+    ],
+)
+def test_a_region_that_does_not_fit_one_video_fails_that_video_and_the_others_go_on(
+    cli, two_sizes, tmp_path, option, region, reason
+):
+    small, big = two_sizes
+    result = cli("clips", small, big, "--output", tmp_path, option, region)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    lines = warnings(result.output)
+    assert len(lines) == 1 and str(small) in lines[0] and reason in lines[0], result.output
+    assert "crops from 1 videos" in result.output and "(1 failed)" in result.output, result.output
+    assert not (tmp_path / "small").exists()
+    assert parameters(tmp_path / "big")["status"] == "done"
+
+
+def test_a_region_that_fits_no_video_is_one_error(cli, two_sizes, tmp_path):
+    small, big = two_sizes
+    result = cli("clips", small, big, "--output", tmp_path, "--roi", "5000,0,10,10")
+    assert_user_error(result, 1, "no video could be used", str(small), "--roi 5000,0,10,10 does not fit its 240x160")
+    assert len(warnings(result.output)) == 2
+    # An --exclude is given in the full frame's pixels; one outside the --roi excludes nothing.
+    outside = cli("clips", big, "--output", tmp_path, "--roi", "0,0,100,100", "--exclude", "150,0,50,50")
+    assert_user_error(outside, 1, "--exclude 150,0,50,50 lies outside --roi 0,0,100,100")
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == []
+
+
+def test_an_exclude_past_the_frame_counts_for_its_part_inside(cli, square, tmp_path):
+    # Far past what OpenCV's int32 points hold: the whole frame is excluded, so no motion is found.
+    result = cli("clips", square, "--output", tmp_path, "--exclude", "0,0,99999999999,99999999999")
+    assert result.exit_code == 0, result.output
+    assert crops(tmp_path / "sq") == [] and parameters(tmp_path / "sq")["motion_events"] == "0"
+    partly = cli("clips", square, "--output", tmp_path / "partly", "--exclude", "0,150,9999,9999")
+    assert partly.exit_code == 0, partly.output
+    assert only_boxes(annotations(tmp_path / "partly" / "sq")) == PINNED
+
+
+def failing_shrink(monkeypatch, width: int, frame: int) -> None:
+    """The motion detector's shrink, which runs on the decoding thread, raising at frame `frame` of
+    the videos `width` pixels wide (every frame is processed: stride 1)."""
+    from meerkat.motion import MotionDetector
+
+    real, calls = MotionDetector.shrink, {}
+
+    def shrink(self, image):
+        if image.shape[1] == width:
+            calls[id(self)] = calls.get(id(self), 0) + 1
+            if calls[id(self)] == frame:
+                raise RuntimeError("the decoder gave up\non two lines")
+        return real(self, image)
+
+    monkeypatch.setattr(MotionDetector, "shrink", shrink)
+
+
+def test_an_error_on_the_decoding_thread_fails_the_video_with_that_reason(cli, two_sizes, tmp_path, monkeypatch):
+    small, big = two_sizes
+    failing_shrink(monkeypatch, 320, 12)
+    result = cli("clips", small, big, "--output", tmp_path)
+    assert result.exit_code == 0, result.output
+    lines = warnings(result.output)
+    assert len(lines) == 1 and str(big) in lines[0], result.output
+    assert "decoding failed at frame 12: RuntimeError: the decoder gave up on two lines; skipped" in lines[0]
+    assert "truncated" not in result.output
+    assert not (tmp_path / "big").exists() and not list(tmp_path.glob(".*.meerkat-tmp"))
+    assert parameters(tmp_path / "small")["status"] == "done"
+    alone = cli("clips", big, "--output", tmp_path / "alone")
+    assert_user_error(alone, 1, "no video could be read", str(big), "decoding failed at frame 12")
+
+
+def test_frames_raise_the_decoding_threads_error_after_the_frames_before_it(square):
+    from meerkat.video import BadVideo, Frames
+
+    def prepare(image):
+        prepared.append(len(prepared))
+        if len(prepared) == 3:
+            raise ValueError("no such frame")
+        return image.shape
+
+    prepared = []
+    frames = Frames(square, stride=2, prepare=prepare)
+    seen = []
+    with pytest.raises(BadVideo, match=r"^decoding failed at frame 5: ValueError: no such frame$") as e:
+        for number, _, shape in frames:
+            seen.append((number, shape))
+    assert seen == [(1, (160, 240, 3)), (3, (160, 240, 3))]
+    assert isinstance(e.value.__cause__, ValueError)
+
+
+def test_a_comma_and_quotes_in_a_videos_name_stay_one_field_of_the_scores(cli, tiny_run, tmp_path):
+    stem = 'site 3, cam "b"'
+    video, _ = moving_square(tmp_path / "in" / f"{stem}.avi")
+    result = cli("clips", video, "--output", tmp_path / "out", "--model", tiny_run / "model", "--threshold", "0")
+    assert result.exit_code == 0, result.output
+    names = [f"{stem}_{n}_0.jpg" for n in sorted(PINNED)]
+    with open(tmp_path / "out" / stem / "scores.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["crop"] for r in rows] == names and {r["suggested"] for r in rows} == {"positive"}
+    with open(tmp_path / "out" / "suggested" / "scores.csv", newline="", encoding="utf-8") as f:
+        suggested = list(csv.DictReader(f))
+    assert [(r["video"], r["crop"]) for r in suggested] == [(str(video), n) for n in names]
+    assert crops(tmp_path / "out" / "suggested" / "Positives") == sorted(names)
+    assert f"Suggested (score_positive >= 0): {len(names)} Positives, 0 Negatives" in result.output
+
+
+def limited(*args, max_bytes: int) -> subprocess.CompletedProcess:
+    """`python -m meerkat ARGS` in a process that can write no file beyond `max_bytes`: each larger
+    write fails with EFBIG, as one to a full disk fails with ENOSPC."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    cmd = [sys.executable, "-m", "meerkat", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, preexec_fn=limit, timeout=300)
+
+
+def test_a_crop_that_cannot_be_written_stops_the_run_naming_the_file(square, tmp_path):
+    proc = limited("clips", square, "--output", tmp_path, max_bytes=4096)  # a crop is about 15 kB
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write "), proc.stderr
+    assert lines[0].endswith("sq_3_0.jpg: File too large"), proc.stderr
+    assert not (tmp_path / "sq").exists() and not list(tmp_path.glob(".*.meerkat-tmp"))
+
+
+def test_a_full_disk_is_an_error_naming_the_file():
+    from meerkat import results
+    from meerkat.errors import MeerkatError
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    words = "cannot write /dev/full: no space left on the device; free some space or choose another output folder"
+    with pytest.raises(MeerkatError, match=words):
+        results.write_file(Path("/dev/full"), results.jpeg(np.zeros((64, 64, 3), np.uint8)))
+    with pytest.raises(MeerkatError, match=words):
+        results.write_parameters(Path("/dev/full"), {"status": "done"})
+
+
+def test_a_name_that_is_not_utf8_fails_that_video_instead_of_crashing(square, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    latin1 = Path(os.fsdecode(bytes(folder) + b"/caf\xe9.avi"))  # OpenCV segfaulted on this name
+    latin1.write_bytes(square.read_bytes())
+    (folder / "sq.avi").write_bytes(square.read_bytes())
+    proc = run_clips(folder, "--output", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert warnings(proc.stderr) == [
+        f"warning: {folder}/caf\\udce9.avi: its name is not UTF-8, which OpenCV cannot open; rename it; skipped"
+    ]
+    assert crops(tmp_path / "out" / "sq") == sorted(f"sq_{n}_0.jpg" for n in PINNED)
+    alone = run_clips(latin1, "--output", tmp_path / "alone")
+    assert alone.returncode == 1 and "error: no video could be read" in alone.stderr, alone.stdout + alone.stderr

@@ -356,12 +356,12 @@ def test_a_killed_scan_resumes_video_by_video(model, videos, tmp_path):
     assert parameters(out / "a")["status"] == "done"  # the first video whole
     assert (out / "a" / "annotations.csv").read_bytes() == (reference / "a" / "annotations.csv").read_bytes()
     assert not (out / "b").exists()  # the second absent: only a hidden temporary of it
-    assert [p.name.split(".")[1] for p in out.glob(".*.tmp")] == ["b"]
+    assert [p.name.split(".")[1] for p in out.glob(".*.meerkat-tmp")] == ["b"]
     again = run_scan(model, v["a"], v["b"], "--output", out)
     assert again.returncode == 0, again.stderr
     assert "Reusing the finished scan of a.avi" in again.stdout
     assert "Reusing the finished scan of b.avi" not in again.stdout
-    assert not list(out.rglob(".*.tmp")), "no temporaries may survive the rerun"
+    assert not list(out.rglob(".*.meerkat-tmp")), "no temporaries may survive the rerun"
     for stem in ("a", "b"):
         assert (out / stem / "annotations.csv").read_bytes() == (reference / stem / "annotations.csv").read_bytes()
         assert kept(out / stem) == kept(reference / stem)
@@ -401,7 +401,7 @@ def test_the_scan_sbatch_example_splits_the_videos_between_array_tasks(model, vi
     env.update(
         PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
         MEERKAT_SIF="",
-        MEERKAT_MODEL=str(model),
+        MEERKAT_SCAN_MODEL=str(model),
         MEERKAT_VIDEOS=str(folder),
         MEERKAT_SCAN_OUTPUT=str(out),
         MEERKAT_SCAN_FLAGS="--threshold 0 --no-frames",
@@ -424,3 +424,90 @@ def test_the_scan_sbatch_example_splits_the_videos_between_array_tasks(model, vi
     ]
     assert sorted(p.name for p in (out / "scan-parts").glob("*.csv")) == ["00000-of-00002.csv", "00001-of-00002.csv"]
     assert parameters(out / "a")["kept_frames"] == "38" and not (out / "a" / "frames").exists()
+
+
+# --- regions that do not fit, decoding errors, names with commas, writes that fail ---------------------
+
+
+@pytest.fixture(scope="module")
+def two_sizes(tmp_path_factory):
+    """in/small.avi, 240x160, and in/big.avi, 320x240: the default square in each."""
+    folder = tmp_path_factory.mktemp("sizes") / "in"
+    small, _ = moving_square(folder / "small.avi")
+    big, _ = moving_square(folder / "big.avi", size=(320, 240))
+    return folder, small, big
+
+
+def test_a_region_that_does_not_fit_one_video_lists_it_as_failed_and_scans_the_others(model, two_sizes, tmp_path):
+    folder, small, big = two_sizes
+    result = invoke("scan", model, folder, "--output", tmp_path, "--roi", "200,100,60,60")
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["video"]).name: r for r in table(tmp_path / "scan.csv")}
+    assert rows["small.avi"]["status"] == "failed"
+    assert rows["small.avi"]["reason"] == (
+        "--roi 200,100,60,60 does not fit its 240x160 frame; give x,y,w,h with x+w <= 240 and y+h <= 160"
+    )
+    assert rows["big.avi"]["status"] == "done"
+    with open(tmp_path / "big" / "parameters.csv", newline="", encoding="utf-8") as f:
+        assert dict(csv.reader(f))["roi"] == "(200, 100, 60, 60)"
+    assert not (tmp_path / "small").exists()
+    nowhere = invoke("scan", model, folder, "--output", tmp_path / "none", "--exclude", "5000,0,10,10")
+    assert_user_error(nowhere, 1, "no video could be used", "--exclude 5000,0,10,10 lies outside its")
+    assert [r["status"] for r in table(tmp_path / "none" / "scan.csv")] == ["failed", "failed"]
+
+
+def test_an_error_on_the_decoding_thread_lists_the_video_as_failed_with_that_reason(
+    model, two_sizes, tmp_path, monkeypatch
+):
+    from test_clips import failing_shrink
+
+    folder, small, big = two_sizes
+    failing_shrink(monkeypatch, 320, 12)
+    result = invoke("scan", model, folder, "--output", tmp_path)
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["video"]).name: r for r in table(tmp_path / "scan.csv")}
+    assert (rows["big.avi"]["status"], rows["big.avi"]["reason"]) == (
+        "failed",
+        "decoding failed at frame 12: RuntimeError: the decoder gave up on two lines",
+    )
+    assert rows["small.avi"]["status"] == "done" and not (tmp_path / "big").exists()
+    alone = invoke("scan", model, big, "--output", tmp_path / "alone")
+    assert_user_error(alone, 1, "no video could be read", str(big), "decoding failed at frame 12")
+
+
+def test_a_comma_and_quotes_in_a_videos_name_stay_one_field_of_scan_csv(model, tmp_path):
+    video, _ = moving_square(tmp_path / "in" / 'site 3, cam "b".avi')
+    scan(model, video, "--output", tmp_path / "out", "--threshold", "0")
+    assert [(r["video"], r["status"]) for r in table(tmp_path / "out" / "scan.csv")] == [(str(video), "done")]
+    with open(tmp_path / "out" / 'site 3, cam "b"' / "parameters.csv", newline="", encoding="utf-8") as f:
+        assert dict(csv.reader(f))["source_video"] == str(video.resolve())
+
+
+@pytest.mark.slow
+def test_a_frame_that_cannot_be_written_stops_the_scan_naming_the_file(model, videos, tmp_path):
+    import resource
+
+    def limit():  # no file beyond 8 kB: writing one fails with EFBIG, as on a full disk with ENOSPC
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    cmd = [sys.executable, "-m", "meerkat", "scan", model, videos[1]["a"], "--output", tmp_path, "--threshold", "0"]
+    proc = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write "), proc.stderr
+    assert lines[0].endswith("/frames/3.jpg: File too large"), proc.stderr  # a frame is about 20 kB
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.slow
+def test_a_name_that_is_not_utf8_is_listed_in_scan_csv_as_it_is_on_disk(model, videos, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    latin1 = bytes(folder) + b"/caf\xe9.avi"
+    Path(os.fsdecode(latin1)).write_bytes(videos[1]["b"].read_bytes())  # OpenCV segfaulted on this name
+    shutil.copy(videos[1]["a"], folder / "a.avi")
+    proc = run_scan(model, folder, "--output", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = (tmp_path / "out" / "scan.csv").read_bytes().splitlines()
+    assert lines[1].startswith(bytes(folder / "a.avi") + b",done,")
+    assert lines[2].startswith(latin1 + b",failed,") and b"its name is not UTF-8" in lines[2]

@@ -155,7 +155,7 @@ def test_scan_array_splits_the_videos_and_reports_them_all(array_run, tmp_path):
     out = tmp_path / "scans"
     e = env(
         tmp_path,
-        MEERKAT_MODEL=str(array_run / "model"),
+        MEERKAT_SCAN_MODEL=str(array_run / "model"),
         MEERKAT_VIDEOS=str(videos),
         MEERKAT_SCAN_OUTPUT=str(out),
         MEERKAT_EXAMPLES=str(EXAMPLES),

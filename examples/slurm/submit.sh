@@ -33,7 +33,7 @@ common=(--parsable --export=ALL --chdir="$OUTPUT")
 [ "$GPUS" -gt 0 ] && gres=(--gres="gpu:$GPUS") || gres=()
 
 if [ "${1:-}" = scan ]; then
-  export MEERKAT_MODEL=$MODEL MEERKAT_VIDEOS=$VIDEOS MEERKAT_SCAN_OUTPUT=$SCANS
+  export MEERKAT_SCAN_MODEL=$MODEL MEERKAT_VIDEOS=$VIDEOS MEERKAT_SCAN_OUTPUT=$SCANS
   indices=${2:-0-$((TASKS - 1))}
   scan=$(sbatch "${common[@]}" "${gres[@]}" --array="$indices" --output="$logs/%x-%A_%a.out" "$here/scan.sbatch")
   echo "scan $scan (array $indices)"
