@@ -10,13 +10,16 @@ ARG VARIANT=cpu
 
 # python:3.11-slim-bookworm, pinned by digest so a rebuild starts from the same bytes.
 ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
+# Reproducible: the same commit gives the same image id (make image-reproducible checks it;
+# docs/containers-reproducible.md). podman builds it in OCI format, which has no SHELL: every RUN
+# says `set -eu` itself instead of a `SHELL ["/bin/sh", "-euc"]` that podman would ignore.
 
 FROM ${BASE_IMAGE} AS builder
 ARG VARIANT
-SHELL ["/bin/sh", "-euc"]
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 COPY requirements/${VARIANT}.lock /tmp/requirements.lock
 RUN --mount=type=secret,id=ca_bundle \
+    set -eu; \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
     python3 -m venv /opt/venv; \
     /opt/venv/bin/pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock
@@ -26,7 +29,6 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation /src
     && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
 FROM ${BASE_IMAGE} AS weights
-SHELL ["/bin/sh", "-euc"]
 # The default backbone's ImageNet weights, baked in: compute nodes often cannot download.
 ARG WEIGHTS_FILE=efficientnetv2-b0_notop.h5
 ARG WEIGHTS_URL=https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/efficientnetv2-b0_notop.h5
@@ -34,6 +36,7 @@ ARG WEIGHTS_HASH=md5:893217f2bb855e2983157299931e43ff
 COPY scripts/fetch-weights.py /tmp/fetch-weights.py
 COPY weights/ /tmp/weights/
 RUN --mount=type=secret,id=ca_bundle \
+    set -eu; \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
     python3 /tmp/fetch-weights.py --file "${WEIGHTS_FILE}" --url "${WEIGHTS_URL}" --hash "${WEIGHTS_HASH}" \
       --local /tmp/weights --dest /opt/meerkat/weights
@@ -52,13 +55,15 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
 # podman 4.3 (buildah 1.28) ignores VARIANT's default here: build with --build-arg VARIANT=..., as make does.
 # hadolint ignore=DL3006
 FROM base-${VARIANT} AS runtime
+ARG VARIANT
 ARG BACKBONE=efficientnet_v2_b0
 ARG ALPHA=
 ARG WEIGHTS_FILE=efficientnetv2-b0_notop.h5
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=1970-01-01T00:00:00Z
-# BuildKit stamps files and the image with it; podman gets --timestamp from the Makefile.
+# BuildKit stamps the image with it; podman gets --timestamp from the Makefile. useradd takes
+# /etc/shadow's date from it, so the layer below is the same on any day.
 ARG SOURCE_DATE_EPOCH=0
 ARG SOURCE=
 LABEL org.opencontainers.image.title="meerkat" \
@@ -82,9 +87,13 @@ COPY --from=builder /opt/venv /opt/venv
 COPY --from=weights /opt/meerkat/weights /opt/meerkat/weights
 COPY entrypoint/ /opt/meerkat/entrypoint/
 # A non-root default user; any --user UID:GID works too (the entrypoint finds writable caches).
+# Last, once every file is in place: /opt/meerkat/image.json, what `meerkat doctor` shows of the
+# image (revision, date, a digest of the files under /opt and /usr; the build's last line shows it).
 RUN useradd --uid 1000 --user-group --no-create-home --home-dir /tmp/meerkat-home-1000 meerkat \
     && mkdir -p /data/Samples /data/Output \
-    && chmod 0777 /data/Output
+    && chmod 0777 /data/Output \
+    && python -P -m meerkat.doctor --write /opt/meerkat/image.json \
+      --revision "${REVISION}" --created "${CREATED}" --variant "${VARIANT}"
 USER 1000:1000
 WORKDIR /data
 # `tensorboard` serves OUTPUT/logs here (docker run -p 6006:6006 ... tensorboard).

@@ -37,10 +37,22 @@ IMAGE_WEIGHTS_ARGS ?= --build-arg BACKBONE=mobilenet_v2 --build-arg ALPHA=0.35 \
   --build-arg WEIGHTS_FILE=$(notdir $(SHARED_WEIGHTS)) --build-arg WEIGHTS_URL= \
   --build-arg WEIGHTS_HASH=sha256:04af0032331eca800a501cbd14b1861ef1d07bfa5728325084bbe295e7ffaecb
 endif
+# Reproducible images: the same commit gives the same image id (make image-reproducible checks it).
+# podman: the OCI format, whose config has no build host name and no build container id (the docker
+# format's has both, and so every intermediate image had an id of its own, which the history names);
+# the commit's time for every date and file time; no io.buildah.version label (it would tie the id
+# to podman's version). Not --omit-history: podman 4.3 then never reuses a cached step, and OCI
+# needs none (docs/containers-reproducible.md).
+PODMAN_REPRO_FLAGS = --format oci --identity-label=false --timestamp $(SOURCE_DATE_EPOCH)
+# docker (BuildKit) dates the config and the history from the SOURCE_DATE_EPOCH build arg below.
+# Its layers' file times need the exporter's rewrite-timestamp=true (BuildKit 0.13 or later), which
+# is unchecked here (no Docker engine), so it is yours to add, e.g.
+#   make image DOCKER_REPRO_FLAGS="--provenance=false --output type=docker,rewrite-timestamp=true"
+DOCKER_REPRO_FLAGS ?=
 BUILD_FLAGS = $(IMAGE_WEIGHTS_ARGS) \
   $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
   $(if $(CA_BUNDLE),--secret id=ca_bundle$(,)src=$(CA_BUNDLE)) \
-  $(if $(filter podman,$(CONTAINER_ENGINE)),--format docker --timestamp $(SOURCE_DATE_EPOCH)) \
+  $(if $(filter podman,$(CONTAINER_ENGINE)),$(PODMAN_REPRO_FLAGS),$(DOCKER_REPRO_FLAGS)) \
   --build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
   --build-arg VERSION=$(VERSION) \
   --build-arg REVISION=$(shell git rev-parse HEAD 2>/dev/null || echo unknown) \
@@ -53,7 +65,7 @@ APPTAINER ?= $(shell command -v apptainer >/dev/null && echo apptainer || echo s
 # Root without CAP_SYS_RESOURCE (as here) cannot run %test inside `build`; sif-test runs it with --no-privs.
 SIF_BUILD_FLAGS ?= $(if $(filter scripts/apptainer-here.sh,$(APPTAINER)),--notest)
 
-.PHONY: help install deepmeerkat-env chromium browser-test test test-fast run bench slurm-test clean base-image weights-context image image-gpu image-test-gpu doctor-gpu smoke lint sif sif-test
+.PHONY: help install deepmeerkat-env chromium browser-test test test-fast run bench slurm-test clean base-image weights-context image image-reproducible image-gpu image-test-gpu doctor-gpu smoke lint sif sif-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -129,15 +141,28 @@ endif
 # also passes its file's own value.
 variant = --build-arg VARIANT=$(shell sed -n 's/^ARG VARIANT=//p' $(1))
 
-image: weights-context ## Build the CPU image (tag $(IMAGE)), after its test stage
+# The last line of image and image-gpu: the image id to cite, and what `meerkat doctor` shows of it.
+image-id = CONTAINER_ENGINE=$(CONTAINER_ENGINE) scripts/image-id.sh $(1)
+
+image: weights-context ## Build the CPU image (tag $(IMAGE)), after its test stage; its last line: the id to cite
 	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(call variant,Dockerfile) --target test -t $(IMAGE)-test -f Dockerfile .
 	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(call variant,Dockerfile) -t $(IMAGE) -f Dockerfile .
+	@$(call image-id,$(IMAGE))
+
+# A second build of $(IMAGE) from nothing (4 to 8 minutes here), which must give the same id. CI calls
+# it instead of make image: a second, cached make image would still take a minute.
+image-reproducible: image ## Rebuild the CPU image without cache; fail unless its id is make image's
+	mkdir -p build
+	$(CONTAINER_ENGINE) build --no-cache $(BUILD_FLAGS) $(call variant,Dockerfile) --iidfile build/rebuild.iid \
+	  -t $(IMAGE)-rebuild -f Dockerfile .
+	@CONTAINER_ENGINE=$(CONTAINER_ENGINE) scripts/image-reproducible.sh $(IMAGE) $(IMAGE)-rebuild "$$(cat build/rebuild.iid)"
 
 image-test-gpu: weights-context ## Build only the CUDA image's test stage (tag $(IMAGE_GPU)-test)
 	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(call variant,Dockerfile.gpu) --target test -t $(IMAGE_GPU)-test -f Dockerfile.gpu .
 
-image-gpu: image-test-gpu ## Build the CUDA image (tag $(IMAGE_GPU)), after its test stage
+image-gpu: image-test-gpu ## Build the CUDA image (tag $(IMAGE_GPU)), after its test stage; its last line: the id to cite
 	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(call variant,Dockerfile.gpu) -t $(IMAGE_GPU) -f Dockerfile.gpu .
+	@$(call image-id,$(IMAGE_GPU))
 
 doctor-gpu: ## Run `meerkat doctor` in the CUDA image (here: no GPU, so the CPU fallback)
 	$(CONTAINER_ENGINE) run --rm $(IMAGE_GPU) doctor
@@ -152,12 +177,15 @@ LINTERS := "$(BIN)/ruff check ." "$(BIN)/ruff format --check ." \
 lint: install ## ruff check, ruff format --check, shellcheck, hadolint: runs all four, fails if one fails
 	@rc=0; for cmd in $(LINTERS); do echo "$$cmd"; $$cmd || rc=1; done; exit $$rc
 
-sif: ## Build $(SIF) from the image $(IMAGE) with apptainer.def
+sif: ## Build $(SIF) from the image $(IMAGE) with apptainer.def; its last line: its sha256 to cite
 	mkdir -p build
 	rm -f build/meerkat.tar
 	$(CONTAINER_ENGINE) save $(if $(filter podman,$(CONTAINER_ENGINE)),--format docker-archive) -o build/meerkat.tar $(IMAGE)
 	$(APPTAINER) build --force $(SIF_BUILD_FLAGS) $(SIF) apptainer.def
 	rm -f build/meerkat.tar
+	@# A SIF has ids of its own (docs/containers-reproducible.md): cite its sha256 and the image's id.
+	@id=$$($(CONTAINER_ENGINE) image inspect --format '{{.Id}}' $(IMAGE)); \
+	  echo "$(SIF): sha256:$$(sha256sum $(SIF) | cut -d' ' -f1), from $(IMAGE) image id sha256:$${id#sha256:}"
 
 sif-test: install ## Smoke-train with `apptainer run` on the SIF (after make image sif)
 	TEST_SIF=$(SIF) APPTAINER=$(APPTAINER) $(BIN)/python -m pytest tests/test_sif.py $(PYTEST_ARGS)

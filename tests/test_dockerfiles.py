@@ -2,6 +2,7 @@
 their header comment and their `ARG VARIANT=` line, so a change to one cannot silently miss the other."""
 
 import difflib
+import json
 import re
 from pathlib import Path
 
@@ -44,3 +45,89 @@ def test_only_header_and_variant_differ():
         + diff
     )
     assert cpu[cpu_end + 1 :] == gpu[gpu_end + 1 :]
+
+
+def run_instructions(text: str) -> list[str]:
+    """Each RUN instruction, its continuation lines joined."""
+    runs, current = [], None
+    for line in text.splitlines():
+        if current is None and line.startswith("RUN "):
+            current = line
+        elif current is not None:
+            current += "\n" + line
+        if current is not None and not current.endswith("\\"):
+            runs.append(current)
+            current = None
+    return runs
+
+
+def test_no_shell_instruction_every_chain_sets_eu():
+    """podman builds the image in OCI format (that is what makes its id reproducible), and OCI has no
+    SHELL: podman ignores it with a warning, so a RUN relying on `SHELL ["/bin/sh", "-euc"]` would go
+    on past a failed command. Each RUN that chains with `;` says `set -eu` itself."""
+    text = FILES["cpu"].read_text()
+    assert not [line for line in text.splitlines() if line.startswith("SHELL")]
+    runs = run_instructions(text)
+    assert len(runs) >= 4
+    for run in runs:
+        shell = re.sub(r'"[^"]*"', '""', run)  # not the `;` of a quoted python -c program
+        assert ";" not in shell.replace("set -eu;", "") or "set -eu;" in shell, run
+
+
+def test_the_last_run_records_the_image_files():
+    """The digest of the files must be taken after every file is in place: by the runtime stage's
+    last RUN, with no COPY, ADD or RUN after it in that stage."""
+    text = FILES["cpu"].read_text()
+    runtime = text[text.index("AS runtime\n") : text.index("AS test\n")]
+    last = runtime.rindex("python -P -m meerkat.doctor --write /opt/meerkat/image.json")
+    assert not [w for w in ("\nCOPY ", "\nADD ", "\nRUN ") if runtime.find(w, last) != -1]
+
+
+def test_files_digest_is_content_mode_and_links_not_times(tmp_path):
+    import os
+
+    from meerkat.doctor import files_digest
+
+    root = tmp_path / "opt"
+    (root / "venv" / "bin").mkdir(parents=True)
+    (root / "venv" / "lib.py").write_text("x = 1\n")
+    (root / "venv" / "bin" / "python").symlink_to("/usr/bin/python3")
+    info = root / "image.json"
+    info.write_text("{}")
+    first, count = files_digest(roots=[root], skip=[info])
+    assert first.startswith("sha256:") and count == 5  # opt, venv, venv/bin, bin/python, lib.py: not image.json
+    os.utime(root / "venv" / "lib.py", (0, 0))
+    info.write_text('{"files": "changed"}')
+    assert files_digest(roots=[root], skip=[info]) == (first, count)
+    (root / "venv" / "lib.py").chmod(0o600)
+    assert files_digest(roots=[root], skip=[info])[0] != first
+    (root / "venv" / "lib.py").chmod(0o644)
+    assert files_digest(roots=[root], skip=[info])[0] == first
+    (root / "venv" / "lib.py").write_text("x = 2\n")
+    assert files_digest(roots=[root], skip=[info])[0] != first
+
+
+def test_doctor_shows_the_record_and_the_id_podman_gives(tmp_path, monkeypatch):
+    """What `meerkat doctor` prints of the image: the build's record (/opt/meerkat/image.json), the id
+    podman writes into /run/.containerenv under --privileged (empty otherwise), Apptainer's SIF path."""
+    from meerkat.doctor import image_lines
+
+    monkeypatch.delenv("APPTAINER_CONTAINER", raising=False)
+    monkeypatch.delenv("SINGULARITY_CONTAINER", raising=False)
+    info, env = tmp_path / "image.json", tmp_path / "containerenv"
+    assert image_lines(info, env) == ["image: none (meerkat is not running from its container image)"]
+    files = "sha256:" + "ab" * 32
+    record = {"files": files, "count": 7, "roots": ["/opt", "/usr"], "version": "0.1.0", "variant": "cpu"}
+    info.write_text(json.dumps(record | {"revision": "f00d", "created": "2026-11-30T04:23:24Z"}))
+    env.write_text("")
+    lines = image_lines(info, env)
+    assert lines[0] == "image: meerkat 0.1.0 cpu, revision f00d, created 2026-11-30T04:23:24Z"
+    assert lines[1].startswith(f"image files: {files} (7 entries in /opt /usr at build time; ") and len(lines) == 2
+    env.write_text(
+        'engine="podman-4.3.1"\nname="x"\nid="c0ffee"\nimage="localhost/meerkat:cpu"\nimageid="' + "cd" * 32 + '"\n'
+    )
+    monkeypatch.setenv("APPTAINER_CONTAINER", "/home/u/meerkat.sif")
+    assert image_lines(info, env)[2:] == [
+        f"image id: sha256:{'cd' * 32} (podman-4.3.1, localhost/meerkat:cpu)",
+        "SIF: /home/u/meerkat.sif (its own sha256: sha256sum on the host)",
+    ]

@@ -2,11 +2,12 @@
 
 import json
 import os
+import re
 import subprocess
 import time
 
 import pytest
-from conftest import SAMPLES, SHARED, needs_shared
+from conftest import ROOT, SAMPLES, SHARED, needs_shared
 
 IMAGE = os.environ.get("TEST_IMAGE")
 ENGINE = os.environ.get("CONTAINER_ENGINE", "podman")
@@ -138,6 +139,72 @@ def test_doctor_reports_weights_and_cpu(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "TensorFlow CUDA build: no" in result.stdout and "Samples: problem:" in result.stdout
     assert "weights: /opt/meerkat/weights/" in result.stdout and "sha256" in result.stdout
+
+
+def inspect_image():
+    result = subprocess.run([ENGINE, "image", "inspect", IMAGE], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)[0]
+
+
+def test_the_config_is_oci_and_dated_from_the_commit():
+    """Two builds of one commit gave the same layers but other ids (issue 16): the docker-format
+    config named the build container and its host name, so every intermediate image had an id of
+    its own, which the history names. make builds OCI (no such fields), every date from the commit,
+    without the label that names podman's version. make image-reproducible checks the id itself."""
+    info = inspect_image()
+    labels = info.get("Labels") or info["Config"].get("Labels") or {}
+    assert "io.buildah.version" not in labels
+    created = labels["org.opencontainers.image.created"].removesuffix("Z")
+    assert info["Created"].startswith(created), (info["Created"], created)
+    own = [h for h in info.get("History") or [] if "meerkat.doctor --write" in h.get("created_by", "")]
+    assert len(own) == 1 and own[0]["created"].startswith(created), own
+    if ENGINE == "podman":
+        assert info["ManifestType"] == "application/vnd.oci.image.manifest.v1+json"
+
+
+def test_doctor_shows_the_files_and_revision_of_the_build_line():
+    """`make image` ends with the line to cite (scripts/image-id.sh); `meerkat doctor` in the container
+    names the same files digest and revision, so its output can be matched with that line."""
+    env = {**os.environ, "CONTAINER_ENGINE": ENGINE}
+    built = subprocess.run(
+        [ROOT / "scripts" / "image-id.sh", IMAGE], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert built.returncode == 0, built.stderr
+    print(built.stdout)
+    image_id = inspect_image()["Id"].removeprefix("sha256:")
+    line = re.fullmatch(
+        rf"{re.escape(IMAGE)}: image id sha256:{image_id}(, digest sha256:[0-9a-f]{{64}})?, "
+        r"files (sha256:[0-9a-f]{64}), revision (\S+)\n",
+        built.stdout,
+    )
+    assert line, built.stdout
+    doctor = container("doctor")
+    assert doctor.returncode == 0, doctor.stderr
+    assert f"\nimage files: {line[2]} (" in doctor.stdout, doctor.stdout
+    assert f", revision {line[3]}, created " in doctor.stdout, doctor.stdout
+
+
+def test_the_files_are_as_built_for_any_user():
+    """`python -m meerkat.doctor --verify` recomputes the digest of /opt and /usr in a read-only
+    container run as an arbitrary user: every file there is readable, and none has changed."""
+    cmd = [ENGINE, "run", "--rm", "--read-only", "--user", f"{UID}:{UID}", "--entrypoint", "python"]
+    result = subprocess.run(
+        [*cmd, IMAGE, "-P", "-m", "meerkat.doctor", "--verify"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("image files: sha256:") and result.stdout.endswith(": as built\n")
+
+
+@pytest.mark.skipif(ENGINE != "podman", reason="podman writes the image id into /run/.containerenv")
+def test_doctor_names_the_image_id_where_podman_tells_it():
+    """podman fills /run/.containerenv only for --privileged containers: then doctor prints the id."""
+    image_id = inspect_image()["Id"].removeprefix("sha256:")
+    result = subprocess.run(
+        [ENGINE, "run", "--rm", "--privileged", IMAGE, "doctor"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"\nimage id: sha256:{image_id} (podman-" in result.stdout, result.stdout
 
 
 def test_tensorboard_answers_on_the_published_port_and_stops_at_once(smoke):

@@ -44,6 +44,15 @@ def test_apptainer_exec_runs_any_meerkat_command():
     result = apptainer("exec", str(Path(SIF).resolve()), "meerkat", "doctor")
     assert result.returncode == 0, result.stderr
     assert "weights: /opt/meerkat/weights/" in result.stdout
+    # The OCI image's record of its files, carried over: the SIF has an id of its own (its sha256).
+    assert "\nimage files: sha256:" in result.stdout and "\nSIF: " in result.stdout, result.stdout
+
+
+def test_the_sif_holds_the_files_the_image_was_built_with():
+    """The digest the image's build recorded over /opt and /usr, recomputed inside the SIF."""
+    result = apptainer("exec", str(Path(SIF).resolve()), "python", "-P", "-m", "meerkat.doctor", "--verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.endswith(": as built\n"), result.stdout
 
 
 def test_help_and_built_in_test():
