@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from meerkat import __version__, fileio, results
+from meerkat import __version__, codeversion, fileio, results
 from meerkat.config import ClipsConfig
 from meerkat.motion import VideoMotion, check_regions, cut
 from meerkat.video import BadVideo, Frames, check_some_usable, clock, list_videos, probe
@@ -57,6 +57,7 @@ def _settings(cfg: ClipsConfig, scorer) -> dict:
         "model_sha256": scorer.sha256 if scorer else None,
         "threshold": cfg.threshold if scorer else None,
         "meerkat_version": __version__,
+        "code_key": codeversion.key("clips"),  # an upgrade that changed how crops are cut redoes them
     }
 
 

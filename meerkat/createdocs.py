@@ -173,9 +173,7 @@ def createdocs(cfg: DocsConfig) -> Docs:
         fileio.write_text(ignored_txt, "".join(f"{p}\n" for p in docs.ignored))
         shown = ", ".join(str(p) for p in docs.ignored[:5])
         more = f" and {len(docs.ignored) - 5} more" if len(docs.ignored) > 5 else ""
-        log.info(
-            "Ignored %d non-image files (listed in %s): %s%s", len(docs.ignored), ignored_txt, shown, more
-        )
+        log.info("Ignored %d non-image files (listed in %s): %s%s", len(docs.ignored), ignored_txt, shown, more)
     _warn_overlap([p for files in training.values() for p in files], [p for files in testing.values() for p in files])
     return docs
 
@@ -185,8 +183,13 @@ def read_csv(path) -> list[tuple[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise MeerkatError(f"CSV not found: {path}; run `meerkat createdocs` first or fix --input-path")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise MeerkatError(
+            f"{path} is not a docs CSV ({e}); pass trainingdata.csv or testingdata.csv from `meerkat createdocs`"
+        ) from None
     if rows and [c.strip().lower() for c in rows[0]] == ["path", "label"]:
         rows = rows[1:]
     out = []
@@ -204,11 +207,15 @@ def read_dict(path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise MeerkatError(f"dict file not found: {path}; it is written by `meerkat createdocs` as docs/dict.txt")
-    labels = [line.strip().lower() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        text = "\0"  # not text: reported as the wrong labels below
+    labels = [line.strip().lower() for line in text.splitlines() if line.strip()]
     if tuple(labels) != LABELS:
         raise MeerkatError(
             f"{path}: expected the labels {', '.join(LABELS)} in that order, "
-            f"received {', '.join(labels) or 'nothing'}; "
+            f"received {', '.join(labels)[:80] or 'nothing'}; "
             "use the dict.txt written by `meerkat createdocs`"
         )
     return labels

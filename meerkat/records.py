@@ -96,6 +96,9 @@ def read_manifest(shard) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(manifest, dict) or "embedding_dim" not in manifest:
             raise ValueError("not a shard manifest")
+        missing = [k for k in ("backbone", "labels", "embedding_code", "input_key") if k not in manifest]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}: made by another version of meerkat")
     except (OSError, ValueError) as e:
         raise MeerkatError(
             f"shard manifest {path} is unreadable or corrupt ({e}); rerun `meerkat preprocess` for that shard"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import cv2
 
-from meerkat import __version__, fileio, locks, results
+from meerkat import __version__, codeversion, fileio, locks, results
 from meerkat.config import ScanConfig
 from meerkat.errors import MeerkatError
 from meerkat.model_card import threshold_note
@@ -94,6 +94,7 @@ class VideoScanner:
             "threshold": cfg.threshold,
             "frames_written": cfg.frames,
             "meerkat_version": __version__,
+            "code_key": codeversion.key("scan"),  # an upgrade that changed how videos are scanned redoes them
         }
 
     def scan(self, path: Path) -> dict:

@@ -11,14 +11,20 @@ from meerkat.weights import sha256
 
 class Scorer:
     def __init__(self, model_dir):
+        self.path = Path(model_dir).resolve()
+        fix = "pass the model/ folder written by `meerkat run` or `train`"
+        if not (self.path / "saved_model.pb").is_file():  # before TensorFlow loads: a wrong path fails at once
+            raise MeerkatError(f"no SavedModel in {model_dir}; {fix}")
         import tensorflow as tf
 
-        self.path = Path(model_dir).resolve()
-        if not (self.path / "saved_model.pb").is_file():
-            raise MeerkatError(
-                f"no SavedModel in {model_dir}; pass the model/ folder written by `meerkat run` or `train`"
-            )
-        self.serve = tf.saved_model.load(str(self.path)).signatures["serving_default"]
+        try:
+            signatures = tf.saved_model.load(str(self.path)).signatures
+        except Exception as e:  # a damaged or foreign file: TensorFlow's errors for it vary
+            reason = (getattr(e, "message", None) or str(e) or type(e).__name__).splitlines()[0]
+            raise MeerkatError(f"cannot load the SavedModel in {model_dir} ({reason}); {fix}") from None
+        if "serving_default" not in signatures:
+            raise MeerkatError(f"{model_dir} is not a model meerkat exported (no serving_default signature); {fix}")
+        self.serve = signatures["serving_default"]
         self._tf = tf
 
     @cached_property

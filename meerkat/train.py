@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,13 +227,20 @@ def _restore_checkpoint(path: Path, fingerprint: str, head, optimizer) -> _State
     """A matching checkpoint's state (its weights, optimizer and RNG state loaded), else a fresh one."""
     if not path.is_file():
         return _State()
-    with np.load(path) as ckpt:
-        if str(ckpt["fingerprint"]) != fingerprint or "history" not in ckpt:
-            return _State()
-        for i, v in enumerate([*head.variables, *optimizer.variables]):
-            v.assign(ckpt[f"v{i}"])
-        best = [ckpt[f"b{i}"] for i in range(len(head.variables))]
-        return _State(int(ckpt["step"]), json.loads(str(ckpt["history"])), best)
+    variables = [*head.variables, *optimizer.variables]
+    try:  # all of it read before anything is assigned: a damaged file leaves the fresh head as it is
+        with np.load(path) as ckpt:
+            if str(ckpt["fingerprint"]) != fingerprint or "history" not in ckpt:
+                return _State()
+            saved = [ckpt[f"v{i}"] for i in range(len(variables))]
+            best = [ckpt[f"b{i}"] for i in range(len(head.variables))]
+            state = _State(int(ckpt["step"]), json.loads(str(ckpt["history"])), best)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        log.warning("warning: the training checkpoint %s is unreadable (%s); training from the start", path, e)
+        return _State()
+    for v, value in zip(variables, saved, strict=True):
+        v.assign(value)
+    return state
 
 
 def _describe(counts: dict) -> str:

@@ -226,3 +226,45 @@ def test_full_disk_is_one_line(tmp_path, cli):
         assert "No space left on device" in result.output or "disk is full" in result.output, result.output
     finally:
         subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def test_a_file_that_is_not_a_docs_csv_or_dict_is_one_line(tmp_path, cli):
+    samples = make_samples(tmp_path / "S", train=(2, 2), test=(2, 2))
+    assert cli("createdocs", samples, "--output", tmp_path / "o").exit_code == 0
+    docs, crop = tmp_path / "o" / "docs", samples / "Training" / "Positives" / "p0.jpg"
+    pre = ["preprocess", "--output-path", tmp_path / "r" / "t", *TINY]
+    assert_user_error(
+        cli(*pre, "--input-path", crop, "--input-dict", docs / "dict.txt"), 1, str(crop), "not a docs CSV"
+    )
+    wrong = ["--input-path", docs / "trainingdata.csv", "--input-dict", crop]
+    assert_user_error(cli(*pre, *wrong), 1, str(crop), "expected the labels positive, negative")
+
+
+def test_shards_of_another_meerkat_version_are_named(tmp_path, cli, tiny_run):
+    import shutil
+
+    records = tmp_path / "records"
+    shutil.copytree(tiny_run / "records", records, ignore=shutil.ignore_patterns("cache", ".meerkat-owned"))
+    manifest = records / "train-00000-of-00001.json"
+    older = json.loads(manifest.read_text())
+    del older["embedding_code"]  # as 0.1.0 wrote it
+    manifest.write_text(json.dumps(older))
+    result = fit(cli, records / "train", records / "eval", tmp_path / "t")
+    assert_user_error(result, 1, str(manifest), "made by another version of meerkat", "rerun `meerkat preprocess`")
+
+
+def test_an_unreadable_checkpoint_is_trained_over_from_the_start(tmp_path):
+    import keras
+
+    from meerkat.config import TrainConfig
+    from meerkat.train import _restore_checkpoint, build_head
+
+    head = build_head(8, TrainConfig())
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(head.trainable_variables)
+    fresh = [v.numpy() for v in head.variables]
+    damaged = tmp_path / "head.npz"
+    damaged.write_bytes(b"PK\x03\x04 cut short")
+    state = _restore_checkpoint(damaged, "fingerprint", head, optimizer)
+    assert state.step == 0 and state.history == []
+    assert all((a == v.numpy()).all() for a, v in zip(fresh, head.variables, strict=True))

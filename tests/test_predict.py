@@ -187,3 +187,16 @@ def test_predict_output_in_a_users_folder_leaves_no_hidden_file_and_keeps_the_us
     (home / "scores.skipped.csv").write_text("my notes\n")  # the user's own file, at a name meerkat used
     assert_user_error(cli(*args), 1, home / "scores.skipped.csv", "predict's output")
     assert (home / "scores.skipped.csv").read_text() == "my notes\n" and (home / "scores.csv").read_bytes() == scores
+
+
+def test_a_folder_that_is_not_a_meerkat_model_is_one_line(tmp_path, cli):
+    import tensorflow as tf
+
+    crop = write_image(tmp_path / "crop.jpg")
+    foreign = tmp_path / "foreign"
+    tf.saved_model.save(tf.Module(), str(foreign))  # a SavedModel, but with no serving_default
+    assert_user_error(cli("predict", foreign, crop), 1, str(foreign), "no serving_default signature")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"not a protobuf at all")
+    assert_user_error(cli("predict", broken, crop), 1, "cannot load the SavedModel", str(broken))
