@@ -34,7 +34,7 @@ def clips(cfg: ClipsConfig) -> list[dict]:
     fileio.remove_stale_temps(output)  # what killed runs left; a live writer's are locked
     scorer = None
     if cfg.model:
-        from meerkat.model_card import threshold_note
+        from meerkat.card import threshold_note
         from meerkat.scorer import Scorer
 
         scorer = Scorer(cfg.model)

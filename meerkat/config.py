@@ -60,7 +60,7 @@ def _cache_dir():
 
 
 def _check_shard_options(shard_index: int | None, num_shards: int | None) -> None:
-    # Below their bounds they are checked with SLURM's values (preprocess.check_shard); past them no
+    # Below their bounds they are checked with SLURM's values (slurm.check_shard); past them no
     # shard name holds them.
     for name, value in (("--shard-index", shard_index), ("--num-shards", num_shards)):
         if value is not None and value > MAX_INT:

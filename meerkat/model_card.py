@@ -9,11 +9,8 @@ the backbone and its weights, the eval metrics and threshold table, and the thre
   positives, and keeps as few negatives as that allows;
 - best accuracy: the threshold with the most eval crops right (ties: the one nearest 0.5).
 
-Both are rounded to the fewest decimals that decide every eval crop the same way. `predict` and
-`scan` print one note when they use another threshold (threshold_note); models exported before
-the card existed have no meerkat.json, and then nothing is printed.
-
-This module is imported by predict and scan: it must stay light (no TensorFlow, no matplotlib).
+Both are rounded to the fewest decimals that decide every eval crop the same way. Reading a card
+(the threshold note of predict, clips and scan) is card.py's job.
 """
 
 import json
@@ -22,10 +19,10 @@ import os
 from pathlib import Path
 
 from meerkat import __version__, fileio
+from meerkat.card import CARD_JSON
 
 log = logging.getLogger(__name__)
 
-CARD_JSON = "meerkat.json"
 CARD_README = "README.md"
 CARD_FORMAT = 1
 RECOMMENDED_SHORT = "recall >= {target:g}"
@@ -269,36 +266,3 @@ def write(facts, model_dir) -> dict:
     fileio.write_text(model_dir / CARD_JSON, json.dumps(card, indent=2) + "\n")
     fileio.write_text(model_dir / CARD_README, render(card))
     return card
-
-
-def read(model_dir) -> dict | None:
-    """meerkat.json of a model folder; None for models exported before the card existed (or a bad card)."""
-    path = Path(model_dir) / CARD_JSON
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        log.debug("ignoring the model card %s: %s", path, e)
-        return None
-    return card if isinstance(card, dict) else None
-
-
-def recommended(model_dir) -> dict | None:
-    """The card's recommended threshold ({threshold, short, rule, ...}), or None."""
-    card = read(model_dir)
-    rec = (card or {}).get("thresholds", {}).get("recommended") if card else None
-    if not isinstance(rec, dict) or not isinstance(rec.get("threshold"), int | float):
-        return None
-    return rec
-
-
-def threshold_note(model_dir, threshold: float) -> str | None:
-    """One line when `threshold` is not the card's recommended one; None when it is, or without a card."""
-    rec = recommended(model_dir)
-    if rec is None or abs(float(rec["threshold"]) - threshold) < 1e-9:
-        return None
-    why = rec.get("short") or "its recommended threshold"
-    return f"note: the model card recommends --threshold {rec['threshold']:g} ({why} on its eval set); " + (
-        f"using {threshold:g}"
-    )

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from meerkat import fileio
+from meerkat.card import threshold_note
 from meerkat.errors import MeerkatError, UsageError
 from meerkat.imagefiles import Unreadable, decode_error, for_model, list_images, read_bytes, warn_skipped, write_skipped
-from meerkat.model_card import threshold_note
 from meerkat.scorer import Scorer
 
 log = logging.getLogger(__name__)

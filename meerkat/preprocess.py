@@ -23,10 +23,10 @@ from meerkat.cache import EmbeddingCache, content_hash
 from meerkat.config import PreprocessConfig
 from meerkat.createdocs import read_csv, read_dict
 from meerkat.embedder import Embedder, embedder_for
-from meerkat.errors import MeerkatError, UsageError
+from meerkat.errors import MeerkatError
 from meerkat.imagefiles import Unreadable, decode_error, for_model, read_bytes, warn_skipped, write_skipped
 from meerkat.progress import Progress
-from meerkat.slurm import array_shard
+from meerkat.slurm import array_shard, check_shard
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +39,6 @@ class Summary:
     embedded: int
     skipped: int
     seconds: float
-
-
-def check_shard(shard_index: int, num_shards: int) -> None:
-    if num_shards < 1:
-        raise UsageError(f"--num-shards must be at least 1, received {num_shards}")
-    if not 0 <= shard_index < num_shards:
-        raise UsageError(
-            f"--shard-index must be in 0..{num_shards - 1} for --num-shards {num_shards}, received {shard_index}"
-        )
 
 
 def _input_key(rows, labels, spec: BackboneSpec) -> str:

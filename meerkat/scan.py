@@ -25,12 +25,11 @@ from pathlib import Path
 import cv2
 
 from meerkat import __version__, codeversion, fileio, locks, results
+from meerkat.card import threshold_note
 from meerkat.config import ScanConfig
 from meerkat.errors import MeerkatError
-from meerkat.model_card import threshold_note
 from meerkat.motion import VideoMotion, check_regions, cut
-from meerkat.preprocess import check_shard
-from meerkat.slurm import array_shard
+from meerkat.slurm import array_shard, check_shard
 from meerkat.video import BadVideo, check_some_usable, clock, list_videos, probe
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Which shard an array task embeds, from SLURM's array variables when no option says so."""
+"""Which share of the work an array task does (a CSV's rows, the videos), from SLURM's array
+variables when no option says so."""
 
 import os
 
@@ -39,3 +40,12 @@ def array_shard(shard_index: int | None, num_shards: int | None) -> tuple[int, i
         )
     index = (task - first) // step
     return (index if shard_index is None else shard_index), (count if num_shards is None else num_shards)
+
+
+def check_shard(shard_index: int, num_shards: int) -> None:
+    if num_shards < 1:
+        raise UsageError(f"--num-shards must be at least 1, received {num_shards}")
+    if not 0 <= shard_index < num_shards:
+        raise UsageError(
+            f"--shard-index must be in 0..{num_shards - 1} for --num-shards {num_shards}, received {shard_index}"
+        )

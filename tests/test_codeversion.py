@@ -40,11 +40,12 @@ def keys() -> dict[str, str]:
 @pytest.mark.parametrize(
     "module, changed",
     [
-        ("decode", {"embedding", "shards", "model", "report", "clips", "scan"}),  # into the model and scan
+        ("decode", {"embedding", "shards", "model", "report"}),  # baked into the model, used for thumbnails
         ("motion", {"clips", "scan"}),
-        ("model_card", {"report", "clips", "scan"}),  # clips and scan read its threshold note
+        ("model_card", {"report"}),
+        ("card", {"report", "clips", "scan"}),  # clips and scan read the card's threshold note
         ("train", {"model"}),
-        ("report_page", {"report", "clips", "scan"}),
+        ("report_page", {"report"}),
         ("cli", set()),
         ("fileio", set()),
         ("progress", set()),
@@ -114,3 +115,17 @@ def test_revision_from_the_environment_or_the_checkout(monkeypatch):
         assert re.fullmatch(r"[0-9a-f]{40}(\+modified)?", codeversion.revision())
     monkeypatch.setattr(codeversion, "PACKAGE", Path("/nowhere/meerkat"))  # installed, not a checkout
     assert codeversion.revision() == "unknown"
+
+
+def test_an_upgrade_recuts_a_videos_crops_only_when_the_video_code_changed(tmp_path, cli, upgradable):
+    from videos import moving_square
+
+    video, _ = moving_square(tmp_path / "sq.avi")
+    out = tmp_path / "crops"
+    assert "Reusing" not in cli("clips", video, "--output", out).output
+    upgradable("report_page")  # not the code that cuts crops
+    assert "Reusing the finished crops" in cli("clips", video, "--output", out).output
+    upgradable("motion")
+    again = cli("clips", video, "--output", out)
+    assert again.exit_code == 0 and "Reusing" not in again.output
+    assert (out / "sq" / "parameters.csv").read_text().count(codeversion.key("clips")) == 1

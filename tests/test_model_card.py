@@ -8,6 +8,7 @@ import pytest
 from test_report_page import make_facts
 
 from meerkat import model_card
+from meerkat.card import threshold_note
 
 
 @pytest.fixture
@@ -72,14 +73,14 @@ def test_eval_crops_held_out_from_training_are_called_optimistic(tmp_path):
 
 def test_threshold_note(card, tmp_path):
     _, _, model = card
-    note = model_card.threshold_note(model, 0.5)
+    note = threshold_note(model, 0.5)
     assert note == "note: the model card recommends --threshold 0.1 (recall >= 0.95 on its eval set); using 0.5"
-    assert model_card.threshold_note(model, 0.1) is None
+    assert threshold_note(model, 0.1) is None
     older = tmp_path / "older"  # exported before the card existed
     older.mkdir()
-    assert model_card.threshold_note(older, 0.5) is None
+    assert threshold_note(older, 0.5) is None
     (older / "meerkat.json").write_text("{not json")
-    assert model_card.threshold_note(older, 0.5) is None
+    assert threshold_note(older, 0.5) is None
 
 
 # --- on a real run -----------------------------------------------------------------------------------
