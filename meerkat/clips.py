@@ -30,7 +30,7 @@ SCORE_BATCH = 64
 def clips(cfg: ClipsConfig) -> list[dict]:
     """Crop every video of cfg.videos into cfg.output; one summary dict per video."""
     videos = list_videos(cfg.videos)
-    output = fileio.ensure_dir(cfg.output)
+    output = fileio.output_dir(cfg.output)
     fileio.remove_stale_temps(output)  # what killed runs left; a live writer's are locked
     scorer = None
     if cfg.model:

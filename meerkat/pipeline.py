@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def run(cfg: RunConfig) -> dict:
     """createdocs -> preprocess (train and eval) -> train -> export -> report, in cfg.docs.output."""
-    output = fileio.ensure_dir(cfg.docs.output)
+    output = fileio.output_dir(cfg.docs.output)
     with _locked(output):
         start = time.perf_counter()
         if cfg.preprocessed_train_set is not None:
@@ -54,7 +54,7 @@ def run(cfg: RunConfig) -> dict:
 
 def train(cfg: RecordsConfig, train_cfg: TrainConfig) -> dict:
     """`meerkat train`: the end of `run` on preprocessed sets, under the same lock."""
-    output = fileio.ensure_dir(cfg.output_dir)
+    output = fileio.output_dir(cfg.output_dir)
     with _locked(output):
         return _fit(cfg, train_cfg)
 

@@ -45,7 +45,7 @@ def scan(cfg: ScanConfig) -> list[dict]:
     index, count = array_shard(cfg.shard_index, cfg.num_shards)
     check_shard(index, count)
     videos = list_videos(cfg.videos)[index::count]
-    output = fileio.ensure_dir(cfg.output)
+    output = fileio.output_dir(cfg.output)
     fileio.remove_stale_temps(output)  # what killed scans left; live tasks' work is locked
     if note := threshold_note(cfg.model, cfg.threshold):  # the model card's advice, once
         log.info(note)

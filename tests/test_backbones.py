@@ -80,11 +80,11 @@ def test_a_cached_file_that_matches_the_published_hash_is_used(offline, monkeypa
 
 
 def cut_off_download(path, data: bytes):
-    """What a download of meerkat's that was cut short leaves: its name claimed, part of the file."""
+    """What a download of meerkat's that was cut short leaves: part of the file, claimed as meerkat's."""
     from meerkat import fileio
 
-    fileio.record(path)
     path.write_bytes(data)
+    fileio.record(path)
 
 
 def test_a_truncated_download_in_the_keras_cache_is_removed(offline, tmp_path, cli):

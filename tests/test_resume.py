@@ -12,6 +12,8 @@ import pytest
 from conftest import TINY, make_samples, needs_shared
 from test_training import NOISY, make_noisy_samples
 
+from meerkat import fileio
+
 pytestmark = pytest.mark.slow
 
 # 6 + 6 training crops, 1 + 1 of them held out for validation: 10 to train on, 3 steps an epoch.
@@ -102,7 +104,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(request, tmp_path, setup
     scores = served_scores(out / "model", uris)
     assert np.array_equal(scores, served_scores(ref / "model", uris))
     assert scores[:, 0].std() > 1e-3, "a degenerate model would make this comparison meaningless"
-    assert not list(out.rglob(".*.tmp")), "no temporaries may survive the rerun"
+    assert not [p for p in out.rglob("*") if fileio.is_temp(p)], "no temporaries may survive the rerun"
 
 
 def test_a_finished_run_is_not_redone_unless_forced(reference):
