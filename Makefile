@@ -149,7 +149,7 @@ image: weights-context ## Build the CPU image (tag $(IMAGE)), after its test sta
 	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(call variant,Dockerfile) -t $(IMAGE) -f Dockerfile .
 	@$(call image-id,$(IMAGE))
 
-# A second build of $(IMAGE) from nothing (4 to 8 minutes here), which must give the same id. CI calls
+# A second build of $(IMAGE) from nothing (3 to 7 minutes here), which must give the same id. CI calls
 # it instead of make image: a second, cached make image would still take a minute.
 image-reproducible: image ## Rebuild the CPU image without cache; fail unless its id is make image's
 	mkdir -p build
