@@ -171,6 +171,10 @@ def report(samples: Path | None, output: Path | None) -> list[str]:
         f"user: uid {os.getuid()} gid {os.getgid()}, HOME={os.environ.get('HOME', '')}",
     ]
     lines += image_lines()
+    from meerkat import codeversion
+
+    keys = ", ".join(f"{part} {codeversion.key(part)}" for part in codeversion.PARTS)
+    lines.append(f"code keys (a change redoes that output): {keys}; revision {codeversion.revision()}")
     weights = _weights()
     lines += [f"weights: {p} sha256 {h}" for p, h in weights] or ["weights: none baked in or cached"]
     default = os.environ.get("MEERKAT_BACKBONE")
