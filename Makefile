@@ -101,7 +101,7 @@ $(DEEPMEERKAT_VENV)/.installed: requirements/cpu.lock
 test: install deepmeerkat-env chromium ## Run the unit and end-to-end tests (images, SIF, SLURM: smoke, sif-test, slurm-test)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: install deepmeerkat-env chromium ## Run the tests that take seconds
+test-fast: install deepmeerkat-env chromium ## The edit loop: the tests that take under a second (about 50 s)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Headless Chromium renders report/index.html in tests/test_report_page.py. Debian's package, installed

@@ -26,6 +26,20 @@ TINY = ["--backbone", "mobilenet_v2", "--alpha", "0.35", "--weights", str(WEIGHT
 MISSING_SHARED = [p for p in (SAMPLES, WEIGHTS) if not p.exists()]
 
 
+# Fixtures that train, export or score with a real model (seconds to a minute each). A test that uses
+# one is slow: `make test-fast` (-m "not slow") leaves it out, `make test` runs it.
+MODEL_FIXTURES = frozenset(
+    {"tiny_run", "messy", "real_run", "records", "noisy_run", "reference", "stopped_reference", "model",
+     "scored", "with_workers", "array_run", "runs", "inputs", "page"}
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def needs_shared():
     return pytest.mark.skipif(
         bool(MISSING_SHARED),

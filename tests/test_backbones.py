@@ -148,6 +148,7 @@ def test_alpha_is_checked_against_the_backbone():
         resolve("resnet", None, "none")
 
 
+@pytest.mark.slow
 def test_weights_of_another_backbone_are_refused_by_name(tmp_path):
     from conftest import WEIGHTS
 

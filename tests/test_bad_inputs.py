@@ -177,6 +177,7 @@ def test_exif_orientation_is_not_applied_in_training_or_serving(messy):
     assert np.abs(scores[2] - scores[0]).max() > 1e-3, scores
 
 
+@pytest.mark.slow
 def test_a_file_that_disappears_after_createdocs_is_skipped(tmp_path, cli):
     samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
     assert cli("createdocs", samples, "--output", tmp_path / "o").exit_code == 0
@@ -187,6 +188,7 @@ def test_a_file_that_disappears_after_createdocs_is_skipped(tmp_path, cli):
     assert "p1.jpg: file not found" in result.output
 
 
+@pytest.mark.slow
 def test_too_few_usable_images_in_a_class_is_one_line(tmp_path, cli):
     samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
     for name in ("p0.jpg", "p1.jpg"):
@@ -202,6 +204,7 @@ def test_images_directly_in_samples(tmp_path, cli):
     )
 
 
+@pytest.mark.slow
 def test_records_of_another_backbone_are_named_before_training(tmp_path, cli):
     samples = make_samples(tmp_path / "S", train=(2, 2), test=(2, 2))
     assert cli("createdocs", samples, "--output", tmp_path / "o").exit_code == 0

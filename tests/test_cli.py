@@ -32,6 +32,7 @@ def test_version():
     assert meerkat("--version").stdout.strip() == f"meerkat {__version__}"
 
 
+@pytest.mark.slow
 def test_user_error_is_one_line_without_traceback(tmp_path):
     result = meerkat("createdocs", tmp_path / "missing", "--output", tmp_path / "o")
     assert result.returncode == 1
@@ -59,6 +60,7 @@ def test_demo_samples_make_a_valid_samples_folder(tmp_path, cli):
     assert result.exit_code == 0 and "Positive training samples: 3" in result.output
 
 
+@pytest.mark.slow
 def test_doctor_reports_versions_and_folder_problems(tmp_path):
     result = meerkat("doctor", "--samples", tmp_path / "nope", "--output", tmp_path / "out")
     assert result.returncode == 0, result.stderr
@@ -72,6 +74,7 @@ def test_doctor_reports_versions_and_folder_problems(tmp_path):
     assert quick.returncode == 1 and quick.stderr.startswith("error: Samples folder")
 
 
+@pytest.mark.slow
 def test_start_is_quiet_unless_debug(tmp_path):
     """TensorFlow's absl start-up lines (`I0000 ... oneDNN custom operations are on`) stay hidden."""
     quiet = meerkat("doctor")

@@ -238,6 +238,7 @@ def test_roi_finds_boxes_only_inside_and_cuts_crops_from_the_region(cli, tmp_pat
         assert data == expected_crop(region, (bx - x, by - y, bw, bh)), f"crop of frame {n}"
 
 
+@pytest.mark.slow
 def test_exclude_ignores_an_object_moving_inside_the_excluded_rectangle(cli, tmp_path):
     # A 40x40 square along the top, and a 30x30 one moving left along the bottom, 110 px below it
     # (farther than the 75 px within which boxes merge).
@@ -410,6 +411,7 @@ def killed(square, tmp_path_factory):
     return root, kill, after_kill, again
 
 
+@pytest.mark.slow
 def test_a_kill_mid_video_leaves_no_half_folder_and_the_rerun_finishes_identically(killed):
     root, kill, after_kill, again = killed
     assert kill.returncode == -9, kill.stdout + kill.stderr
@@ -490,6 +492,7 @@ def test_a_folder_without_videos_is_a_user_error(cli, tmp_path):
     assert_user_error(cli("clips", tmp_path / "in", "--output", tmp_path / "out"), 1, "no videos in")
 
 
+@pytest.mark.slow
 def test_a_real_process_prints_only_meerkats_warnings_for_bad_videos(bad_folder, square, tmp_path):
     folder, _ = bad_folder
     proc = run_clips(folder, square, "--output", tmp_path)
@@ -654,6 +657,7 @@ def test_a_full_disk_is_an_error_naming_the_file():
         results.write_parameters(Path("/dev/full"), {"status": "done"})
 
 
+@pytest.mark.slow
 def test_a_name_that_is_not_utf8_fails_that_video_instead_of_crashing(square, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -76,6 +76,7 @@ def test_every_part_is_made_by_modules_that_exist_and_none_is_empty():
     assert len(set(keys().values())) == len(codeversion.PARTS)
 
 
+@pytest.mark.slow
 def test_an_upgrade_retrains_when_training_code_changed_and_redoes_only_the_report_when_only_it_did(
     tmp_path, cli, upgradable
 ):

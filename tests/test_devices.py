@@ -5,6 +5,7 @@ There is no GPU here: two logical CPU devices stand in for two GPUs, through the
 import subprocess
 import sys
 
+import pytest
 from conftest import WEIGHTS
 
 SCRIPT = f"""
@@ -27,6 +28,7 @@ print("ok", split.shape)
 """
 
 
+@pytest.mark.slow
 def test_batches_split_over_two_devices_match_one_device():
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -61,12 +63,14 @@ print("ok", len(physical))
 """
 
 
+@pytest.mark.slow
 def test_gpus_zero_chooses_float32_and_batch_32():
     proc = subprocess.run([sys.executable, "-c", GPUS_ZERO], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("ok")
 
 
+@pytest.mark.slow
 def test_the_log_names_the_device_after_gpus_applies(tmp_path, cli):
     from conftest import TINY, make_samples
 

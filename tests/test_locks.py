@@ -28,6 +28,7 @@ def holder(folder):
     return proc
 
 
+@pytest.mark.slow
 def test_a_live_holder_is_refused_by_pid_and_released_when_it_dies(tmp_path, cli):
     samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
     out = tmp_path / "out"

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from conftest import assert_user_error, fit, make_samples
 from contract import check_dict, check_tf1, check_tf2, predictions
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -84,6 +85,7 @@ def test_run_needs_both_preprocessed_sets(tiny_run, tmp_path, cli):
     assert_user_error(result, 2, "--preprocessed-eval-set")
 
 
+@pytest.mark.slow
 def test_run_skips_bad_images_lists_them_and_finishes(tmp_path, cli):
     from conftest import TINY
 

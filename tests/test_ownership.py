@@ -1,5 +1,6 @@
 """meerkat deletes or replaces only what it can show it wrote; anything else in the way is named."""
 
+import pytest
 from conftest import TINY, assert_user_error, fit, make_samples, write_image
 
 
@@ -40,6 +41,7 @@ def test_a_users_model_folder_is_never_replaced(tmp_path, cli, tiny_run):
     assert (project / "model" / "saved_model.pb").read_bytes() == b"someone else's model"
 
 
+@pytest.mark.slow
 def test_force_redoes_meerkats_work_but_never_deletes_a_users_file(tmp_path, cli):
     samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
     out = tmp_path / "out"

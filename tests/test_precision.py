@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import embed, fit, make_samples
 from contract import check_tf2, predictions
@@ -10,6 +11,7 @@ from contract import check_tf2, predictions
 from meerkat import records
 
 
+@pytest.mark.slow
 def test_float16_embeddings_and_model_match_float32(tmp_path, cli):
     samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
     assert cli("createdocs", samples, "--output", tmp_path).exit_code == 0

@@ -77,6 +77,7 @@ def test_bad_files_are_skipped_listed_and_the_run_finishes(tmp_path, cli, docs):
     assert "skipped 4 unusable files" in result.output
 
 
+@pytest.mark.slow
 def test_shards_split_the_csv_and_together_equal_one_process(tmp_path, cli, docs):
     assert embed(cli, docs, tmp_path / "one" / "train").exit_code == 0
     for i in range(3):

@@ -83,6 +83,7 @@ def test_an_unknown_total_gives_count_and_rate_and_a_resumed_count_is_left_out_o
     assert lines[0] == "train: 12 of 30 epochs (40 %), 0.40 epochs/s, ETA 0:00:45"
 
 
+@pytest.mark.slow
 def test_real_sleeps_keep_the_cadence(lines):
     p = Progress("sleepy", 100, "items", every=0.2)
     start = time.perf_counter()
@@ -180,6 +181,7 @@ def run_on_a_pty(script: str, timeout: float = 60.0) -> tuple[int, str]:
     return code, b"".join(chunks).decode("utf-8", "replace")
 
 
+@pytest.mark.slow
 def test_on_a_terminal_a_bar_that_log_lines_pass_and_that_ends_cleanly():
     code, out = run_on_a_pty(SCRIPT)
     assert code == 0, out
@@ -197,6 +199,7 @@ def test_on_a_terminal_a_bar_that_log_lines_pass_and_that_ends_cleanly():
     assert "Traceback" not in out and "LiveError" not in out, out
 
 
+@pytest.mark.slow
 def test_piped_output_has_plain_lines_and_no_terminal_codes():
     script = SCRIPT.replace("every=0.05", "every=0.1")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

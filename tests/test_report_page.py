@@ -149,6 +149,7 @@ def test_the_page_stands_alone_on_disk(page):
     assert (index.parent / "pr.png").read_bytes() == figures["pr.png"]
 
 
+@pytest.mark.slow
 def test_a_crop_gone_since_training_gets_a_placeholder_not_a_broken_image(tmp_path):
     facts = make_facts(tmp_path)
     gone = facts.uris[facts.labels.tolist().index(1)]  # n0.jpg, the most confident false positive
@@ -161,6 +162,7 @@ def test_a_crop_gone_since_training_gets_a_placeholder_not_a_broken_image(tmp_pa
         assert (facts.output / "report" / src).is_file(), src
 
 
+@pytest.mark.slow
 def test_a_rerun_replaces_its_own_figures_and_leaves_a_users_file(tmp_path):
     facts = make_facts(tmp_path)
     report_page.write_page(facts)
@@ -172,6 +174,7 @@ def test_a_rerun_replaces_its_own_figures_and_leaves_a_users_file(tmp_path):
     assert "No training curves" in (facts.output / "report" / "index.html").read_text()
 
 
+@pytest.mark.slow
 def test_matplotlib_works_without_a_writable_home(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME")}
     env["HOME"] = "/proc/nonexistent"  # what an arbitrary --user in a read-only container has
@@ -306,6 +309,7 @@ def test_a_run_writes_the_page_and_it_renders(tiny_run, tmp_path):
     screenshot(index, BUILD / "report-tiny-run.png", result["height"], tmp_path)
 
 
+@pytest.mark.slow
 def test_tensorboard_holds_the_pr_curve_confusion_matrix_and_mistakes_under_logs_eval(tmp_path):
     import tensorflow as tf
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

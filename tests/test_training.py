@@ -231,6 +231,7 @@ def test_balanced_class_weights_on_a_3_to_1_set_are_worked_by_hand():
 
 
 @pytest.mark.parametrize("mode, p_positive, loss", [("none", 0.25, 0.562335), ("balanced", 0.5, math.log(2))])
+@pytest.mark.slow
 def test_training_minimises_the_weighted_loss(tmp_path, mode, p_positive, loss):
     """Crops that all look alike, 1 positive to 3 negatives: the plain loss is lowest at p = 1/4, the
     balanced one, where both classes weigh alike, at p = 1/2 (loss log 2)."""
