@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,18 +12,23 @@ from meerkat import records
 pytestmark = pytest.mark.slow
 
 
-def meerkat_run(samples, out, *extra):
-    cmd = [sys.executable, "-m", "meerkat", "run", str(samples), str(out), *TINY, "--epochs", "2", *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+@pytest.fixture
+def meerkat_run(cli):
+    """`meerkat run` in this process (the backbone is built once for all of a test's runs); its log."""
+
+    def run(samples, out, *extra):
+        result = cli("run", samples, out, *TINY, "--epochs", "2", *extra)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    return run
 
 
 def computed(stdout) -> list[int]:
     return [int(n) for n in re.findall(r"embeddings from the cache, (\d+) to compute", stdout)]
 
 
-def test_warm_cache_new_images_and_head_options(tmp_path):
+def test_warm_cache_new_images_and_head_options(tmp_path, meerkat_run):
     samples = make_samples(tmp_path / "Samples", train=(6, 6), test=(3, 3))
     cache = tmp_path / "cache"
     assert computed(meerkat_run(samples, tmp_path / "a", "--cache-dir", cache)) == [12, 6]
@@ -46,14 +49,14 @@ def test_warm_cache_new_images_and_head_options(tmp_path):
     assert head_only.count("Reusing finished shard") == 2 and "Training on 12 embeddings" in head_only
 
 
-def test_renamed_crop_is_a_cache_hit(tmp_path):
+def test_renamed_crop_is_a_cache_hit(tmp_path, meerkat_run):
     samples = make_samples(tmp_path / "Samples", train=(3, 3), test=(2, 2))
     meerkat_run(samples, tmp_path / "a")
     (samples / "Training" / "Positives" / "p0.jpg").rename(samples / "Training" / "Positives" / "renamed.jpg")
     assert computed(meerkat_run(samples, tmp_path / "a")) == [0]  # the eval shard is reused whole
 
 
-def test_bfloat16_embeddings_stay_close_to_float32(tmp_path):
+def test_bfloat16_embeddings_stay_close_to_float32(tmp_path, meerkat_run):
     samples = make_samples(tmp_path / "Samples", train=(4, 4), test=(2, 2))
     meerkat_run(samples, tmp_path / "f32", "--precision", "float32")
     out = meerkat_run(samples, tmp_path / "bf16", "--precision", "bfloat16")

@@ -84,18 +84,18 @@ def stopped_reference(tmp_path_factory):
         ),
     ],
 )
-def test_killed_run_resumes_to_the_uninterrupted_result(request, tmp_path, setup, kill_at, evidence):
+def test_killed_run_resumes_to_the_uninterrupted_result(request, tmp_path, cli, setup, kill_at, evidence):
     samples, ref, uris, _ = request.getfixturevalue(setup)
     flags = PLAIN if setup == "reference" else NOISY
     out = tmp_path / "out"
     killed = meerkat_run(samples, out, kill_at=kill_at, flags=flags)
     assert killed.returncode == -9, killed.stdout + killed.stderr
     assert not (out / "report" / "run.json").exists()
-    again = meerkat_run(samples, out, flags=flags)
-    assert again.returncode == 0, again.stdout + again.stderr
+    again = cli("run", samples, out, *TINY, *flags)  # the rerun in this process: no second TensorFlow start
+    assert again.exit_code == 0, again.output
     for line in evidence:
-        assert line in again.stdout, again.stdout
-    assert "ended without finishing" in again.stderr
+        assert line in again.output, again.output
+    assert "ended without finishing" in again.output
     for name in ("metrics.json", "predictions.csv", "history.csv"):
         assert (out / "report" / name).read_bytes() == (ref / "report" / name).read_bytes(), name
     runs = [json.loads((d / "report" / "run.json").read_text()) for d in (out, ref)]
@@ -107,16 +107,16 @@ def test_killed_run_resumes_to_the_uninterrupted_result(request, tmp_path, setup
     assert not [p for p in out.rglob("*") if fileio.is_temp(p)], "no temporaries may survive the rerun"
 
 
-def test_a_finished_run_is_not_redone_unless_forced(reference):
+def test_a_finished_run_is_not_redone_unless_forced(reference, cli):
     samples, ref, _, _ = reference
-    again = meerkat_run(samples, ref)
-    assert again.returncode == 0 and "nothing to do" in again.stdout
-    assert "to compute" not in again.stdout and "Training on" not in again.stdout
-    forced = meerkat_run(samples, ref, "--force")
-    assert forced.returncode == 0
+    again = cli("run", samples, ref, *TINY, *PLAIN)
+    assert again.exit_code == 0 and "nothing to do" in again.output
+    assert "to compute" not in again.output and "Training on" not in again.output
+    forced = cli("run", samples, ref, *TINY, *PLAIN, "--force")
+    assert forced.exit_code == 0
     # --force rewrites the shards (from the content-keyed cache, still valid) and retrains.
-    assert "12 images, 12 embeddings from the cache, 0 to compute" in forced.stdout
-    assert "Training on 10 embeddings (5 positive, 5 negative)" in forced.stdout
+    assert "12 images, 12 embeddings from the cache, 0 to compute" in forced.output
+    assert "Training on 10 embeddings (5 positive, 5 negative)" in forced.output
 
 
 def test_a_report_step_that_fails_is_recorded_and_the_rerun_redoes_only_the_report(tmp_path, cli):
