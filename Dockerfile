@@ -106,7 +106,7 @@ CMD []
 FROM runtime AS test
 ARG VARIANT
 RUN meerkat --version && meerkat --help >/dev/null \
-    && python -c "import sys, meerkat.export, meerkat.preprocess, tensorflow as tf; \
+    && python -c "import sys, meerkat.train.export, meerkat.embed.preprocess, tensorflow as tf; \
       cuda = tf.test.is_built_with_cuda(); \
       assert cuda == (sys.argv[1] == 'gpu'), f'VARIANT={sys.argv[1]}, but is_built_with_cuda() is {cuda}'" "${VARIANT}"
 

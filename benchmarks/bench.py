@@ -10,7 +10,7 @@ For each backbone it measures:
   4. the original design: one image per model call with the decode inside, as DeepMeerkat's Beam DoFn did;
   5. peak resident memory of `meerkat preprocess` at N and 4N images;
   6. training the head on 10,000 cached embeddings for 10 epochs;
-  7. the ownership check (fileio) over a records/ folder of many shards: by name alone, as before
+  7. the ownership check (core.ownership) over a records/ folder of many shards: by name alone, as before
      issue 16, against by name and signature (size, mtime, inode), and what one write there costs.
 Figures are medians over --repeats runs, with min-max. The data are synthetic JPEG crops
 (80-320 px, made by `meerkat demo-samples`), split like the seed's job: 5000+5000 training,
@@ -51,7 +51,7 @@ def configs(args):
 
 
 def samples(n: int, seed: int = 0) -> Path:
-    from meerkat.demo import make_demo_samples
+    from meerkat.samples.demo import make_demo_samples
 
     folder = WORK / f"samples-{n}-{seed}"
     if not folder.is_dir():
@@ -91,12 +91,12 @@ def peak_rss_mb(*args) -> float:
 def bench(backbone, alpha, weights, precision, args):
     import tensorflow as tf
 
-    from meerkat import backbones
-    from meerkat.config import BackboneConfig, DocsConfig, PreprocessConfig
-    from meerkat.createdocs import createdocs
-    from meerkat.decode import decode_and_resize
-    from meerkat.embedder import embedder_for
-    from meerkat.preprocess import preprocess
+    from meerkat.core.config import BackboneConfig, DocsConfig, PreprocessConfig
+    from meerkat.embed import backbones
+    from meerkat.embed.decode import decode_and_resize
+    from meerkat.embed.embedder import embedder_for
+    from meerkat.embed.preprocess import preprocess
+    from meerkat.samples.createdocs import createdocs
 
     name = f"{backbone}{f' {alpha}' if alpha else ''} {precision}"
     spec = backbones.resolve(BackboneConfig(backbone, alpha, weights, precision))
@@ -204,26 +204,27 @@ def head_training(n=10000, dim=1280, epochs=10):
     import numpy as np
     import tensorflow as tf
 
-    from meerkat import records, train
-    from meerkat.config import TrainConfig
+    from meerkat.core.config import TrainConfig
+    from meerkat.embed import tfrecords
+    from meerkat.train import fit
 
     folder = WORK / "head"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    shard = records.shard_path(folder / "train", 0, 1)
+    shard = tfrecords.shard_path(folder / "train", 0, 1)
     rng = np.random.default_rng(0)
     with tf.io.TFRecordWriter(str(shard), options="GZIP") as w:
         for i in range(n):
-            w.write(records.encode_example(f"img{i}.jpg", i % 2, rng.normal(i % 2, 1, dim).astype(np.float32)))
+            w.write(tfrecords.encode_example(f"img{i}.jpg", i % 2, rng.normal(i % 2, 1, dim).astype(np.float32)))
     manifest = {"backbone": {}, "embedding_dim": dim, "labels": ["positive", "negative"]}
-    records.manifest_path(shard).write_text(__import__("json").dumps(manifest))
+    tfrecords.manifest_path(shard).write_text(__import__("json").dumps(manifest))
     reads, fits = [], []
     for r in range(3):
         start = time.perf_counter()
-        data = train.load(str(folder / "train"), "train")
+        data = fit.load(str(folder / "train"), "train")
         reads.append(time.perf_counter() - start)
         start = time.perf_counter()
-        train.train(data, TrainConfig(epochs=epochs), folder / f"logs{r}", folder / f"ckpt{r}.npz", "bench")
+        fit.train(data, TrainConfig(epochs=epochs), folder / f"logs{r}", folder / f"ckpt{r}.npz", "bench")
         fits.append(time.perf_counter() - start)
     print(f"\nhead training on {n} embeddings ({dim}-d), batch 32:")
     print(f"  6. read the shards into memory     seconds  {stats(reads)}")
@@ -242,42 +243,42 @@ def timed(call, repeats: int) -> list[float]:
 
 
 def ownership(shards: int, repeats: int = 21):
-    """7. fileio's ownership check over a records/ folder of `shards` shards (a .tfrecord.gz and a
-    .json each, written by fileio): by name alone as before issue 16, and by name and signature."""
-    from meerkat import fileio
+    """7. core.ownership's check over a records/ folder of `shards` shards (a .tfrecord.gz and a
+    .json each, written by core.atomic): by name alone as before issue 16, and by name and signature."""
+    from meerkat.core import atomic, ownership, temporaries
 
     folder = WORK / "ownership" / "records"
     shutil.rmtree(folder.parent, ignore_errors=True)
-    fileio.ensure_dir(folder)
+    atomic.ensure_dir(folder)
     names = [f"train-{i:05d}-of-{shards:05d}{ext}" for i in range(shards) for ext in (".tfrecord.gz", ".json")]
     start = time.perf_counter()
     for name in names:
-        fileio.write_text(folder / name, "x" * 64)
+        atomic.write_text(folder / name, "x" * 64)
     setup = time.perf_counter() - start
     legacy = folder.parent / "names-only"  # the same list in the format before issue 16: names alone
     legacy.write_text("".join(f"{n}\n" for n in names))
     old_temp = re.compile(r"^\..+\.[^.]+\.\d+\.tmp$")
 
-    def folder_by_name():  # fileio.not_ours of a folder with its list, before issue 16
+    def folder_by_name():  # ownership.not_ours of a folder with its list, before issue 16
         listed = set(legacy.read_text().splitlines())
         for child in sorted(folder.iterdir()):
-            if child.name == fileio.OWNED or old_temp.match(child.name):
+            if child.name == ownership.OWNED or old_temp.match(child.name):
                 continue
             if child.name not in listed or (child.is_dir() and not child.is_symlink()):
                 return child  # (the old check went on into a listed folder; records/ holds none)
         return None
 
-    def file_by_name():  # fileio.not_ours of one file, before issue 16
+    def file_by_name():  # ownership.not_ours of one file, before issue 16
         return None if names[-1] in set(legacy.read_text().splitlines()) else folder / names[-1]
 
-    assert fileio.not_ours(folder) is None and folder_by_name() is None
+    assert ownership.not_ours(folder) is None and folder_by_name() is None
     rows = [
         ("not_ours(records/), by name (before)", timed(folder_by_name, repeats)),
-        ("not_ours(records/), by name + signature", timed(lambda: fileio.not_ours(folder), repeats)),
+        ("not_ours(records/), by name + signature", timed(lambda: ownership.not_ours(folder), repeats)),
         ("not_ours(one shard), by name (before)", timed(file_by_name, repeats)),
-        ("not_ours(one shard), by name + signature", timed(lambda: fileio.not_ours(folder / names[-1]), repeats)),
-        ("one write_text into records/ (whole)", timed(lambda: fileio.write_text(folder / names[-1], "y"), repeats)),
-        ("  of which its cleanup of dead temporaries", timed(lambda: fileio.remove_stale_temps(folder), repeats)),
+        ("not_ours(one shard), by name + signature", timed(lambda: ownership.not_ours(folder / names[-1]), repeats)),
+        ("one write_text into records/ (whole)", timed(lambda: atomic.write_text(folder / names[-1], "y"), repeats)),
+        ("  of which its cleanup of dead temporaries", timed(lambda: temporaries.remove_stale(folder), repeats)),
     ]
     print(f"\nownership check on records/ with {shards} shards ({len(names)} files, {setup:.1f} s to write them):")
     for label, times in rows:

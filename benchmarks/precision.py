@@ -33,7 +33,7 @@ def main():
     p.add_argument("--weights", default="none")
     p.add_argument("--samples", type=Path, default=SAMPLES)
     args = p.parse_args()
-    from meerkat import records
+    from meerkat.embed import tfrecords
 
     flags = ["--backbone", args.backbone, "--weights", args.weights] + (["--alpha", args.alpha] if args.alpha else [])
     vectors, accuracy = {}, {}
@@ -54,8 +54,8 @@ def main():
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 sys.exit(proc.stderr)
-            shards, manifest = records.find_shards(str(out / "records" / "train"))
-            uris, _, v = records.read_shards(shards, manifest["embedding_dim"])
+            shards, manifest = tfrecords.find_shards(str(out / "records" / "train"))
+            uris, _, v = tfrecords.read_shards(shards, manifest["embedding_dim"])
             vectors[precision] = v[np.argsort(uris)]
             accuracy[precision] = json.loads((out / "report" / "metrics.json").read_text())["accuracy"]
     base = vectors["float32"]

@@ -12,7 +12,7 @@ build/bench/video/) and on
   - meerkat scan (the default batching) and scan with --batch-size 1 (one model call per box), both
     --no-frames, with a model trained once on DeepMeerkat's sample crops (cached in build/bench/video/).
 meerkat is timed inside this process: the stage functions are called with configs built by
-meerkat.config.build, so interpreter start-up, the TensorFlow import and (for scan) loading the
+meerkat.core.config.build, so interpreter start-up, the TensorFlow import and (for scan) loading the
 model are not in the figures; the CLI's wall time on chimp.mp4 is printed beside them. Repeats are
 interleaved (each round runs every variant once): figures are medians with min-max, and a ratio is
 the median of its per-round ratios, which the machine's other load disturbs least. It also
@@ -204,9 +204,9 @@ def deepmeerkat(video: Path, out: Path) -> tuple[tuple[float, float], int]:
 
 
 def clips(video: Path, out: Path, scale: float) -> tuple[tuple[float, float], int]:
-    from meerkat import config
-    from meerkat.clips import clips as run_clips
-    from meerkat.config import ClipsConfig
+    from meerkat.core import config
+    from meerkat.core.config import ClipsConfig
+    from meerkat.video.clips import clips as run_clips
 
     shutil.rmtree(out, ignore_errors=True)
     cfg = config.build(ClipsConfig, {"videos": [video], "output": out, "motion_scale": scale, "force": True})
@@ -219,9 +219,9 @@ class Scan:
     """meerkat scan --no-frames with one --batch-size; the model is loaded once, before any timing."""
 
     def __init__(self, model_dir: Path, out: Path, batch_size: int | None):
-        from meerkat import config
-        from meerkat.config import ScanConfig
-        from meerkat.scan import VideoScanner
+        from meerkat.core import config
+        from meerkat.core.config import ScanConfig
+        from meerkat.video.scan import VideoScanner
 
         values = {"model": model_dir, "videos": [], "output": out, "frames": False, "force": True}
         if batch_size:
@@ -334,7 +334,7 @@ def report(results: list[dict], scanners: dict, cli: dict, args) -> None:
         f"meerkat video benchmark: {os.cpu_count()} CPUs, OpenCV {cv2.__version__}, TensorFlow {tf.__version__}",
         f"{args.repeats} interleaved rounds (each runs every variant once); frames/s is the median (min-max); CPU is "
         "user + system time of all threads.",
-        "meerkat is timed inside one process (stage functions called with configs from meerkat.config.build):",
+        "meerkat is timed inside one process (stage functions called with configs from meerkat.core.config.build):",
         "interpreter start-up, the TensorFlow import and loading the model "
         f"({scanners['scan'].load_seconds:.1f} s) are not in the figures.",
         "DeepMeerkat 3.1.4 is timed inside its subprocess, around run_motion_job. scan runs with --no-frames.",
@@ -444,7 +444,7 @@ def main():
     args.repeats = args.repeats or (1 if args.quick else 3)
     load = os.getloadavg()[0]
 
-    from meerkat.quiet import hush
+    from meerkat.core.quiet import hush
 
     hush()  # TensorFlow's start-up lines
     videos = [(f"synthetic {WIDTH}x{HEIGHT}", synthetic(args.frames, args.seed))]

@@ -18,8 +18,9 @@ from typing import Annotated, get_args
 
 import typer
 
-from meerkat import __version__, config
-from meerkat.config import (
+from meerkat import __version__
+from meerkat.core import config
+from meerkat.core.config import (
     ADVANCED,
     MAX_INT,
     MAX_SEED,
@@ -33,7 +34,7 @@ from meerkat.config import (
     ScanConfig,
     TrainConfig,
 )
-from meerkat.errors import MeerkatError
+from meerkat.core.errors import MeerkatError
 
 app = typer.Typer(
     help="Train DeepMeerkat's two-class crop classifiers: createdocs -> preprocess -> train -> export.",
@@ -141,7 +142,7 @@ def user_errors():
     except OSError as e:
         if state["debug"]:
             raise
-        from meerkat.fileio import describe_os_error
+        from meerkat.core.errors import describe_os_error
 
         where = f"{e.filename}: " if e.filename else ""
         typer.echo(f"error: {where}{describe_os_error(e)} (rerun with --debug for details)", err=True)
@@ -173,7 +174,7 @@ def main_options(
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "24"  # warnings
     else:
-        from meerkat.quiet import hush
+        from meerkat.core.quiet import hush
 
         hush()
     _configure_logging(debug)
@@ -191,7 +192,7 @@ def createdocs(**options):
 
     [bold]Example:[/] meerkat createdocs Samples --output runs/hummingbirds
     """
-    from meerkat.createdocs import createdocs as run_createdocs
+    from meerkat.samples.createdocs import createdocs as run_createdocs
 
     with user_errors():
         run_createdocs(config.build(DocsConfig, options))
@@ -207,8 +208,8 @@ def preprocess(**options):
     [bold]Example:[/] meerkat preprocess --input-path runs/h/docs/trainingdata.csv \\
       --input-dict runs/h/docs/dict.txt --output-path runs/h/records/train
     """
-    from meerkat import backbones
-    from meerkat.preprocess import preprocess as run_preprocess
+    from meerkat.embed import backbones
+    from meerkat.embed.preprocess import preprocess as run_preprocess
 
     with user_errors():
         cfg = config.build(PreprocessConfig, options)
@@ -222,7 +223,7 @@ def train(**options):
     [bold]Example:[/] meerkat train --train-data runs/h/records/train --eval-data runs/h/records/eval \\
       --output-dir runs/h
     """
-    from meerkat import pipeline
+    from meerkat.train import pipeline
 
     with user_errors():
         pipeline.train(config.build(RecordsConfig, options), config.build(TrainConfig, options))
@@ -242,7 +243,7 @@ def run(**options):
     [bold]Offline, with a local weights file:[/] meerkat run Samples runs/h --backbone mobilenet_v2 --alpha 0.35 \\
       --weights mobilenet_v2_0.35_224_no_top.weights.h5
     """
-    from meerkat import pipeline
+    from meerkat.train import pipeline
 
     with user_errors():
         pipeline.run(config.build(RunConfig, options))
@@ -257,7 +258,7 @@ def clips(**options):
 
     [bold]Example:[/] meerkat clips videos/ --output crops --exclude 0,0,320,20
     """
-    from meerkat.clips import clips as run_clips
+    from meerkat.video.clips import clips as run_clips
 
     with user_errors():
         run_clips(config.build(ClipsConfig, options))
@@ -272,7 +273,7 @@ def scan(**options):
 
     [bold]Example:[/] meerkat scan runs/h/model videos/ --output scans --threshold 0.05
     """
-    from meerkat.scan import scan as run_scan
+    from meerkat.video.scan import scan as run_scan
 
     with user_errors():
         run_scan(config.build(ScanConfig, options))
@@ -311,7 +312,7 @@ def predict(
 
     [bold]Example:[/] meerkat predict runs/h/model new_crops/ --output scores.csv --threshold 0.05
     """
-    from meerkat.predict import predict as run_predict
+    from meerkat.apply.predict import predict as run_predict
 
     with user_errors():
         run_predict(model, paths, output, batch_size, threshold)
@@ -335,7 +336,7 @@ def demo_samples(
 
     [bold]Example:[/] meerkat demo-samples demo && meerkat run demo runs/demo
     """
-    from meerkat.demo import make_demo_samples
+    from meerkat.samples.demo import make_demo_samples
 
     with user_errors():
         make_demo_samples(folder, train_per_class, test_per_class, seed)

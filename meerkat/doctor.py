@@ -22,10 +22,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from meerkat import __version__, fileio
-from meerkat.devices import GPU_FLAGS, cuda_build_and_gpus
-from meerkat.errors import MeerkatError
-from meerkat.settings import WEIGHTS_DIR_ENV
+from meerkat import __version__
+from meerkat.core import atomic
+from meerkat.core.errors import MeerkatError
+from meerkat.core.settings import WEIGHTS_DIR_ENV
+from meerkat.embed.devices import GPU_FLAGS, cuda_build_and_gpus
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def check_mounts(samples: Path | None, output: Path | None) -> None:
             )
     if output is not None:
         try:
-            fileio.ensure_dir(output)
+            atomic.ensure_dir(output)
         except MeerkatError as e:
             raise MeerkatError(
                 f"{e}. Mount a writable host folder (-v $PWD/Output:{output}) and run as its owner "
@@ -53,7 +54,7 @@ def check_mounts(samples: Path | None, output: Path | None) -> None:
 
 
 def _weights() -> list[tuple[str, str]]:
-    from meerkat.weights import sha256
+    from meerkat.embed.weights import sha256
 
     found = []
     for d in filter(
@@ -171,7 +172,7 @@ def report(samples: Path | None, output: Path | None) -> list[str]:
         f"user: uid {os.getuid()} gid {os.getgid()}, HOME={os.environ.get('HOME', '')}",
     ]
     lines += image_lines()
-    from meerkat import codeversion
+    from meerkat.core import codeversion
 
     keys = ", ".join(f"{part} {codeversion.key(part)}" for part in codeversion.PARTS)
     lines.append(f"code keys (a change redoes that output): {keys}; revision {codeversion.revision()}")

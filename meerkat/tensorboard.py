@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from meerkat.errors import MeerkatError, UsageError
+from meerkat.core.errors import MeerkatError, UsageError
 
 log = logging.getLogger(__name__)
 

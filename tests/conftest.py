@@ -105,7 +105,7 @@ def fit(cli, train_data, eval_data, output, *extra, env=None):
 
 @pytest.fixture(scope="session", autouse=True)
 def own_state_folder(tmp_path_factory):
-    """Where xattrs are missing, fileio keeps its records in $XDG_STATE_HOME/meerkat: the tests' own,
+    """Where xattrs are missing, core.ownership keeps its records in $XDG_STATE_HOME/meerkat: the tests' own,
     not the developer's ~/.local/state (subprocesses inherit it)."""
     os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
 

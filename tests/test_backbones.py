@@ -5,9 +5,9 @@ import shutil
 import pytest
 from conftest import assert_user_error, make_samples
 
-from meerkat import backbones, weights
-from meerkat.config import BackboneConfig
-from meerkat.errors import MeerkatError, UsageError
+from meerkat.core.config import BackboneConfig
+from meerkat.core.errors import MeerkatError, UsageError
+from meerkat.embed import backbones, weights
 
 MOBILENET_035 = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 INCEPTION = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -81,10 +81,10 @@ def test_a_cached_file_that_matches_the_published_hash_is_used(offline, monkeypa
 
 def cut_off_download(path, data: bytes):
     """What a download of meerkat's that was cut short leaves: part of the file, claimed as meerkat's."""
-    from meerkat import fileio
+    from meerkat.core import ownership
 
     path.write_bytes(data)
-    fileio.record(path)
+    ownership.claim_growing(path)
 
 
 def test_a_truncated_download_in_the_keras_cache_is_removed(offline, tmp_path, cli):

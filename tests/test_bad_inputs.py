@@ -15,7 +15,7 @@ import pytest
 from conftest import TINY, assert_user_error, embed, fit, make_samples, write_image
 from PIL import Image
 
-from meerkat.settings import MAX_PIXELS
+from meerkat.core.settings import MAX_PIXELS
 
 
 def rgb(seed=0, h=60, w=80):
@@ -156,7 +156,7 @@ def test_exif_orientation_is_not_applied_in_training_or_serving(messy):
     import tensorflow as tf
     from contract import check_tf2
 
-    from meerkat.decode import decode_and_resize
+    from meerkat.embed.decode import decode_and_resize
 
     _, out, _ = messy
     pixels = rgb(19)
@@ -259,8 +259,8 @@ def test_shards_of_another_meerkat_version_are_named(tmp_path, cli, tiny_run):
 def test_an_unreadable_checkpoint_is_trained_over_from_the_start(tmp_path):
     import keras
 
-    from meerkat.config import TrainConfig
-    from meerkat.train import _restore_checkpoint, build_head
+    from meerkat.core.config import TrainConfig
+    from meerkat.train.fit import _restore_checkpoint, build_head
 
     head = build_head(8, TrainConfig())
     optimizer = keras.optimizers.Adam()

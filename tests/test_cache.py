@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import TINY, make_samples, write_image
 
-from meerkat import records
+from meerkat.embed import tfrecords
 
 pytestmark = pytest.mark.slow
 
@@ -63,8 +63,8 @@ def test_bfloat16_embeddings_stay_close_to_float32(tmp_path, meerkat_run):
     assert "(bfloat16)" in out
     vectors = {}
     for name in ("f32", "bf16"):
-        shards, manifest = records.find_shards(str(tmp_path / name / "records" / "train"))
-        uris, _, v = records.read_shards(shards, manifest["embedding_dim"])
+        shards, manifest = tfrecords.find_shards(str(tmp_path / name / "records" / "train"))
+        uris, _, v = tfrecords.read_shards(shards, manifest["embedding_dim"])
         vectors[name] = v[np.argsort(uris)]
         assert manifest["backbone"]["precision"] == {"f32": "float32", "bf16": "bfloat16"}[name]
     a, b = vectors["f32"], vectors["bf16"]

@@ -67,7 +67,7 @@ def test_doctor_reports_versions_and_folder_problems(tmp_path):
     assert "TensorFlow CUDA build: no" in result.stdout and "GPUs visible: none" in result.stdout
     assert f"Samples: problem: Samples folder {tmp_path / 'nope'} not found" in result.stdout
     assert f"Output: {tmp_path / 'out'} ok" in result.stdout
-    from meerkat import codeversion
+    from meerkat.core import codeversion
 
     assert f"scan {codeversion.key('scan')}" in result.stdout  # the code keys a rerun compares
     quick = meerkat("doctor", "--mounts-only", "--samples", tmp_path / "nope")

@@ -559,7 +559,7 @@ def test_an_exclude_past_the_frame_counts_for_its_part_inside(cli, square, tmp_p
 def failing_shrink(monkeypatch, width: int, frame: int) -> None:
     """The motion detector's shrink, which runs on the decoding thread, raising at frame `frame` of
     the videos `width` pixels wide (every frame is processed: stride 1)."""
-    from meerkat.motion import MotionDetector
+    from meerkat.video.motion import MotionDetector
 
     real, calls = MotionDetector.shrink, {}
 
@@ -589,7 +589,7 @@ def test_an_error_on_the_decoding_thread_fails_the_video_with_that_reason(cli, t
 
 
 def test_frames_raise_the_decoding_threads_error_after_the_frames_before_it(square):
-    from meerkat.video import BadVideo, Frames
+    from meerkat.video.frames import BadVideo, Frames
 
     def prepare(image):
         prepared.append(len(prepared))
@@ -645,14 +645,15 @@ def test_a_crop_that_cannot_be_written_stops_the_run_naming_the_file(square, tmp
 
 
 def test_a_full_disk_is_an_error_naming_the_file():
-    from meerkat import results
-    from meerkat.errors import MeerkatError
+    from meerkat.core import atomic
+    from meerkat.core.errors import MeerkatError
+    from meerkat.video import results
 
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full here")
     words = "cannot write /dev/full: no space left on the device; free some space or choose another output folder"
     with pytest.raises(MeerkatError, match=words):
-        results.write_file(Path("/dev/full"), results.jpeg(np.zeros((64, 64, 3), np.uint8)))
+        atomic.write_file(Path("/dev/full"), atomic.jpeg(np.zeros((64, 64, 3), np.uint8)))
     with pytest.raises(MeerkatError, match=words):
         results.write_parameters(Path("/dev/full"), {"status": "done"})
 

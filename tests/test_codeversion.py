@@ -10,7 +10,7 @@ import shutil
 import pytest
 from conftest import TINY, make_samples
 
-from meerkat import codeversion
+from meerkat.core import codeversion
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def upgradable(tmp_path, monkeypatch):
     codeversion._imports.cache_clear()
 
     def edit(module: str, text: str = "\n# upgraded\n") -> None:
-        with open(copy / f"{module}.py", "a", encoding="utf-8") as f:
+        with open(copy.joinpath(*module.split(".")).with_suffix(".py"), "a", encoding="utf-8") as f:
             f.write(text)
         codeversion.key.cache_clear()
         codeversion._imports.cache_clear()
@@ -40,15 +40,15 @@ def keys() -> dict[str, str]:
 @pytest.mark.parametrize(
     "module, changed",
     [
-        ("decode", {"embedding", "shards", "model", "report"}),  # baked into the model, used for thumbnails
-        ("motion", {"clips", "scan"}),
-        ("model_card", {"report"}),
-        ("card", {"report", "clips", "scan"}),  # clips and scan read the card's threshold note
-        ("train", {"model"}),
-        ("report_page", {"report"}),
+        ("embed.decode", {"embedding", "shards", "model", "report"}),  # baked into the model, used for thumbnails
+        ("video.motion", {"clips", "scan"}),
+        ("report.model_card", {"report"}),
+        ("apply.card", {"report", "clips", "scan"}),  # clips and scan read the card's threshold note
+        ("train.fit", {"model"}),
+        ("report.page", {"report"}),
         ("cli", set()),
-        ("fileio", set()),
-        ("progress", set()),
+        ("core.atomic", set()),
+        ("core.progress", set()),
     ],
 )
 def test_a_module_changes_the_keys_of_the_outputs_it_makes(upgradable, module, changed):
@@ -60,11 +60,12 @@ def test_a_module_changes_the_keys_of_the_outputs_it_makes(upgradable, module, c
 
 def test_the_keys_follow_imports_a_new_module_brings(upgradable):
     before = keys()
-    upgradable("helpers_new", "X = 1\n")
+    upgradable("video.helpers_new", "X = 1\n")
     assert keys() == before  # nothing imports it yet
-    upgradable("motion", "\ndef _late():\n    from meerkat import helpers_new\n\n    return helpers_new.X\n")
-    assert "helpers_new" in codeversion.modules("clips")
-    upgradable("helpers_new", "X = 2\n")
+    late_import = "\ndef _late():\n    from meerkat.video import helpers_new\n\n    return helpers_new.X\n"
+    upgradable("video.motion", late_import)
+    assert "video.helpers_new" in codeversion.modules("clips")
+    upgradable("video.helpers_new", "X = 2\n")
     assert codeversion.key("clips") != before["clips"]
 
 
@@ -87,18 +88,18 @@ def test_an_upgrade_retrains_when_training_code_changed_and_redoes_only_the_repo
     upgradable("cli")  # a new command or a help text: the finished run stands
     assert "nothing to do" in cli("run", samples, out, *TINY, "--epochs", 1).output
 
-    upgradable("report_page")
+    upgradable("report.page")
     redo = cli("run", samples, out, *TINY, "--epochs", 1)
     assert "redoing only the report" in redo.output and "report code changed" in redo.output
     assert "Training on" not in redo.output
     assert json.loads((out / "report" / "run.json").read_text())["report_code"] == codeversion.key("report")
     assert "nothing to do" in cli("run", samples, out, *TINY, "--epochs", 1).output
 
-    upgradable("train")
+    upgradable("train.fit")
     retrained = cli("run", samples, out, *TINY, "--epochs", 1)
     assert "Training on" in retrained.output and "Reusing finished shard" in retrained.output
 
-    upgradable("decode")  # the embeddings themselves: shards and cache entries are made again
+    upgradable("embed.decode")  # the embeddings themselves: shards and cache entries are made again
     again = cli("run", samples, out, *TINY, "--epochs", 1)
     assert "Reusing finished shard" not in again.output and "0 embeddings from the cache" in again.output
 
@@ -124,9 +125,9 @@ def test_an_upgrade_recuts_a_videos_crops_only_when_the_video_code_changed(tmp_p
     video, _ = moving_square(tmp_path / "sq.avi")
     out = tmp_path / "crops"
     assert "Reusing" not in cli("clips", video, "--output", out).output
-    upgradable("report_page")  # not the code that cuts crops
+    upgradable("report.page")  # not the code that cuts crops
     assert "Reusing the finished crops" in cli("clips", video, "--output", out).output
-    upgradable("motion")
+    upgradable("video.motion")
     again = cli("clips", video, "--output", out)
     assert again.exit_code == 0 and "Reusing" not in again.output
     assert (out / "sq" / "parameters.csv").read_text().count(codeversion.key("clips")) == 1

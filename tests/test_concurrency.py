@@ -8,7 +8,7 @@ import time
 import pytest
 from conftest import TINY, make_samples
 
-from meerkat import records
+from meerkat.embed import tfrecords
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +45,8 @@ def test_two_processes_write_different_shards_into_one_folder(tmp_path, cli):
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
-    shards, manifest = records.find_shards(str(tmp_path / "shared" / "train"))
-    uris, _, _ = records.read_shards(shards, manifest["embedding_dim"])
+    shards, manifest = tfrecords.find_shards(str(tmp_path / "shared" / "train"))
+    uris, _, _ = tfrecords.read_shards(shards, manifest["embedding_dim"])
     assert sorted(uris) == sorted(line.split(",")[0] for line in (docs / "trainingdata.csv").read_text().splitlines())
 
 

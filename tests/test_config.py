@@ -7,9 +7,9 @@ import pytest
 import typer.main
 from conftest import make_samples
 
-from meerkat import config
 from meerkat.cli import app
-from meerkat.config import (
+from meerkat.core import config
+from meerkat.core.config import (
     BackboneConfig,
     ClipsConfig,
     DocsConfig,
@@ -20,7 +20,7 @@ from meerkat.config import (
     ScanConfig,
     TrainConfig,
 )
-from meerkat.errors import UsageError
+from meerkat.core.errors import UsageError
 
 CONFIGS = (
     DocsConfig,

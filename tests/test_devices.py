@@ -12,9 +12,9 @@ SCRIPT = f"""
 import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from meerkat import backbones
-from meerkat.config import BackboneConfig
-from meerkat.embedder import Embedder
+from meerkat.embed import backbones
+from meerkat.core.config import BackboneConfig
+from meerkat.embed.embedder import Embedder
 spec = backbones.resolve(BackboneConfig("mobilenet_v2", 0.35, {str(WEIGHTS) if WEIGHTS.exists() else "none"!r}))
 images = tf.random.stateless_uniform([7, 224, 224, 3], seed=[1, 2], maxval=255.0)
 one = Embedder(spec, ["/CPU:0"]).embed(images).numpy()
@@ -36,7 +36,7 @@ def test_batches_split_over_two_devices_match_one_device():
 
 
 def test_precision_and_batch_size_follow_the_gpus_in_use():
-    from meerkat import devices
+    from meerkat.embed import devices
 
     gpu = ["/physical_device:GPU:0"]
     assert devices.choose_precision("auto", gpu) == "float16"
@@ -50,8 +50,8 @@ def test_precision_and_batch_size_follow_the_gpus_in_use():
 # In a fresh process: GPUs can only be hidden before TensorFlow has initialised its devices.
 GPUS_ZERO = """
 import tensorflow as tf
-from meerkat import backbones, devices
-from meerkat.config import BackboneConfig
+from meerkat.embed import backbones, devices
+from meerkat.core.config import BackboneConfig
 physical = [g.name for g in tf.config.list_physical_devices("GPU")]
 assert devices.select_gpus(None) == physical
 assert devices.select_gpus(0) == [] == devices.gpus_in_use()

@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import ROOT, SAMPLES, SHARED, needs_shared
 
-from meerkat import fileio
+from meerkat.core import temporaries
 
 IMAGE = os.environ.get("TEST_IMAGE")
 ENGINE = os.environ.get("CONTAINER_ENGINE", "podman")
@@ -74,7 +74,7 @@ def test_a_killed_container_resumes_and_ends_like_an_uninterrupted_run(smoke, tm
     assert "Reusing finished shard" in again.stdout and "Resuming training from the checkpoint" in again.stdout
     assert "ended without finishing" in again.stderr
     assert (out / "report" / "metrics.json").read_bytes() == (reference / "report" / "metrics.json").read_bytes()
-    assert not [p for p in out.rglob("*") if fileio.is_temp(p)] and not (out / ".meerkat.lock").exists()
+    assert not [p for p in out.rglob("*") if temporaries.is_temp(p)] and not (out / ".meerkat.lock").exists()
 
 
 def test_clips_and_scan_run_read_only_and_map_the_video_path_for_the_host(smoke, tmp_path):

@@ -11,11 +11,11 @@ import sys
 import pytest
 from conftest import TINY, assert_user_error, make_samples
 
-from meerkat import fileio, locks
+from meerkat.core import atomic, locks, temporaries
 
 HOLD = """
 import sys, time
-from meerkat import locks
+from meerkat.core import locks
 with locks.output_lock(sys.argv[1]):
     print("holding", flush=True)
     time.sleep(120)
@@ -88,16 +88,16 @@ def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch, ca
         assert (tmp_path / ".meerkat.lock").is_file()
     assert "does not support locks" in caplog.text
     # Writes go on; a cleaner that cannot tell a live writer's temporary from a dead one's keeps it.
-    with fileio.atomic_dir(tmp_path / "model") as tmp:
+    with atomic.atomic_dir(tmp_path / "model") as tmp:
         (tmp / "a.txt").write_text("a")
-        assert fileio.remove_stale_temps(tmp_path) == 0 and tmp.is_dir()
+        assert temporaries.remove_stale(tmp_path) == 0 and tmp.is_dir()
     assert (tmp_path / "model" / "a.txt").read_text() == "a"
 
 
 WRITE = """
 import sys, time
-from meerkat import fileio
-with fileio.atomic_open(sys.argv[1]) as f:
+from meerkat.core import atomic, ownership, temporaries
+with atomic.atomic_open(sys.argv[1]) as f:
     f.write("partial")
     f.flush()
     print("writing", flush=True)
@@ -113,14 +113,14 @@ def test_cleanup_leaves_a_live_writers_temporary_and_removes_a_dead_ones(tmp_pat
         text=True,
     )
     assert worker.stdout.readline().strip() == "writing"
-    temps = [p for p in records.iterdir() if fileio.is_temp(p)]
+    temps = [p for p in records.iterdir() if temporaries.is_temp(p)]
     assert len(temps) == 1
     try:
-        assert fileio.remove_stale_temps(records) == 0
+        assert temporaries.remove_stale(records) == 0
         assert temps[0].exists(), "a live array task's work in progress was deleted"
     finally:
         worker.kill()
         worker.wait()
     assert temps[0].exists()
-    assert fileio.remove_stale_temps(records) == 1
+    assert temporaries.remove_stale(records) == 1
     assert not temps[0].exists()

@@ -7,8 +7,8 @@ import shutil
 import pytest
 from test_report_page import make_facts
 
-from meerkat import model_card
-from meerkat.card import threshold_note
+from meerkat.apply.card import threshold_note
+from meerkat.report import model_card
 
 
 @pytest.fixture

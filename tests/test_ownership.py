@@ -58,18 +58,18 @@ def test_force_redoes_meerkats_work_but_never_deletes_a_users_file(tmp_path, cli
 
 
 def test_an_output_file_of_the_users_is_not_overwritten(tmp_path):
-    from meerkat import fileio
-    from meerkat.errors import MeerkatError
+    from meerkat.core import atomic
+    from meerkat.core.errors import MeerkatError
 
     theirs = tmp_path / "scores.csv"
     theirs.write_text("their,data\n")
     try:
-        fileio.write_text(theirs, "ours\n")
+        atomic.write_text(theirs, "ours\n")
         raise AssertionError("a user's file was replaced")
     except MeerkatError as e:
         assert str(theirs) in str(e)
     assert theirs.read_text() == "their,data\n"
     ours = tmp_path / "again.csv"
-    fileio.write_text(ours, "one\n")
-    fileio.write_text(ours, "two\n")  # meerkat's own file: replaced
+    atomic.write_text(ours, "one\n")
+    atomic.write_text(ours, "two\n")  # meerkat's own file: replaced
     assert ours.read_text() == "two\n"

@@ -2,7 +2,7 @@
 
 Random sequences of a user's writes (new files, files rewritten in place, names meerkat used,
 hidden names, names shaped like temporaries), meerkat's writes, replacements and removals through
-fileio, a real `meerkat demo-samples` into a subfolder, writes SIGKILLed at every step, reruns and
+core.atomic, a real `meerkat demo-samples` into a subfolder, writes SIGKILLed at every step, reruns and
 cleanups. The invariant: no byte a user wrote is ever lost, meerkat's own files are whole, and
 every operation of meerkat's either finishes or refuses with one line naming the user's file.
 Run over a folder meerkat made and over a user's folder (where no hidden file of meerkat's may stay).
@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from typer.testing import CliRunner
 
-from meerkat import fileio
 from meerkat.cli import app
-from meerkat.errors import MeerkatError
+from meerkat.core import atomic, ownership, temporaries
+from meerkat.core.errors import MeerkatError
 
 # Few names, so that the user and meerkat meet at them often: an output name, and hidden names
 # shaped like temporaries (a user's `.notes.v2.1.tmp`, and one shaped like meerkat's old ones).
@@ -31,7 +31,7 @@ NAMES = st.sampled_from(["scores.csv", ".notes.v2.1.tmp", ".scores.csv.myhost.12
 DEMO = "demo"
 USERS_CROP = f"{DEMO}/Training/Positives/mine.jpg"
 pytestmark = pytest.mark.slow  # a few seconds: subprocesses killed, and demo-samples run
-KILL_POINTS = st.sampled_from(["mid-write", "fileio:written", "fileio:claimed", "fileio:placed"])
+KILL_POINTS = st.sampled_from(["mid-write", "atomic:written", "atomic:claimed", "atomic:placed"])
 # Sizes apart: a rewrite in place that keeps the size within one tick of a file system's clock is
 # the rule's documented blind spot (Linux 6.13+ gives ext4, xfs, btrfs and tmpfs finer times).
 USERS_BYTES = st.binary(min_size=1, max_size=6)
@@ -39,9 +39,9 @@ MEERKATS_BYTES = st.binary(min_size=7, max_size=12)
 
 KILLED_WRITE = """
 import os, signal, sys
-from meerkat import fileio
+from meerkat.core import atomic, ownership, temporaries
 data = bytes.fromhex(sys.argv[2])
-with fileio.atomic_open(sys.argv[1], "wb") as f:
+with atomic.atomic_open(sys.argv[1], "wb") as f:
     f.write(data[:3])
     f.flush()
     if sys.argv[3] == "mid-write":
@@ -60,7 +60,7 @@ class OwnershipOfOneFolder(RuleBasedStateMachine):
         os.environ["XDG_STATE_HOME"] = str(self.root / "state")
         self.out = self.root / "out"
         if self.meerkats_folder:
-            fileio.ensure_dir(self.out)
+            atomic.ensure_dir(self.out)
         else:
             self.out.mkdir()
         self.users: dict[str, bytes] = {}  # what the user wrote, by path below out/
@@ -116,7 +116,7 @@ class OwnershipOfOneFolder(RuleBasedStateMachine):
 
     def write(self, name, data):
         try:
-            with fileio.atomic_open(self.out / name, "wb") as f:
+            with atomic.atomic_open(self.out / name, "wb") as f:
                 f.write(data)
         except MeerkatError as e:
             self.refused(str(e), name)
@@ -133,7 +133,7 @@ class OwnershipOfOneFolder(RuleBasedStateMachine):
     @rule(name=NAMES)
     def meerkat_removes(self, name):
         try:
-            fileio.remove(self.out / name)
+            ownership.remove(self.out / name)
         except MeerkatError as e:
             self.refused(str(e), name)
             event("a removal refused")
@@ -156,7 +156,7 @@ class OwnershipOfOneFolder(RuleBasedStateMachine):
             return
         assert run.returncode == -9, run.stderr
         event(f"killed at {point}")
-        if point == "fileio:placed":
+        if point == "atomic:placed":
             self.meerkats[name] = data
         self.killed, self.leftovers = (name, data), True
 
@@ -168,7 +168,7 @@ class OwnershipOfOneFolder(RuleBasedStateMachine):
 
     @rule()
     def cleanup(self):
-        fileio.remove_stale_temps(self.out)
+        temporaries.remove_stale(self.out)
         self.leftovers = False
 
     @rule()
@@ -201,10 +201,10 @@ class OwnershipOfOneFolder(RuleBasedStateMachine):
     def no_hidden_file_of_meerkats_stays(self):
         """Only the list in meerkat's own folder; a killed write's temporary only until the next
         write or cleanup."""
-        asked = {*self.users, *self.meerkats, *([fileio.OWNED] if self.meerkats_folder else [])}
+        asked = {*self.users, *self.meerkats, *([ownership.OWNED] if self.meerkats_folder else [])}
         stray = {n for n in os.listdir(self.out) if n.startswith(".")} - asked
         if self.leftovers:
-            stray = {n for n in stray if not fileio.is_temp(n)}
+            stray = {n for n in stray if not temporaries.is_temp(n)}
         assert not stray, stray
 
 

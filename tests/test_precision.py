@@ -8,7 +8,7 @@ import tensorflow as tf
 from conftest import embed, fit, make_samples
 from contract import check_tf2, predictions
 
-from meerkat import records
+from meerkat.embed import tfrecords
 
 
 @pytest.mark.slow
@@ -23,9 +23,9 @@ def test_float16_embeddings_and_model_match_float32(tmp_path, cli):
 
     vectors = {}
     for precision in ("float32", "float16"):
-        shards, manifest = records.find_shards(str(tmp_path / precision / "train"))
+        shards, manifest = tfrecords.find_shards(str(tmp_path / precision / "train"))
         assert manifest["backbone"]["precision"] == precision
-        uris, _, v = records.read_shards(shards, manifest["embedding_dim"])
+        uris, _, v = tfrecords.read_shards(shards, manifest["embedding_dim"])
         vectors[precision] = v[np.argsort(uris)]
     # Stored as float32 (a FloatList) whatever the compute precision.
     first = tf.train.Example.FromString(next(iter(tf.data.TFRecordDataset(str(shards[0]), "GZIP"))).numpy())

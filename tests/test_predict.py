@@ -93,7 +93,7 @@ def test_each_bad_file_is_skipped_with_the_reason_preprocess_gives(tiny_run, cro
 
 
 def test_tiffs_are_scored_and_scores_equal_what_the_model_serves(tiny_run, crops, cli):
-    from meerkat.imagefiles import read_for_model
+    from meerkat.samples.imagefiles import read_for_model
 
     result = cli("predict", tiny_run / "model", crops)
     assert result.exit_code == 0, result.output

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import TINY, assert_user_error, embed, fit, make_samples
 
-from meerkat import records
-from meerkat.errors import MeerkatError
+from meerkat.core.errors import MeerkatError
+from meerkat.embed import tfrecords
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,8 @@ def docs(tmp_path_factory):
 
 
 def read(prefix):
-    shards, manifest = records.find_shards(str(prefix))
-    return records.read_shards(shards, manifest["embedding_dim"]), manifest
+    shards, manifest = tfrecords.find_shards(str(prefix))
+    return tfrecords.read_shards(shards, manifest["embedding_dim"]), manifest
 
 
 def test_writes_a_complete_shard_with_manifest(tmp_path, cli, docs):
@@ -192,7 +192,7 @@ def test_shards_with_different_label_lists_do_not_make_one_set(tmp_path, cli, do
     m = json.loads(manifest.read_text())
     manifest.write_text(json.dumps({**m, "labels": ["negative", "positive"]}))  # made by a hand-edited dict.txt
     with pytest.raises(MeerkatError, match="different label lists"):
-        records.find_shards(str(prefix))
+        tfrecords.find_shards(str(prefix))
 
 
 @pytest.mark.parametrize(
@@ -216,7 +216,7 @@ def test_unusable_slurm_array_variables_are_one_line(tmp_path, cli, docs, env, w
 
 
 def test_a_stepped_slurm_array_maps_tasks_to_consecutive_shards(monkeypatch):
-    from meerkat.slurm import array_shard
+    from meerkat.core.slurm import array_shard
 
     array = {
         "SLURM_ARRAY_TASK_MIN": "10",

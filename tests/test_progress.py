@@ -14,8 +14,8 @@ import types
 import pytest
 from conftest import embed, make_samples
 
-from meerkat import progress as progress_mod
-from meerkat.progress import Progress, format_duration, use_bar
+from meerkat.core import progress as progress_mod
+from meerkat.core.progress import Progress, format_duration, use_bar
 
 
 class Lines(logging.Handler):
@@ -32,7 +32,7 @@ def lines(monkeypatch):
     """The progress log lines, with stderr not a terminal (even under `pytest -s`)."""
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     handler = Lines()
-    logger = logging.getLogger("meerkat.progress")
+    logger = logging.getLogger("meerkat.core.progress")
     old_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -43,7 +43,7 @@ def lines(monkeypatch):
 
 @pytest.fixture
 def clock(monkeypatch):
-    """A fake perf_counter for meerkat.progress: `clock.now` is what it returns."""
+    """A fake perf_counter for meerkat.core.progress: `clock.now` is what it returns."""
     fake = types.SimpleNamespace(now=1000.0)
     monkeypatch.setattr(progress_mod, "time", types.SimpleNamespace(perf_counter=lambda: fake.now))
     return fake
@@ -122,7 +122,7 @@ def test_a_bar_only_on_a_terminal_and_not_with_debug(monkeypatch):
 SCRIPT = r"""
 import logging, time
 from meerkat.cli import _configure_logging
-from meerkat.progress import Progress
+from meerkat.core.progress import Progress
 
 _configure_logging(False)
 log = logging.getLogger("meerkat.script")
@@ -213,7 +213,8 @@ def test_piped_output_has_plain_lines_and_no_terminal_codes():
 
 
 def test_preprocess_reports_images_rate_and_eta_without_a_terminal(tmp_path, cli, monkeypatch):
-    from meerkat import createdocs, preprocess
+    from meerkat.embed import preprocess
+    from meerkat.samples import createdocs
 
     monkeypatch.setattr(preprocess, "PROGRESS_EVERY_S", 0.0)
     monkeypatch.setattr(createdocs, "PROGRESS_EVERY_S", 0.0)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from meerkat.report import metrics
+from meerkat.report.metrics import metrics
 
 NAMES = ["positive", "negative"]
 POS, NEG = [0.9, 0.1], [0.2, 0.8]  # scores that predict positive / negative
@@ -51,7 +51,7 @@ Y8 = np.array([1, 0, 1, 1, 0, 0, 1, 0], bool)
 
 
 def test_roc_curve_and_auc_of_a_hand_worked_example():
-    from meerkat.report import roc_curve
+    from meerkat.report.metrics import roc_curve
 
     roc = roc_curve(Y8, S8)
     # Lowering the threshold one crop at a time: TP 1 1 2 3 3 3 4 4, FP 0 1 1 1 2 3 3 4.
@@ -62,7 +62,7 @@ def test_roc_curve_and_auc_of_a_hand_worked_example():
 
 
 def test_pr_curve_and_average_precision_of_a_hand_worked_example():
-    from meerkat.report import pr_curve
+    from meerkat.report.metrics import pr_curve
 
     pr = pr_curve(Y8, S8)
     np.testing.assert_allclose(pr["recall"], [0.25, 0.25, 0.5, 0.75, 0.75, 0.75, 1, 1])
@@ -72,7 +72,7 @@ def test_pr_curve_and_average_precision_of_a_hand_worked_example():
 
 
 def test_tied_scores_count_half_and_are_one_point():
-    from meerkat.report import pr_curve, roc_curve
+    from meerkat.report.metrics import pr_curve, roc_curve
 
     # One positive and one negative tied at 0.5, a positive above them: pairs 1 + 0.5 of 2.
     y, s = np.array([1, 1, 0], bool), np.array([0.9, 0.5, 0.5])
@@ -83,14 +83,14 @@ def test_tied_scores_count_half_and_are_one_point():
 
 
 def test_curves_without_one_class_have_no_area():
-    from meerkat.report import pr_curve, roc_curve
+    from meerkat.report.metrics import pr_curve, roc_curve
 
     assert roc_curve(np.array([1, 1], bool), np.array([0.2, 0.7]))["auc"] is None
     assert pr_curve(np.array([0, 0], bool), np.array([0.2, 0.7]))["average_precision"] is None
 
 
 def test_a_row_of_the_threshold_table():
-    from meerkat.report import at_threshold
+    from meerkat.report.metrics import at_threshold
 
     row = at_threshold(Y8, S8, 0.5)  # keeps 0.9 0.8 0.7 0.6 0.5: TP 3, FP 2, FN 1, TN 2
     counts = [row[k] for k in ("true_positives", "false_positives", "false_negatives", "true_negatives")]
@@ -101,7 +101,7 @@ def test_a_row_of_the_threshold_table():
 
 
 def test_recommended_thresholds_of_a_hand_worked_example():
-    from meerkat.report import best_accuracy_threshold, recall_threshold
+    from meerkat.report.metrics import best_accuracy_threshold, recall_threshold
 
     # recall >= 0.95 of 4 positives needs all 4: the lowest positive, 0.3, must be kept. Any threshold
     # in (0.2, 0.3] does that; the highest with the fewest decimals is 0.3.
@@ -113,7 +113,7 @@ def test_recommended_thresholds_of_a_hand_worked_example():
 
 
 def test_recommended_thresholds_round_to_the_fewest_decimals_that_decide_alike():
-    from meerkat.report import best_accuracy_threshold, recall_threshold
+    from meerkat.report.metrics import best_accuracy_threshold, recall_threshold
 
     y = np.array([1, 1, 0, 0], bool)
     # The lowest positive 0.123457 must be kept and the negative 0.1183 may go: 0.12 does both.
@@ -129,7 +129,7 @@ def test_recommended_thresholds_round_to_the_fewest_decimals_that_decide_alike()
 
 
 def test_thresholds_are_compared_as_the_csv_prints_the_scores():
-    from meerkat.report import evaluate_thresholds
+    from meerkat.report.metrics import evaluate_thresholds
 
     # 0.4999996 prints as 0.500000, and predict/scan call it positive at --threshold 0.5.
     scores = np.array([[0.4999996, 0.5000004], [0.2, 0.8]])
@@ -141,7 +141,7 @@ def test_write_report_adds_aucs_and_the_threshold_table_and_is_deterministic(tmp
     import csv
     import json
 
-    from meerkat.report import write_report
+    from meerkat.report.metrics import write_report
 
     labels = Y8.astype(int) ^ 1  # class 0 is positive
     scores = np.stack([S8, 1 - S8], 1).astype(np.float32)
@@ -177,7 +177,7 @@ def test_a_score_that_prints_as_the_threshold_is_positive_everywhere(tmp_path):
     import csv
     import json
 
-    from meerkat.report import write_report
+    from meerkat.report.metrics import write_report
 
     labels = np.array([0, 0, 1, 1])
     p = np.array([0.4999996, 0.9, 0.4999994, 0.1], np.float32)

@@ -17,8 +17,10 @@ import pandas as pd
 import pytest
 from conftest import ROOT, write_image
 
-from meerkat import fileio, report, report_page
-from meerkat.weights import sha256
+from meerkat.core import atomic, ownership
+from meerkat.embed.weights import sha256
+from meerkat.report import metrics
+from meerkat.report import page as report_page
 
 BUILD = ROOT / "build"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -41,8 +43,8 @@ def make_facts(tmp_path: Path) -> report_page.Facts:
             scores.append(s)
     labels, scores = np.array(labels), np.array(scores)
     probs = np.stack([scores, 1 - scores], 1)
-    evaluation = report.evaluate_thresholds(labels, probs)
-    output = fileio.ensure_dir(tmp_path / "out" / "report").parent
+    evaluation = metrics.evaluate_thresholds(labels, probs)
+    output = atomic.ensure_dir(tmp_path / "out" / "report").parent
     record = {
         "meerkat_version": "0.1.0",
         "meerkat_revision": "0123456789abcdef0123456789abcdef01234567",
@@ -77,7 +79,7 @@ def make_facts(tmp_path: Path) -> report_page.Facts:
         names=NAMES,
         uris=uris,
         labels=labels,
-        metrics={**report.metrics(labels, probs, NAMES), **report.summary(evaluation)},
+        metrics={**metrics.metrics(labels, probs, NAMES), **metrics.summary(evaluation)},
         evaluation=evaluation,
         counts=report_page.split_counts(record, np.array([0] * 20 + [1] * 20), labels, NAMES),
         record=record,
@@ -144,7 +146,7 @@ def test_the_page_stands_alone_on_disk(page):
     for thumb in (index.parent / "mistakes").glob("*.jpg"):
         assert max(cv2.imread(str(thumb)).shape[:2]) <= report_page.THUMBNAIL
     # Every file is meerkat's (listed for the ownership rule), and the PNGs are the figures returned.
-    owned = (index.parent / fileio.OWNED).read_text().split()
+    owned = (index.parent / ownership.OWNED).read_text().split()
     assert {"index.html", "mistakes", *figures} <= set(owned)
     assert (index.parent / "pr.png").read_bytes() == figures["pr.png"]
 
@@ -179,8 +181,8 @@ def test_matplotlib_works_without_a_writable_home(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME")}
     env["HOME"] = "/proc/nonexistent"  # what an arbitrary --user in a read-only container has
     code = (
-        "import os; from meerkat.report_page import _matplotlib; F = _matplotlib(); "
-        "from meerkat.report_page import _png; _png(F()); print(os.environ['MPLCONFIGDIR'])"
+        "import os; from meerkat.report.page import _matplotlib; F = _matplotlib(); "
+        "from meerkat.report.page import _png; _png(F()); print(os.environ['MPLCONFIGDIR'])"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -272,7 +274,7 @@ def test_the_page_renders_in_headless_chromium(page, tmp_path):
     _, index, _ = page
     result = browser_check(index, tmp_path)
     assert_renders_cleanly(result, expected_images=len(image_sources(index.read_text())))
-    screenshot(index, BUILD / "report.png", result["height"], tmp_path)
+    screenshot(index, BUILD / "metrics.png", result["height"], tmp_path)
 
 
 def test_the_browser_check_catches_a_missing_image_a_console_error_and_a_network_load(page, tmp_path):
@@ -335,5 +337,5 @@ def test_tensorboard_holds_the_pr_curve_confusion_matrix_and_mistakes_under_logs
         width, height, png = tf.make_ndarray(acc.Tensors(tag)[0].tensor_proto)
         image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
         assert image.shape[:2] == (int(height), int(width)), tag
-    owned = (logdir / fileio.OWNED).read_text().split()
+    owned = (logdir / ownership.OWNED).read_text().split()
     assert all(p.name in owned for p in logdir.glob("events.out.tfevents.*"))

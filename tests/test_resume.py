@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY, make_samples, needs_shared
 from test_training import NOISY, make_noisy_samples
 
-from meerkat import fileio
+from meerkat.core import temporaries
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +104,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(request, tmp_path, cli, 
     scores = served_scores(out / "model", uris)
     assert np.array_equal(scores, served_scores(ref / "model", uris))
     assert scores[:, 0].std() > 1e-3, "a degenerate model would make this comparison meaningless"
-    assert not [p for p in out.rglob("*") if fileio.is_temp(p)], "no temporaries may survive the rerun"
+    assert not [p for p in out.rglob("*") if temporaries.is_temp(p)], "no temporaries may survive the rerun"
 
 
 def test_a_finished_run_is_not_redone_unless_forced(reference, cli):
@@ -135,7 +135,7 @@ def test_a_report_step_that_fails_is_recorded_and_the_rerun_redoes_only_the_repo
     assert again.exit_code == 0, again.output
     assert "redoing only the report" in again.output and "Training on" not in again.output
     card = json.loads((out / "model" / "meerkat.json").read_text())
-    from meerkat.weights import sha256
+    from meerkat.embed.weights import sha256
 
     assert card["model_sha256"] == sha256(model)
     after = os.stat(model)

@@ -129,7 +129,7 @@ def test_threshold_0_keeps_every_motion_frame_with_its_boxes(scan0, model, video
 @pytest.fixture
 def model_calls(monkeypatch):
     """The number of crops in each call of the real model (spied on, not replaced)."""
-    from meerkat.scorer import Scorer
+    from meerkat.apply.scorer import Scorer
 
     sizes, real = [], Scorer.__call__
 
@@ -151,9 +151,9 @@ def test_boxes_go_to_the_model_in_full_batches_across_frames(model, videos, scan
 
 def test_frames_waiting_to_be_drawn_are_held_within_the_memory_budget(model, videos, scan0, tmp_path, monkeypatch,
                                                                      model_calls):  # fmt: skip
-    import meerkat.scan
+    import meerkat.video.scan
 
-    monkeypatch.setattr(meerkat.scan, "PENDING_BYTES", 3 * 240 * 160 * 3)  # three of the test video's frames
+    monkeypatch.setattr(meerkat.video.scan, "PENDING_BYTES", 3 * 240 * 160 * 3)  # three of the test video's frames
     scan(model, videos[1]["a"], "--output", tmp_path, "--threshold", "0", "--batch-size", "8")
     assert model_calls == [3] * 12 + [2]
     assert kept(tmp_path / "a") == set(PINNED)
@@ -222,7 +222,7 @@ def test_scan_scores_the_crops_that_clips_cuts(model, videos, tmp_path, options)
 
 
 def test_kept_frames_are_the_frames_with_a_positive_box_whatever_the_threshold(model, videos, scan0, tmp_path):
-    from meerkat.scorer import Scorer
+    from meerkat.apply.scorer import Scorer
 
     _, rows0 = scan0
     clipped = invoke("clips", videos[1]["a"], "--output", tmp_path / "clips")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, SAMPLES, SHARED, WEIGHTS, needs_shared
 
-from meerkat import records
+from meerkat.embed import tfrecords
 
 pytestmark = [
     pytest.mark.slow,
@@ -113,8 +113,8 @@ def test_shards_together_equal_one_process(array_run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     got = {}
     for prefix in (array_run / "records" / "train", single):
-        shards, manifest = records.find_shards(str(prefix))
-        uris, labels, vectors = records.read_shards(shards, manifest["embedding_dim"])
+        shards, manifest = tfrecords.find_shards(str(prefix))
+        uris, labels, vectors = tfrecords.read_shards(shards, manifest["embedding_dim"])
         order = np.argsort(uris)
         got[prefix] = ([uris[i] for i in order], labels[order], vectors[order])
     (u1, l1, v1), (u2, l2, v2) = got.values()

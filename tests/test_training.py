@@ -14,9 +14,9 @@ from conftest import TINY, make_samples, needs_shared, write_image
 from contract import predictions
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from meerkat import train
-from meerkat.config import TrainConfig
-from meerkat.errors import MeerkatError
+from meerkat.core.config import TrainConfig
+from meerkat.core.errors import MeerkatError
+from meerkat.train import fit
 
 # Training that overfits after a few epochs: the disc tells the classes apart, but 4 of every 16
 # crops a class are labelled the other way round. The head first learns the disc (the validation
@@ -50,10 +50,10 @@ def curves(logs) -> dict[str, int]:
     return found
 
 
-def embeddings(labels, vectors, uris=None) -> train.Embeddings:
+def embeddings(labels, vectors, uris=None) -> fit.Embeddings:
     uris = uris or [f"/crops/{i:03d}.jpg" for i in range(len(labels))]
     manifest = {"labels": ["positive", "negative"]}
-    return train.Embeddings(list(uris), np.asarray(labels, np.int64), np.asarray(vectors, np.float32), manifest)
+    return fit.Embeddings(list(uris), np.asarray(labels, np.int64), np.asarray(vectors, np.float32), manifest)
 
 
 # --- the split ---------------------------------------------------------------------------------
@@ -74,11 +74,11 @@ def records(tmp_path_factory):
     args = ["--input-dict", docs / "dict.txt", "--input-path", docs / "trainingdata.csv", "--output-path", root / "t"]
     run = CliRunner().invoke(app, ["preprocess", *map(str, args), *TINY])
     assert run.exit_code == 0, run.output
-    return train.load(str(root / "t"), "train")
+    return fit.load(str(root / "t"), "train")
 
 
 def test_the_split_is_stratified_seeded_and_independent_of_record_order(records):
-    fitted, held = train.split(records, 0.15, seed=42)
+    fitted, held = fit.split(records, 0.15, seed=42)
     assert held.counts() == {"positive": 3, "negative": 6}  # round(0.15 * 20), round(0.15 * 40)
     assert fitted.counts() == {"positive": 17, "negative": 34}
     assert sorted(fitted.uris + held.uris) == sorted(records.uris)
@@ -87,30 +87,30 @@ def test_the_split_is_stratified_seeded_and_independent_of_record_order(records)
         assert np.array_equal(part.labels, records.labels[index])
         assert np.array_equal(part.vectors, records.vectors[index])
 
-    assert train.split(records, 0.15, seed=42)[1].uris == held.uris
-    others = {tuple(train.split(records, 0.15, seed=s)[1].uris) for s in (1, 2, 3)}
+    assert fit.split(records, 0.15, seed=42)[1].uris == held.uris
+    others = {tuple(fit.split(records, 0.15, seed=s)[1].uris) for s in (1, 2, 3)}
     assert tuple(held.uris) not in others and len(others) == 3, "another seed must give another split"
 
     shuffled = records.subset(np.random.default_rng(0).permutation(len(records.uris)))
     assert shuffled.uris != records.uris
-    again_fitted, again_held = train.split(shuffled, 0.15, seed=42)
+    again_fitted, again_held = fit.split(shuffled, 0.15, seed=42)
     assert set(again_held.uris) == set(held.uris) and set(again_fitted.uris) == set(fitted.uris)
 
-    whole, none = train.split(records, 0, seed=42)
+    whole, none = fit.split(records, 0, seed=42)
     assert whole is records and none is None
 
 
 def test_validation_size_rounds_half_up_and_holds_out_at_least_one():
-    assert [train.validation_size(n, 0.15) for n in (2, 3, 6, 10, 30, 100)] == [1, 1, 1, 2, 5, 15]
-    assert [train.validation_size(n, 0.5) for n in (3, 5)] == [2, 3]
-    assert train.validation_size(100, 0) == 0
+    assert [fit.validation_size(n, 0.15) for n in (2, 3, 6, 10, 30, 100)] == [1, 1, 1, 2, 5, 15]
+    assert [fit.validation_size(n, 0.5) for n in (3, 5)] == [2, 3]
+    assert fit.validation_size(100, 0) == 0
 
 
 def test_a_fraction_that_leaves_too_few_to_train_on_is_refused_naming_the_counts(records):
     few = records.subset([*np.flatnonzero(records.labels == 0)[:3], *np.flatnonzero(records.labels == 1)])
     with pytest.raises(MeerkatError, match=r"holds out 2 of the 3 positive training images, leaving 1 to train on"):
-        train.split(few, 0.5, seed=42)
-    assert train.split(few, 0.15, seed=42)[1].counts() == {"positive": 1, "negative": 6}
+        fit.split(few, 0.5, seed=42)
+    assert fit.split(few, 0.15, seed=42)[1].counts() == {"positive": 1, "negative": 6}
 
 
 def test_validation_options_are_checked(cli, tmp_path):
@@ -159,7 +159,7 @@ def test_early_stopping_exports_the_best_epoch(noisy_run):
 
     # The exported model is the best epoch's: its loss on the validation crops is that epoch's figure,
     # not the last epoch's.
-    _, held = train.split(train.load(str(out / "records" / "train"), "train"), 0.25, seed=42)
+    _, held = fit.split(fit.load(str(out / "records" / "train"), "train"), 0.25, seed=42)
     assert held.counts() == run["validation_counts"] == {"positive": 4, "negative": 4}
     assert run["train_counts"] == {"positive": 12, "negative": 12}
     serve = tf.saved_model.load(str(out / "model")).signatures["serving_default"]
@@ -211,21 +211,21 @@ def test_without_validation_the_last_epoch_is_exported_and_history_has_empty_val
 
 def test_balanced_class_weights_on_a_3_to_1_set_are_worked_by_hand():
     labels = np.array([0, 1, 1, 1])  # 1 positive, 3 negatives
-    np.testing.assert_allclose(train.class_weights(labels, "balanced"), [4 / (2 * 1), 4 / (2 * 3)])
-    np.testing.assert_array_equal(train.class_weights(labels, "none"), [1, 1])
+    np.testing.assert_allclose(fit.class_weights(labels, "balanced"), [4 / (2 * 1), 4 / (2 * 3)])
+    np.testing.assert_array_equal(fit.class_weights(labels, "none"), [1, 1])
 
     # A head whose logits are [0, log 3] for any input: p(positive) = 1/4 everywhere.
     cfg = TrainConfig(hidden_units=4)
-    head = train.build_head(3, cfg)
+    head = fit.build_head(3, cfg)
     for layer in (head.layers[0], head.layers[2]):
         layer.kernel.assign(np.zeros(layer.kernel.shape, np.float32))
     head.layers[2].bias.assign(np.array([0.0, math.log(3)], np.float32))
     data = embeddings(labels, np.ones((4, 3)))
-    plain, accuracy, probs = train.evaluate(head, data)
+    plain, accuracy, probs = fit.evaluate(head, data)
     np.testing.assert_allclose(probs[:, 0], 0.25, rtol=1e-6)
     # Cross-entropy: log 4 for the positive, log 4/3 for each negative.
     assert plain == pytest.approx((math.log(4) + 3 * math.log(4 / 3)) / 4, rel=1e-6)
-    weighted = train.evaluate(head, data, train.class_weights(labels, "balanced"))[0]
+    weighted = fit.evaluate(head, data, fit.class_weights(labels, "balanced"))[0]
     assert weighted == pytest.approx((2 * math.log(4) + 3 * (2 / 3) * math.log(4 / 3)) / 4, rel=1e-6)
     assert accuracy == 0.75
 
@@ -239,8 +239,8 @@ def test_training_minimises_the_weighted_loss(tmp_path, mode, p_positive, loss):
     cfg = TrainConfig(
         epochs=150, batch_size=40, learning_rate=0.02, dropout=0.0, validation_fraction=0, class_weights=mode
     )
-    trained = train.train(data, cfg, tmp_path / "logs", tmp_path / "head.npz", "fp")
-    _, _, probs = train.evaluate(trained.head, data)
+    trained = fit.train(data, cfg, tmp_path / "logs", tmp_path / "head.npz", "fp")
+    _, _, probs = fit.evaluate(trained.head, data)
     assert probs[:, 0] == pytest.approx(np.full(40, p_positive), abs=0.01)
     assert float(trained.history[-1]["train_loss"]) == pytest.approx(loss, abs=1e-3)
     expected = {"none": [1.0, 1.0], "balanced": [2.0, 2 / 3]}[mode]

@@ -12,8 +12,8 @@ import types
 import pytest
 from conftest import WEIGHTS
 
-from meerkat import backbones, weights
-from meerkat.errors import MeerkatError
+from meerkat.core.errors import MeerkatError
+from meerkat.embed import backbones, weights
 
 pytestmark = pytest.mark.skipif(not WEIGHTS.exists(), reason=f"shared weights not found at {WEIGHTS}")
 REMOTE = backbones.ARCHITECTURES["mobilenet_v2"].weights_file(0.35)
@@ -66,7 +66,7 @@ def test_a_download_cut_short_leaves_nothing_under_keras_name(keras_home, monkey
 
 KILLED = f"""
 import os, signal, sys, types
-from meerkat import weights
+from meerkat.embed import weights
 def get_file(fname, origin, cache_subdir, cache_dir, file_hash, force_download=False):
     with open(os.path.join(cache_dir, cache_subdir, fname), "wb") as f:
         f.write(b"half a download")

@@ -1,0 +1,286 @@
+"""Stage 5: eval-set predictions -> report/metrics.json, predictions.csv and thresholds.csv.
+
+Everything here is a function of the eval labels and scores only, so the same inputs give the same
+bytes (timings, versions and paths go to run.json). The curves are computed here with numpy:
+
+- the scores are taken as predictions.csv prints them (6 decimals), which is what `predict` and
+  `scan` compare with --threshold: a crop is positive when score_positive >= threshold;
+- ROC: the true- and false-positive rates at every distinct score used as the threshold, from
+  (0, 0) to (1, 1); its AUC is the trapezoid area, which equals the chance that a random positive
+  scores above a random negative (ties count half);
+- precision-recall: precision and recall at every distinct score; its area is the average precision
+  sum((R_k - R_(k-1)) * P_k), the step-wise area without interpolation.
+
+The page (page.py), the TensorBoard eval summaries and the model card (model_card.py) are
+drawn from what this module returns.
+"""
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from meerkat.core import atomic, faults
+
+log = logging.getLogger(__name__)
+
+# Thresholds of the table: a grid, plus 0.5 (the default) and 0.05 (DeepMeerkat's operating point).
+GRID = (0.01, 0.02, 0.05, *(round(0.1 * i, 1) for i in range(1, 10)), 0.95, 0.98, 0.99)
+DEFAULT_THRESHOLD = 0.5
+DEEPMEERKAT_THRESHOLD = 0.05  # DeepMeerkat kept a box unless P(negative) > 0.95
+RECALL_TARGET = 0.95
+SCORE_DECIMALS = 6  # as predictions.csv, annotations.csv and predict's CSV print scores
+
+
+def metrics(labels: np.ndarray, scores: np.ndarray, names: list[str]) -> dict:
+    """Binary metrics with `names[0]` (positive) as the class of interest, at the default threshold.
+
+    A crop is called positive by the one rule of predict, scan and the threshold table: its score as
+    printed is at least the threshold. So these figures are the table's 0.5 row.
+    """
+    row = at_threshold(np.asarray(labels) == 0, printed(scores[:, 0]), DEFAULT_THRESHOLD)
+    tp, fn, fp, tn = (row[k] for k in ("true_positives", "false_negatives", "false_positives", "true_negatives"))
+    pos = np.asarray(labels) == 0
+    return {
+        **{k: row[k] for k in ("accuracy", "precision", "recall", "false_positive_rate")},
+        "false_negative_rate": _ratio(fn, fn + tp),
+        "confusion_matrix": {
+            "labels": names,
+            "rows_are": "true label",
+            "columns_are": "predicted label",
+            "matrix": [[tp, fn], [fp, tn]],
+        },
+        "counts": {"total": int(len(labels)), names[0]: int(pos.sum()), names[1]: int((~pos).sum())},
+    }
+
+
+def called_positive(scores: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Whether each crop is positive: P(positive) as printed (6 decimals) >= threshold."""
+    return printed(scores[:, 0] if np.ndim(scores) == 2 else scores) >= threshold
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, SCORE_DECIMALS) if b else None
+
+
+def printed(scores) -> np.ndarray:
+    """P(positive) as the CSVs print it and as predict and scan compare it with --threshold."""
+    return np.array([round(float(s), SCORE_DECIMALS) for s in np.asarray(scores).ravel()], dtype=np.float64)
+
+
+def _cumulative(is_pos: np.ndarray, scores: np.ndarray):
+    """At each distinct score, highest first: (threshold, true positives, false positives) kept by it."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], is_pos[order].astype(np.int64)
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last index of each run of equal scores
+    tps = np.cumsum(y)[last]
+    return s[last], tps, last + 1 - tps
+
+
+def roc_curve(is_pos, scores) -> dict:
+    """False- and true-positive rates from (0, 0) to (1, 1), and the trapezoid AUC (None without
+    both classes). thresholds[i] is the lowest score kept at point i (inf at (0, 0))."""
+    is_pos, scores = np.asarray(is_pos, bool), np.asarray(scores, np.float64)
+    p, n = int(is_pos.sum()), int((~is_pos).sum())
+    thresholds, tps, fps = _cumulative(is_pos, scores)
+    tpr = np.r_[0.0, tps / p] if p else np.zeros(len(tps) + 1)
+    fpr = np.r_[0.0, fps / n] if n else np.zeros(len(fps) + 1)
+    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)) if p and n else None
+    return {"fpr": fpr, "tpr": tpr, "thresholds": np.r_[np.inf, thresholds], "auc": auc}
+
+
+def pr_curve(is_pos, scores) -> dict:
+    """Precision and recall at each distinct score (highest threshold first), and the average
+    precision (None without positives)."""
+    is_pos, scores = np.asarray(is_pos, bool), np.asarray(scores, np.float64)
+    p = int(is_pos.sum())
+    thresholds, tps, fps = _cumulative(is_pos, scores)
+    precision = tps / (tps + fps)
+    recall = tps / p if p else np.zeros(len(tps))
+    ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision)) if p else None
+    return {"precision": precision, "recall": recall, "thresholds": thresholds, "average_precision": ap}
+
+
+def at_threshold(is_pos, scores, threshold: float) -> dict:
+    """One row of the threshold table: crops with score >= threshold are kept (called positive)."""
+    is_pos, scores = np.asarray(is_pos, bool), np.asarray(scores, np.float64)
+    kept = scores >= threshold
+    tp, fp = int((kept & is_pos).sum()), int((kept & ~is_pos).sum())
+    fn, tn = int((~kept & is_pos).sum()), int((~kept & ~is_pos).sum())
+    return {
+        "threshold": threshold,
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "false_positive_rate": _ratio(fp, fp + tn),
+        "kept_fraction": _ratio(tp + fp, len(scores)),
+        "accuracy": _ratio(tp + tn, len(scores)),
+        "true_positives": tp,
+        "false_positives": fp,
+        "false_negatives": fn,
+        "true_negatives": tn,
+    }
+
+
+def _units(x: float) -> int:
+    return round(x * 10**SCORE_DECIMALS)
+
+
+def _roundest(lo: float, hi: float, prefer: float | None = None) -> float:
+    """The number with the fewest decimals in (lo, hi] (hi has at most SCORE_DECIMALS); among those,
+    the closest to `prefer`, or the highest. Every threshold in (lo, hi] decides the same way."""
+    lo_u, hi_u = (_units(lo) if lo > -math.inf else -1), _units(hi)
+    for decimals in range(1, SCORE_DECIMALS + 1):
+        unit = 10 ** (SCORE_DECIMALS - decimals)
+        first, last = max(lo_u // unit + 1, 1), hi_u // unit  # > lo, <= hi, and above 0
+        if first <= last:
+            m = last if prefer is None else min(max(round(_units(prefer) / unit), first), last)
+            return round(m * unit / 10**SCORE_DECIMALS, decimals)
+    return hi
+
+
+def recall_threshold(is_pos, scores, target: float = RECALL_TARGET) -> float | None:
+    """The highest threshold that keeps recall >= target on these scores, rounded to the fewest
+    decimals that decide every crop the same way. None without positives."""
+    is_pos, scores = np.asarray(is_pos, bool), np.asarray(scores, np.float64)
+    positives = np.sort(scores[is_pos])[::-1]
+    if not len(positives):
+        return None
+    keep = math.ceil(round(target * len(positives), 9))  # positives that must score >= threshold
+    hi = float(positives[keep - 1])
+    below = scores[scores < hi]
+    return _roundest(float(below.max()) if len(below) else -math.inf, hi)
+
+
+def best_accuracy_threshold(is_pos, scores) -> float:
+    """The threshold with the highest accuracy on these scores; ties go to the one nearest 0.5, and it
+    is rounded to the fewest decimals that decide every crop the same way."""
+    is_pos, scores = np.asarray(is_pos, bool), np.asarray(scores, np.float64)
+    negatives = int((~is_pos).sum())
+    highs, tps, fps = _cumulative(is_pos, scores)  # a threshold in (next lower score, highs[i]] keeps tps[i] + fps[i]
+    lows = np.r_[highs[1:], -np.inf]
+    correct = tps + negatives - fps
+    if highs[0] < 1.0:  # a threshold above every score keeps none
+        highs, lows, correct = np.r_[1.0, highs], np.r_[highs[0], lows], np.r_[negatives, correct]
+    half = DEFAULT_THRESHOLD
+    distance = np.where((lows < half) & (half <= highs), 0.0, np.minimum(np.abs(lows - half), np.abs(highs - half)))
+    best = np.lexsort((distance, -correct))[0]
+    return _roundest(float(lows[best]), float(highs[best]), prefer=half)
+
+
+def evaluate_thresholds(labels: np.ndarray, scores: np.ndarray) -> dict:
+    """The curves, their areas, the recommended thresholds and the threshold table (rows, with marks)."""
+    is_pos, s = np.asarray(labels) == 0, printed(scores[:, 0] if np.ndim(scores) == 2 else scores)
+    roc, pr = roc_curve(is_pos, s), pr_curve(is_pos, s)
+    recall_t = recall_threshold(is_pos, s)
+    accuracy_t = best_accuracy_threshold(is_pos, s)
+    marks: dict[float, list[str]] = {t: [] for t in GRID}
+    marks[DEFAULT_THRESHOLD].append("default")
+    marks[DEEPMEERKAT_THRESHOLD].append("DeepMeerkat")
+    if recall_t is not None:
+        marks.setdefault(recall_t, []).append(f"recall >= {RECALL_TARGET:g}")
+    marks.setdefault(accuracy_t, []).append("best accuracy")
+    rows = [{**at_threshold(is_pos, s, t), "note": "; ".join(marks[t])} for t in sorted(marks)]
+    return {
+        "scores": s,
+        "is_positive": is_pos,
+        "roc": roc,
+        "pr": pr,
+        "recall_threshold": recall_t,
+        "best_accuracy_threshold": accuracy_t,
+        "table": rows,
+    }
+
+
+def _row(rows: list[dict], threshold) -> dict | None:
+    return next((r for r in rows if r["threshold"] == threshold), None)
+
+
+def summary(evaluation: dict) -> dict:
+    """What metrics.json and the model card say about the curves and thresholds."""
+    rows = evaluation["table"]
+    recall_t, accuracy_t = evaluation["recall_threshold"], evaluation["best_accuracy_threshold"]
+
+    def pick(t, rule):
+        row = _row(rows, t)
+        return None if row is None else {"rule": rule, **{k: v for k, v in row.items() if k != "note"}}
+
+    auc, ap = evaluation["roc"]["auc"], evaluation["pr"]["average_precision"]
+    return {
+        "roc_auc": None if auc is None else round(auc, 6),
+        "average_precision": None if ap is None else round(ap, 6),
+        "thresholds": {
+            "recall_target": pick(recall_t, f"the highest threshold that keeps recall >= {RECALL_TARGET:g}"),
+            "best_accuracy": pick(accuracy_t, "the threshold with the highest accuracy (ties: nearest 0.5)"),
+            "default": pick(DEFAULT_THRESHOLD, "meerkat's default, the balanced choice"),
+            "deepmeerkat": pick(DEEPMEERKAT_THRESHOLD, "DeepMeerkat's operating point: P(negative) <= 0.95"),
+        },
+    }
+
+
+def write_report(report_dir, uris, labels, scores, names) -> dict:
+    """metrics.json, predictions.csv and thresholds.csv: same inputs and seed, same bytes (timings go to
+    run.json). Returns metrics.json's content."""
+    report_dir = Path(report_dir)
+    result = metrics(labels, scores, names)
+    evaluation = evaluate_thresholds(labels, scores)
+    result.update(summary(evaluation))
+    table = pd.DataFrame(
+        {
+            "image_uri": uris,
+            "label": np.take(names, labels),
+            "predicted": np.where(called_positive(scores), names[0], names[1]),
+            "score_positive": scores[:, 0],
+        }
+    )
+    with atomic.atomic_open(report_dir / "predictions.csv", "w", newline="", encoding="utf-8") as f:
+        table.to_csv(f, index=False, lineterminator="\n", float_format="%.6f")
+    with atomic.atomic_open(report_dir / "thresholds.csv", "w", newline="", encoding="utf-8") as f:
+        pd.DataFrame(evaluation["table"]).to_csv(f, index=False, lineterminator="\n")
+    atomic.write_text(report_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def publish(cfg, record: dict, train_set, eval_set, scores) -> list[str]:
+    """After write_report: report/index.html with its figures, the same figures in TensorBoard
+    (logs/eval), and the model card (model/README.md, model/meerkat.json).
+
+    `cfg` is the run's RecordsConfig, `record` what run.json will hold. A failure here other than a
+    file in the way (MeerkatError) leaves the model and metrics as they are: it is reported as a
+    warning, the rest goes on, and the parts that could not be written are returned.
+    """
+    from meerkat.core.errors import MeerkatError
+    from meerkat.report import model_card, page
+
+    output = Path(cfg.output_dir)
+    facts, figures = None, {}
+
+    def gather():
+        nonlocal facts
+        facts = page.gather(cfg, record, train_set, eval_set, scores)
+
+    steps = (  # (fault point, what the warning calls it, the step)
+        ("facts", "the report's facts", gather),
+        ("page", "the report page", lambda: figures.update(page.write_page(facts))),
+        ("tensorboard", "the TensorBoard summaries",
+         lambda: page.write_tensorboard(facts, figures, output / "logs" / "eval")),
+        ("card", "the model card", lambda: model_card.write(facts, output / "model")),
+    )  # fmt: skip
+    problems = []
+    for point, what, step in steps:
+        if facts is None and point != "facts":
+            problems.append(what)  # nothing to draw it from
+            continue
+        try:
+            faults.point(f"report:{point}")
+            step()
+        except MeerkatError:
+            raise
+        except Exception as e:  # a bug here must not cost a trained model
+            log.warning("warning: could not write %s: %s: %s (rerun with --debug for the traceback)", what,
+                        type(e).__name__, e)  # fmt: skip
+            log.debug("traceback", exc_info=True)
+            problems.append(what)
+    return problems

@@ -1,0 +1,221 @@
+"""Stage 1: Samples folder -> docs/trainingdata.csv, docs/testingdata.csv, docs/dict.txt.
+
+Replaces DeepMeerkat's CreateDocs.py: the same CSV rows (`path,label`, no header) and the same
+undersampling of training negatives, but folder names may be typed in any case, singular or
+plural, and the Samples folder is never written to.
+"""
+
+import csv
+import hashlib
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meerkat.core import atomic, faults, ownership
+from meerkat.core.config import DocsConfig
+from meerkat.core.errors import MeerkatError
+from meerkat.core.progress import Progress
+from meerkat.core.settings import HOLDOUT_EVERY, IMAGE_EXTENSIONS, LABELS
+from meerkat.samples.imagefiles import list_images
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = {"training": ("training", "train"), "testing": ("testing", "test")}
+CLASS_NAMES = {"positive": ("positive", "positives"), "negative": ("negative", "negatives")}
+PROGRESS_EVERY_S = 15.0  # without a terminal: a progress line of the duplicate check at most this often
+
+
+@dataclass
+class Docs:
+    training_csv: Path
+    testing_csv: Path
+    dict_txt: Path
+    counts: dict = field(default_factory=dict)
+    ignored: list = field(default_factory=list)
+
+
+def _match_dir(parent: Path, names: tuple, what: str) -> Path | None:
+    """The one sub-folder of `parent` whose lower-cased name is in `names`, or None."""
+    found = sorted(p for p in parent.iterdir() if p.is_dir() and p.name.lower() in names)
+    if len(found) > 1:
+        listed = ", ".join(p.name for p in found)
+        raise MeerkatError(f"{parent} has several {what} folders ({listed}); merge them into one")
+    return found[0] if found else None
+
+
+def _held_out(path: Path, class_dir: Path, seed: int) -> bool:
+    # Hash of the path inside its class folder: a file's side never changes when others are added.
+    key = f"{seed}/{path.relative_to(class_dir).as_posix()}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % HOLDOUT_EVERY == 0
+
+
+def _find_classes(split_dir: Path) -> dict[str, Path]:
+    dirs = {}
+    for label, names in CLASS_NAMES.items():
+        d = _match_dir(split_dir, names, label)
+        if d is None:
+            raise MeerkatError(
+                f"no {label.capitalize()}s folder in {split_dir}; "
+                f"create {split_dir}/{label.capitalize()}s and put the {label} crops in it"
+            )
+        dirs[label] = d
+    return dirs
+
+
+def _collect(split_dir: Path, docs: Docs) -> dict[str, list[Path]]:
+    out = {}
+    for label, d in _find_classes(split_dir).items():
+        images, ignored = list_images(d)
+        docs.ignored += ignored
+        if not images:
+            exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+            raise MeerkatError(f"no images in {d} (looked for {exts}); add crops or fix the folder")
+        out[label] = [Path(os.path.abspath(p)) for p in images]
+    return out
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
+    with atomic.atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+def _content_hash(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _warn_overlap(training: list[Path], testing: list[Path]) -> None:
+    test_hashes, both = {}, []
+    with Progress("Hashing for duplicates", len(training) + len(testing), "files", PROGRESS_EVERY_S) as p:
+        try:
+            for n, path in enumerate(testing, start=1):
+                test_hashes[_content_hash(path)] = path
+                p.update(n)
+            for n, path in enumerate(training, start=len(testing) + 1):
+                if (h := _content_hash(path)) in test_hashes:
+                    both.append((path, test_hashes[h]))
+                p.update(n)
+        except OSError:
+            return  # an unreadable file is reported by preprocess, where it is skipped
+    if both:
+        examples = "; ".join(f"{a} = {b}" for a, b in both[:3])
+        log.warning(
+            "warning: %d training images also appear in Testing (same content), so test accuracy will "
+            "be optimistic; remove them from one side. E.g. %s",
+            len(both),
+            examples,
+        )
+
+
+def createdocs(cfg: DocsConfig) -> Docs:
+    samples = Path(cfg.samples)
+    if not samples.is_dir():
+        raise MeerkatError(
+            f"Samples folder not found: {samples}; pass the folder that holds Training/Positives and Training/Negatives"
+        )
+    train_dir = _match_dir(samples, SPLIT_NAMES["training"], "Training")
+    if train_dir is None:
+        loose, _ = list_images(samples)
+        if loose:
+            raise MeerkatError(
+                f"found {len(loose)} images but no Training folder in {samples}; sort them into "
+                f"{samples}/Training/Positives and {samples}/Training/Negatives"
+            )
+        raise MeerkatError(
+            f"no Training folder in {samples}; expected {samples}/Training/Positives and "
+            f"{samples}/Training/Negatives (and optionally the same under Testing/)"
+        )
+    docs_dir = atomic.ensure_dir(Path(cfg.output) / "docs")
+    docs = Docs(docs_dir / "trainingdata.csv", docs_dir / "testingdata.csv", docs_dir / "dict.txt")
+
+    training = _collect(train_dir, docs)
+    test_dir = _match_dir(samples, SPLIT_NAMES["testing"], "Testing")
+    if test_dir is not None:
+        testing = _collect(test_dir, docs)
+    else:
+        log.info("No Testing folder: holding out 1 in %d training images per class for testing.", HOLDOUT_EVERY)
+        class_dirs = _find_classes(train_dir)
+        testing = {}
+        for label, files in training.items():
+            cd = Path(os.path.abspath(class_dirs[label]))
+            testing[label] = [p for p in files if _held_out(p, cd, cfg.seed)]
+            training[label] = [p for p in files if not _held_out(p, cd, cfg.seed)]
+            if not (testing[label] and training[label]):
+                raise MeerkatError(
+                    f"too few {label} images in {class_dirs[label]} to hold out a test set "
+                    f"({len(files)} found); add images or a Testing folder"
+                )
+
+    found_negatives = len(training["negative"])
+    if cfg.balance and found_negatives > len(training["positive"]):
+        rng = random.Random(cfg.seed)
+        training["negative"] = sorted(rng.sample(training["negative"], len(training["positive"])))
+
+    for split, files, path in (("training", training, docs.training_csv), ("testing", testing, docs.testing_csv)):
+        write_csv(path, [(str(p), label) for label in LABELS for p in files[label]])
+        faults.point(f"createdocs:{split}")
+        for label in LABELS:
+            docs.counts[f"{label}_{split}"] = len(files[label])
+    atomic.write_text(docs.dict_txt, "".join(f"{label}\n" for label in LABELS))
+
+    c = docs.counts
+    log.info("Positive training samples: %d", c["positive_training"])
+    balanced = f" (undersampled from {found_negatives})" if c["negative_training"] < found_negatives else ""
+    log.info("Negative training samples: %d%s", c["negative_training"], balanced)
+    log.info("Positive testing samples: %d", c["positive_testing"])
+    log.info("Negative testing samples: %d", c["negative_testing"])
+    ignored_txt = docs_dir / "ignored.txt"
+    if not docs.ignored and os.path.lexists(ignored_txt):
+        ownership.remove(ignored_txt, "an earlier run's list of ignored files")  # the report would list them
+    if docs.ignored:
+        atomic.write_text(ignored_txt, "".join(f"{p}\n" for p in docs.ignored))
+        shown = ", ".join(str(p) for p in docs.ignored[:5])
+        more = f" and {len(docs.ignored) - 5} more" if len(docs.ignored) > 5 else ""
+        log.info("Ignored %d non-image files (listed in %s): %s%s", len(docs.ignored), ignored_txt, shown, more)
+    _warn_overlap([p for files in training.values() for p in files], [p for files in testing.values() for p in files])
+    return docs
+
+
+def read_csv(path) -> list[tuple[str, str]]:
+    """Rows of a docs CSV; a `path,label` header line is allowed."""
+    path = Path(path)
+    if not path.is_file():
+        raise MeerkatError(f"CSV not found: {path}; run `meerkat createdocs` first or fix --input-path")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise MeerkatError(
+            f"{path} is not a docs CSV ({e}); pass trainingdata.csv or testingdata.csv from `meerkat createdocs`"
+        ) from None
+    if rows and [c.strip().lower() for c in rows[0]] == ["path", "label"]:
+        rows = rows[1:]
+    out = []
+    for n, row in enumerate(rows, start=1):
+        if not row:
+            continue
+        if len(row) != 2:
+            raise MeerkatError(f"{path}, row {n}: expected `path,label`, received {len(row)} fields: {row!r}")
+        out.append((row[0], row[1].strip().lower()))
+    return out
+
+
+def read_dict(path) -> list[str]:
+    """Labels of a dict.txt, in model order; must be positive then negative."""
+    path = Path(path)
+    if not path.is_file():
+        raise MeerkatError(f"dict file not found: {path}; it is written by `meerkat createdocs` as docs/dict.txt")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        text = "\0"  # not text: reported as the wrong labels below
+    labels = [line.strip().lower() for line in text.splitlines() if line.strip()]
+    if tuple(labels) != LABELS:
+        raise MeerkatError(
+            f"{path}: expected the labels {', '.join(LABELS)} in that order, "
+            f"received {', '.join(labels)[:80] or 'nothing'}; "
+            "use the dict.txt written by `meerkat createdocs`"
+        )
+    return labels

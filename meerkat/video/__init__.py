@@ -1,0 +1,1 @@
+"""Videos: frames, DeepMeerkat's motion detection and crops, clips and scan, DeepMeerkat's result files."""
