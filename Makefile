@@ -172,9 +172,9 @@ smoke: install ## Smoke-train in the built image: read-only root, read-only Samp
 
 # Every shell script of the repo; the .sbatch files source examples/slurm/meerkat.sh (-x follows it).
 SHELL_SCRIPTS := entrypoint/entrypoint.sh $(wildcard scripts/*.sh examples/slurm/*.sh examples/slurm/*.sbatch) .ci/run
-LINTERS := "$(BIN)/ruff check ." "$(BIN)/ruff format --check ." \
+LINTERS := "$(BIN)/ruff check ." "$(BIN)/ruff format --check ." "$(BIN)/lint-imports" \
   "$(BIN)/shellcheck -x $(SHELL_SCRIPTS)" "$(BIN)/hadolint Dockerfile Dockerfile.gpu"
-lint: install ## ruff check, ruff format --check, shellcheck, hadolint: runs all four, fails if one fails
+lint: install ## ruff, the import contracts (lint-imports), shellcheck, hadolint: runs all, fails if one fails
 	@rc=0; for cmd in $(LINTERS); do echo "$$cmd"; $$cmd || rc=1; done; exit $$rc
 
 sif: ## Build $(SIF) from the image $(IMAGE) with apptainer.def; its last line: its sha256 to cite
