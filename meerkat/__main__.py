@@ -1,3 +1,5 @@
+"""`python -m meerkat`: the same as the `meerkat` command."""
+
 from meerkat.cli import main
 
 main()

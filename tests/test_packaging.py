@@ -3,9 +3,9 @@
 import ast
 import re
 import sys
+import tomllib
 from importlib import metadata
 
-import tomllib
 from conftest import ROOT
 
 
