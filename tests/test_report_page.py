@@ -19,8 +19,9 @@ from conftest import ROOT, write_image
 
 from meerkat.core import atomic, ownership
 from meerkat.embed.weights import sha256
-from meerkat.report import metrics
+from meerkat.report import metrics, mistakes, summaries
 from meerkat.report import page as report_page
+from meerkat.report.facts import Facts, split_counts
 
 BUILD = ROOT / "build"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -30,7 +31,7 @@ POSITIVE_SCORES = [0.95, 0.9, 0.8, 0.6, 0.3, 0.1]
 NEGATIVE_SCORES = [0.7, 0.55, 0.4, 0.2, 0.1, 0.05]
 
 
-def make_facts(tmp_path: Path) -> report_page.Facts:
+def make_facts(tmp_path: Path) -> Facts:
     """The facts of a small made-up run, with crops on disk, a history, skipped and ignored files."""
     samples = tmp_path / "Samples"
     uris, labels, scores = [], [], []
@@ -45,7 +46,7 @@ def make_facts(tmp_path: Path) -> report_page.Facts:
     probs = np.stack([scores, 1 - scores], 1)
     evaluation = metrics.evaluate_thresholds(labels, probs)
     output = atomic.ensure_dir(tmp_path / "out" / "report").parent
-    record = {
+    run = {
         "meerkat_version": "0.1.0",
         "meerkat_revision": "0123456789abcdef0123456789abcdef01234567",
         "tensorflow_version": "2.21.0",
@@ -74,22 +75,21 @@ def make_facts(tmp_path: Path) -> report_page.Facts:
             "validation_accuracy": [0.6, 0.7, 0.8, 0.75, 0.7],
         }
     )
-    return report_page.Facts(
+    return Facts(
         output=output,
         names=NAMES,
         uris=uris,
         labels=labels,
         metrics={**metrics.metrics(labels, probs, NAMES), **metrics.summary(evaluation)},
         evaluation=evaluation,
-        counts=report_page.split_counts(record, np.array([0] * 20 + [1] * 20), labels, NAMES),
-        record=record,
+        counts=split_counts(run, np.array([0] * 20 + [1] * 20), labels, NAMES),
+        run=run,
         source=str(samples),
         training_source=str(samples / "Training"),
         image_size=224,
         skipped=[("training", str(samples / "Training" / "Positives" / "zero.jpg"), "empty file (0 bytes)")],
         ignored=[(str(samples / "Training" / "notes.txt"), "not an image extension (.txt)")],
         history=history,
-        history_source="report/history.csv",
     )
 
 
@@ -144,7 +144,7 @@ def test_the_page_stands_alone_on_disk(page):
         assert (index.parent / src).is_file(), src
     # The thumbnails are copies, small: the page outlives the crops.
     for thumb in (index.parent / "mistakes").glob("*.jpg"):
-        assert max(cv2.imread(str(thumb)).shape[:2]) <= report_page.THUMBNAIL
+        assert max(cv2.imread(str(thumb)).shape[:2]) <= mistakes.THUMBNAIL
     # Every file is meerkat's (listed for the ownership rule), and the PNGs are the figures returned.
     owned = (index.parent / ownership.OWNED).read_text().split()
     assert {"index.html", "mistakes", *figures} <= set(owned)
@@ -181,8 +181,8 @@ def test_matplotlib_works_without_a_writable_home(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME")}
     env["HOME"] = "/proc/nonexistent"  # what an arbitrary --user in a read-only container has
     code = (
-        "import os; from meerkat.report.page import _matplotlib; F = _matplotlib(); "
-        "from meerkat.report.page import _png; _png(F()); print(os.environ['MPLCONFIGDIR'])"
+        "import os; from meerkat.report.canvas import figure_class; F = figure_class(); "
+        "from meerkat.report.canvas import png; png(F()); print(os.environ['MPLCONFIGDIR'])"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -301,7 +301,7 @@ def test_the_browser_check_catches_a_missing_image_a_console_error_and_a_network
 def test_a_run_writes_the_page_and_it_renders(tiny_run, tmp_path):
     index = tiny_run / "report" / "index.html"
     text = index.read_text(encoding="utf-8")
-    assert "report/history.csv" in text or "TensorBoard logs" in text  # curves from where training wrote them
+    assert "report/history.csv" in text  # the curves, from where training wrote them
     assert "curves.png" in text
     run = json.loads((tiny_run / "report" / "run.json").read_text())
     assert run["report_seconds"] > 0 and run["meerkat_revision"]
@@ -319,8 +319,8 @@ def test_tensorboard_holds_the_pr_curve_confusion_matrix_and_mistakes_under_logs
     facts = make_facts(tmp_path)
     figures = report_page.write_page(facts)
     logdir = facts.output / "logs" / "eval"
-    report_page.write_tensorboard(facts, figures, logdir)
-    report_page.write_tensorboard(facts, figures, logdir)  # a rerun replaces its own event file
+    summaries.write(facts, figures, logdir)
+    summaries.write(facts, figures, logdir)  # a rerun replaces its own event file
     assert len(list(logdir.glob("events.out.tfevents.*"))) == 1
     acc = EventAccumulator(str(logdir), size_guidance={"tensors": 0, "images": 0}).Reload()
     tags = set(acc.Tags()["tensors"])

@@ -38,13 +38,9 @@ PARTS = {
     "shards": (("embed.preprocess", "embed.tfrecords"), (), ("tensorflow", "keras", "opencv", "pillow")),
     # The trained head, the exported model and metrics.json / predictions.csv / thresholds.csv
     # (the shards it is trained on have keys of their own).
-    "model": (
-        ("train.fit", "train.export", "report.metrics"),
-        ("report.page", "report.model_card"),
-        ("tensorflow", "keras", "numpy"),
-    ),
+    "model": (("train.fit", "train.export", "report.metrics"), (), ("tensorflow", "keras", "numpy")),
     # The page, the TensorBoard eval summaries and the model card: a change here redoes only them.
-    "report": (("report.page", "report.model_card"), (), ("matplotlib", "tensorflow", "tensorboard")),
+    "report": (("report.publish",), (), ("matplotlib", "tensorflow", "tensorboard")),
     # A video's crops (clips) and its scan results.
     "clips": (("video.clips",), (), ("opencv", "tensorflow")),
     "scan": (("video.scan",), (), ("opencv", "tensorflow")),

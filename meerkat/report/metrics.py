@@ -11,21 +11,18 @@ bytes (timings, versions and paths go to run.json). The curves are computed here
 - precision-recall: precision and recall at every distinct score; its area is the average precision
   sum((R_k - R_(k-1)) * P_k), the step-wise area without interpolation.
 
-The page (page.py), the TensorBoard eval summaries and the model card (model_card.py) are
-drawn from what this module returns.
+The page, the TensorBoard eval summaries and the model card (publish.py) are drawn from
+what `evaluate` returns.
 """
 
 import json
-import logging
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from meerkat.core import atomic, faults
-
-log = logging.getLogger(__name__)
+from meerkat.core import atomic
 
 # Thresholds of the table: a grid, plus 0.5 (the default) and 0.05 (DeepMeerkat's operating point).
 GRID = (0.01, 0.02, 0.05, *(round(0.1 * i, 1) for i in range(1, 10)), 0.95, 0.98, 0.99)
@@ -220,13 +217,17 @@ def summary(evaluation: dict) -> dict:
     }
 
 
+def evaluate(labels: np.ndarray, scores: np.ndarray, names: list[str]) -> tuple[dict, dict]:
+    """metrics.json's content, and the evaluation it summarises (evaluate_thresholds)."""
+    evaluation = evaluate_thresholds(labels, scores)
+    return {**metrics(labels, scores, names), **summary(evaluation)}, evaluation
+
+
 def write_report(report_dir, uris, labels, scores, names) -> dict:
     """metrics.json, predictions.csv and thresholds.csv: same inputs and seed, same bytes (timings go to
     run.json). Returns metrics.json's content."""
     report_dir = Path(report_dir)
-    result = metrics(labels, scores, names)
-    evaluation = evaluate_thresholds(labels, scores)
-    result.update(summary(evaluation))
+    result, evaluation = evaluate(labels, scores, names)
     table = pd.DataFrame(
         {
             "image_uri": uris,
@@ -241,46 +242,3 @@ def write_report(report_dir, uris, labels, scores, names) -> dict:
         pd.DataFrame(evaluation["table"]).to_csv(f, index=False, lineterminator="\n")
     atomic.write_text(report_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result
-
-
-def publish(cfg, record: dict, train_set, eval_set, scores) -> list[str]:
-    """After write_report: report/index.html with its figures, the same figures in TensorBoard
-    (logs/eval), and the model card (model/README.md, model/meerkat.json).
-
-    `cfg` is the run's RecordsConfig, `record` what run.json will hold. A failure here other than a
-    file in the way (MeerkatError) leaves the model and metrics as they are: it is reported as a
-    warning, the rest goes on, and the parts that could not be written are returned.
-    """
-    from meerkat.core.errors import MeerkatError
-    from meerkat.report import model_card, page
-
-    output = Path(cfg.output_dir)
-    facts, figures = None, {}
-
-    def gather():
-        nonlocal facts
-        facts = page.gather(cfg, record, train_set, eval_set, scores)
-
-    steps = (  # (fault point, what the warning calls it, the step)
-        ("facts", "the report's facts", gather),
-        ("page", "the report page", lambda: figures.update(page.write_page(facts))),
-        ("tensorboard", "the TensorBoard summaries",
-         lambda: page.write_tensorboard(facts, figures, output / "logs" / "eval")),
-        ("card", "the model card", lambda: model_card.write(facts, output / "model")),
-    )  # fmt: skip
-    problems = []
-    for point, what, step in steps:
-        if facts is None and point != "facts":
-            problems.append(what)  # nothing to draw it from
-            continue
-        try:
-            faults.point(f"report:{point}")
-            step()
-        except MeerkatError:
-            raise
-        except Exception as e:  # a bug here must not cost a trained model
-            log.warning("warning: could not write %s: %s: %s (rerun with --debug for the traceback)", what,
-                        type(e).__name__, e)  # fmt: skip
-            log.debug("traceback", exc_info=True)
-            problems.append(what)
-    return problems

@@ -10,111 +10,145 @@ the backbone and its weights, the eval metrics and threshold table, and the thre
 - best accuracy: the threshold with the most eval crops right (ties: the one nearest 0.5).
 
 Both are rounded to the fewest decimals that decide every eval crop the same way. Reading a card
-(the threshold note of predict, clips and scan) is card.py's job.
+(the threshold note of predict, clips and scan) is apply/card.py's job.
 """
 
 import json
-import logging
 import os
 from pathlib import Path
 
 from meerkat import __version__
 from meerkat.apply.card import CARD_JSON
 from meerkat.core import atomic
-
-log = logging.getLogger(__name__)
+from meerkat.report import metrics
+from meerkat.report.facts import TRAINING, Facts, number
 
 CARD_README = "README.md"
 CARD_FORMAT = 1
 RECOMMENDED_SHORT = "recall >= {target:g}"
 
 
-def build(facts, model_sha256: str) -> dict:
-    """meerkat.json's content from report_page.Facts."""
-    from meerkat.report import metrics
-    from meerkat.report.page import TRAINING
+def write(facts: Facts, model_dir) -> dict:
+    """model/meerkat.json and model/README.md (after the export: the SavedModel is already there)."""
+    from meerkat.embed.weights import sha256
 
-    m, r = facts.metrics, facts.record
-    names = facts.names
-    thresholds = m.get("thresholds", {})
-    recommended = thresholds.get("recall_target")
-    train_counts = facts.counts.get(TRAINING, {})
-    n_train, n_eval = sum(train_counts.values()), m["counts"]["total"]
-    positives = m["counts"][names[0]]
+    model_dir = Path(model_dir)
+    card = build(facts, sha256(model_dir / "saved_model.pb"))
+    atomic.write_text(model_dir / CARD_JSON, json.dumps(card, indent=2) + "\n")
+    atomic.write_text(model_dir / CARD_README, render(card))
+    return card
+
+
+# --- meerkat.json ------------------------------------------------------------------------------------
+
+
+def build(facts: Facts, model_sha256: str) -> dict:
+    """meerkat.json's content."""
+    names, run = facts.names, facts.run
     return {
         "card_format": CARD_FORMAT,
-        "task": (
-            f"Classifies a crop (a motion box cut from a camera-trap or wildlife video frame) as {names[0]} "
-            f"(the animal of interest: the crops sorted into Samples/*/Positives) or {names[1]} "
-            "(everything else the motion detector finds: leaves, shadows, water)."
-        ),
+        "task": _task(names),
         "classes": names,
         "positive_class": names[0],
-        "input": {
-            "signature": "serving_default",
-            "image_bytes": "string [N]: encoded JPEG or PNG crops, any size",
-            "decode": "RGB; grayscale and RGBA converted; first frame of a GIF",
-            "resize": f"stretched to {facts.image_size or '?'} px square, bilinear, then the backbone's own "
-            "normalisation (all inside the model)",
-            "tf1_tensors": {"input": "Placeholder:0", "softmax": "final_ops/softmax:0"},
-        },
-        "output": {
-            "scores": f"float32 [N, 2], the softmax; column 0 = P({names[0]})",
-            "prediction": "int64 [N], index into dict.txt: the argmax of the float32 softmax. meerkat's own "
-            "labels (predict, scan, the report) call a crop positive when score_positive, printed to 6 decimals, "
-            "is >= the threshold; at 0.5 the two differ only for a score within 5e-7 of 0.5",
-            "label": f"string [N], {names[0]} / {names[1]}",
-            "dict_txt": names,
-        },
+        "input": _input(facts.image_size),
+        "output": _output(names),
         "model_sha256": model_sha256,
-        "training_data": {
-            "source": facts.source,
-            "counts": facts.counts,
-            "skipped_files": len(facts.skipped),
-            "ignored_files": len(facts.ignored),
-            "eval_held_out_from_training": _eval_held_out(facts),
-        },
-        "backbone": r.get("backbone", {}),
-        "training": {
-            "options": r.get("train_config", {}),
-            **{k: r[k] for k in ("best_epoch", "stopped_epoch", "validation_fraction", "class_weights") if k in r},
-        },
-        "metrics": {
-            "set": "eval",
-            **{k: m.get(k) for k in ("accuracy", "precision", "recall", "false_positive_rate", "false_negative_rate")},
-            "at_threshold": metrics.DEFAULT_THRESHOLD,
-            "roc_auc": m.get("roc_auc"),
-            "average_precision": m.get("average_precision"),
-            "confusion_matrix": m.get("confusion_matrix"),
-            "counts": m.get("counts"),
-        },
-        "thresholds": {
-            "recommended": None
-            if recommended is None
-            else {
-                **recommended,
-                "short": RECOMMENDED_SHORT.format(target=metrics.RECALL_TARGET),
-                "why": "DeepMeerkat filters frames for a person to review: a kept empty frame costs seconds, a "
-                "missed animal is lost. This threshold misses at most 1 in 20 of the eval positives and keeps as "
-                "few negatives as that allows.",
-            },
-            "best_accuracy": thresholds.get("best_accuracy"),
-            "default": thresholds.get("default"),
-            "deepmeerkat": thresholds.get("deepmeerkat"),
-            "table": facts.evaluation["table"],
-        },
+        "training_data": _training_data(facts),
+        "backbone": run.get("backbone", {}),
+        "training": _training(run),
+        "metrics": _metrics(facts.metrics),
+        "thresholds": _thresholds(facts.metrics.get("thresholds", {}), facts.evaluation["table"]),
         "intended_use": (
             f"Filtering motion crops from videos like the ones the training crops came from ({facts.source}): "
             "meerkat scan or DeepMeerkat keep the frames whose crops score at least the threshold, and a person "
             "reviews them. Not for counting, species identification or unattended decisions."
         ),
-        "limits": _limits(facts, n_train, n_eval, positives),
-        "meerkat": {"version": r.get("meerkat_version", __version__), "revision": r.get("meerkat_revision", "")},
-        "versions": {k: r[k] for k in ("tensorflow_version", "python_version") if k in r},
+        "limits": _limits(facts),
+        "meerkat": {"version": run.get("meerkat_version", __version__), "revision": run.get("meerkat_revision", "")},
+        "versions": {k: run[k] for k in ("tensorflow_version", "python_version") if k in run},
     }
 
 
-def _eval_held_out(facts) -> bool:
+def _task(names: list[str]) -> str:
+    return (
+        f"Classifies a crop (a motion box cut from a camera-trap or wildlife video frame) as {names[0]} "
+        f"(the animal of interest: the crops sorted into Samples/*/Positives) or {names[1]} "
+        "(everything else the motion detector finds: leaves, shadows, water)."
+    )
+
+
+def _input(image_size: int | None) -> dict:
+    return {
+        "signature": "serving_default",
+        "image_bytes": "string [N]: encoded JPEG or PNG crops, any size",
+        "decode": "RGB; grayscale and RGBA converted; first frame of a GIF",
+        "resize": f"stretched to {image_size or '?'} px square, bilinear, then the backbone's own "
+        "normalisation (all inside the model)",
+        "tf1_tensors": {"input": "Placeholder:0", "softmax": "final_ops/softmax:0"},
+    }
+
+
+def _output(names: list[str]) -> dict:
+    return {
+        "scores": f"float32 [N, 2], the softmax; column 0 = P({names[0]})",
+        "prediction": "int64 [N], index into dict.txt: the argmax of the float32 softmax. meerkat's own "
+        "labels (predict, scan, the report) call a crop positive when score_positive, printed to 6 decimals, "
+        "is >= the threshold; at 0.5 the two differ only for a score within 5e-7 of 0.5",
+        "label": f"string [N], {names[0]} / {names[1]}",
+        "dict_txt": names,
+    }
+
+
+def _training_data(facts: Facts) -> dict:
+    return {
+        "source": facts.source,
+        "counts": facts.counts,
+        "skipped_files": len(facts.skipped),
+        "ignored_files": len(facts.ignored),
+        "eval_held_out_from_training": _eval_held_out(facts),
+    }
+
+
+def _training(run: dict) -> dict:
+    return {
+        "options": run.get("train_config", {}),
+        **{k: run[k] for k in ("best_epoch", "stopped_epoch", "validation_fraction", "class_weights") if k in run},
+    }
+
+
+def _metrics(m: dict) -> dict:
+    return {
+        "set": "eval",
+        **{k: m.get(k) for k in ("accuracy", "precision", "recall", "false_positive_rate", "false_negative_rate")},
+        "at_threshold": metrics.DEFAULT_THRESHOLD,
+        "roc_auc": m.get("roc_auc"),
+        "average_precision": m.get("average_precision"),
+        "confusion_matrix": m.get("confusion_matrix"),
+        "counts": m.get("counts"),
+    }
+
+
+def _thresholds(thresholds: dict, table: list[dict]) -> dict:
+    """The recommended, best-accuracy, default and DeepMeerkat thresholds (metrics.json's), and the table."""
+    recommended = thresholds.get("recall_target")
+    if recommended is not None:
+        recommended = {
+            **recommended,
+            "short": RECOMMENDED_SHORT.format(target=metrics.RECALL_TARGET),
+            "why": "DeepMeerkat filters frames for a person to review: a kept empty frame costs seconds, a "
+            "missed animal is lost. This threshold misses at most 1 in 20 of the eval positives and keeps as "
+            "few negatives as that allows.",
+        }
+    return {
+        "recommended": recommended,
+        "best_accuracy": thresholds.get("best_accuracy"),
+        "default": thresholds.get("default"),
+        "deepmeerkat": thresholds.get("deepmeerkat"),
+        "table": table,
+    }
+
+
+def _eval_held_out(facts: Facts) -> bool:
     """Whether the eval crops sit in the training crops' folder (no Testing folder: held out from Training)."""
     if not facts.training_source or not facts.uris:
         return False
@@ -124,15 +158,14 @@ def _eval_held_out(facts) -> bool:
         return False
 
 
-def _limits(facts, n_train: int, n_eval: int, positives: int) -> list[str]:
-    from meerkat.report.page import TRAINING
-
-    names = facts.names
-    counts = facts.counts.get(TRAINING, {})
+def _limits(facts: Facts) -> list[str]:
+    names, counts = facts.names, facts.counts.get(TRAINING, {})
+    n_eval, positives = facts.metrics["counts"]["total"], facts.metrics["counts"][names[0]]
     limits = [
-        f"Trained on {n_train} crops ({counts.get(names[0], 0)} {names[0]}, {counts.get(names[1], 0)} {names[1]}) "
-        f"from {facts.source or 'one Samples folder'}. It has seen only the cameras, sites, seasons, light and "
-        "species in them: check it on a labelled sample before trusting it, or its thresholds, on other footage.",
+        f"Trained on {sum(counts.values())} crops ({counts.get(names[0], 0)} {names[0]}, "
+        f"{counts.get(names[1], 0)} {names[1]}) from {facts.source or 'one Samples folder'}. It has seen only the "
+        "cameras, sites, seasons, light and species in them: check it on a labelled sample before trusting it, or "
+        "its thresholds, on other footage.",
         f"The metrics and thresholds come from {n_eval} eval crops with {positives} {names[0]}: one {names[0]} "
         f"is {1 / max(positives, 1):.1%} of recall, so 'recall >= 0.95' is an estimate on those crops, not a "
         "guarantee.",
@@ -150,120 +183,149 @@ def _limits(facts, n_train: int, n_eval: int, positives: int) -> list[str]:
     return limits
 
 
+# --- README.md ---------------------------------------------------------------------------------------
+
+
 def render(card: dict) -> str:
-    """README.md from meerkat.json's content."""
-    names = card["classes"]
-    m, t = card["metrics"], card["thresholds"]
+    """README.md from meerkat.json's content: its sections, each ending in a blank line."""
+    sections = (_md_headline, _md_contract, _md_training_data, _md_backbone, _md_metrics, _md_threshold_table,
+                _md_use_and_limits, _md_provenance)  # fmt: skip
+    return "\n".join(line for section in sections for line in section(card))
+
+
+def _num(x) -> str:
+    return number(x, 3)
+
+
+def _md_headline(card: dict) -> list[str]:
+    """The title, the task, and the thresholds worth using."""
+    names, t = card["classes"], card["thresholds"]
     rec, best = t.get("recommended"), t.get("best_accuracy")
-    b = card["backbone"]
-
-    def num(x, digits=3):
-        return "n/a" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
-
-    lines = [
-        f"# Model card: meerkat {names[0]}/{names[1]} crop classifier",
-        "",
-        card["task"],
-        "",
-    ]
+    lines = [f"# Model card: meerkat {names[0]}/{names[1]} crop classifier", "", card["task"], ""]
     if rec:
         lines += [
             f"**Recommended threshold: `--threshold {rec['threshold']:g}`** ({rec['rule']} on the eval set: "
-            f"recall {num(rec['recall'])}, precision {num(rec['precision'])}, false-positive rate "
-            f"{num(rec['false_positive_rate'])}, keeps {num(rec['kept_fraction'])} of the crops). {rec['why']}",
+            f"recall {_num(rec['recall'])}, precision {_num(rec['precision'])}, false-positive rate "
+            f"{_num(rec['false_positive_rate'])}, keeps {_num(rec['kept_fraction'])} of the crops). {rec['why']}",
             "",
         ]
     if best:
         lines += [
-            f"Best accuracy: `--threshold {best['threshold']:g}` (accuracy {num(best['accuracy'])}, recall "
-            f"{num(best['recall'])}, precision {num(best['precision'])}). meerkat's default is 0.5; DeepMeerkat's "
+            f"Best accuracy: `--threshold {best['threshold']:g}` (accuracy {_num(best['accuracy'])}, recall "
+            f"{_num(best['recall'])}, precision {_num(best['precision'])}). meerkat's default is 0.5; DeepMeerkat's "
             "operating point was 0.05.",
             "",
         ]
-    lines += [
+    return lines
+
+
+def _md_contract(card: dict) -> list[str]:
+    names, given, out = card["classes"], card["input"], card["output"]
+    return [
         "## Classes and input contract",
         "",
         f"- Class order (`dict.txt`): {', '.join(f'{i} = `{n}`' for i, n in enumerate(names))}. "
         f"**Column 0 of `scores` is P({names[0]})**; a crop is {names[0]} when `scores[:, 0] >= threshold`.",
-        f"- Input: `{card['input']['image_bytes']}` (signature `serving_default`; DeepMeerkat's TF1 loader feeds "
+        f"- Input: `{given['image_bytes']}` (signature `serving_default`; DeepMeerkat's TF1 loader feeds "
         "`Placeholder:0` and reads `final_ops/softmax:0`).",
-        f"- Decoding: {card['input']['decode']}; {card['input']['resize']}.",
-        f"- Outputs: `scores` {card['output']['scores']}; `prediction` {card['output']['prediction']}; "
-        f"`label` {card['output']['label']}.",
+        f"- Decoding: {given['decode']}; {given['resize']}.",
+        f"- Outputs: `scores` {out['scores']}; `prediction` {out['prediction']}; `label` {out['label']}.",
         f"- `saved_model.pb` sha256: `{card['model_sha256']}`",
         "",
+    ]
+
+
+def _md_training_data(card: dict) -> list[str]:
+    names, data = card["classes"], card["training_data"]
+    return [
         "## Training data",
         "",
-        f"From `{card['training_data']['source']}`.",
+        f"From `{data['source']}`.",
         "",
         "| set | " + " | ".join(names) + " | total |",
         "|---|" + "---:|" * (len(names) + 1),
-    ]
-    for split, counts in card["training_data"]["counts"].items():
-        lines.append(
+        *(
             f"| {split} | " + " | ".join(str(counts.get(n, 0)) for n in names) + f" | {sum(counts.values())} |"
-        )
-    lines += [
+            for split, counts in data["counts"].items()
+        ),
         "",
-        f"Skipped (unreadable) files: {card['training_data']['skipped_files']}; ignored (not images): "
-        f"{card['training_data']['ignored_files']}. The report lists them with their reasons.",
+        f"Skipped (unreadable) files: {data['skipped_files']}; ignored (not images): {data['ignored_files']}. "
+        "The report lists them with their reasons.",
         "",
+    ]
+
+
+def _md_backbone(card: dict) -> list[str]:
+    b = card["backbone"]
+    alpha = f", alpha {b['alpha']}" if b.get("alpha") else ""
+    return [
         "## Backbone",
         "",
-        f"- `{b.get('name', '?')}`"
-        + (f", alpha {b['alpha']}" if b.get("alpha") else "")
-        + f", {b.get('precision', '')}",
+        f"- `{b.get('name', '?')}`{alpha}, {b.get('precision', '')}",
         f"- Weights: `{b.get('weights', '')}`",
         f"- Weights sha256: `{b.get('weights_sha256') or 'none (random weights)'}`",
         "",
+    ]
+
+
+def _md_metrics(card: dict) -> list[str]:
+    names, m = card["classes"], card["metrics"]
+    confusion = "; ".join(
+        f"{names[i]}: " + ", ".join(f"{c} {names[j]}" for j, c in enumerate(row))
+        for i, row in enumerate(m["confusion_matrix"]["matrix"])
+    )
+    return [
         f"## Eval metrics ({m['counts']['total']} crops of the Testing set, threshold 0.5)",
         "",
         "| accuracy | precision | recall | false-positive rate | ROC AUC | average precision |",
         "|---:|---:|---:|---:|---:|---:|",
-        f"| {num(m['accuracy'])} | {num(m['precision'])} | {num(m['recall'])} | {num(m['false_positive_rate'])} "
-        f"| {num(m['roc_auc'])} | {num(m['average_precision'])} |",
+        f"| {_num(m['accuracy'])} | {_num(m['precision'])} | {_num(m['recall'])} | {_num(m['false_positive_rate'])} "
+        f"| {_num(m['roc_auc'])} | {_num(m['average_precision'])} |",
         "",
-        "Confusion matrix (rows: true, columns: predicted): "
-        + "; ".join(
-            f"{names[i]}: " + ", ".join(f"{c} {names[j]}" for j, c in enumerate(row))
-            for i, row in enumerate(m["confusion_matrix"]["matrix"])
-        )
-        + ".",
+        f"Confusion matrix (rows: true, columns: predicted): {confusion}.",
         "",
+    ]
+
+
+def _md_threshold_table(card: dict) -> list[str]:
+    return [
         "## Threshold table (eval set)",
         "",
         "| threshold | precision | recall | false-positive rate | crops kept | accuracy | |",
         "|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for row in t["table"]:
-        lines.append(
-            f"| {row['threshold']:g} | {num(row['precision'])} | {num(row['recall'])} | "
-            f"{num(row['false_positive_rate'])} | {num(row['kept_fraction'])} | {num(row['accuracy'])} | "
+        *(
+            f"| {row['threshold']:g} | {_num(row['precision'])} | {_num(row['recall'])} | "
+            f"{_num(row['false_positive_rate'])} | {_num(row['kept_fraction'])} | {_num(row['accuracy'])} | "
             f"{row['note']} |"
-        )
-    lines += ["", "## Intended use", "", card["intended_use"], "", "## Limits", ""]
-    lines += [f"- {limit}" for limit in card["limits"]]
-    lines += [
+            for row in card["thresholds"]["table"]
+        ),
         "",
+    ]
+
+
+def _md_use_and_limits(card: dict) -> list[str]:
+    return [
+        "## Intended use",
+        "",
+        card["intended_use"],
+        "",
+        "## Limits",
+        "",
+        *(f"- {limit}" for limit in card["limits"]),
+        "",
+    ]
+
+
+def _md_provenance(card: dict) -> list[str]:
+    training = card["training"]
+    return [
         "## Provenance",
         "",
         f"- meerkat {card['meerkat']['version']}, revision `{card['meerkat']['revision'] or 'unknown'}`",
         *(f"- {k.replace('_version', '')}: {v}" for k, v in card["versions"].items()),
-        f"- Training options: `{json.dumps(card['training']['options'], sort_keys=True)}`",
-        *(f"- {k.replace('_', ' ')}: {v}" for k, v in card["training"].items() if k != "options"),
+        f"- Training options: `{json.dumps(training['options'], sort_keys=True)}`",
+        *(f"- {k.replace('_', ' ')}: {v}" for k, v in training.items() if k != "options"),
         "",
         "The same facts for programs: `meerkat.json` beside this file. The full report: `../report/index.html`.",
         "",
     ]
-    return "\n".join(lines)
-
-
-def write(facts, model_dir) -> dict:
-    """model/meerkat.json and model/README.md (after the export: the SavedModel is already there)."""
-    from meerkat.embed.weights import sha256
-
-    model_dir = Path(model_dir)
-    card = build(facts, sha256(model_dir / "saved_model.pb"))
-    atomic.write_text(model_dir / CARD_JSON, json.dumps(card, indent=2) + "\n")
-    atomic.write_text(model_dir / CARD_README, render(card))
-    return card

@@ -151,10 +151,10 @@ def _fit(cfg: RecordsConfig, train_cfg: TrainConfig) -> dict:
 def _publish(cfg: RecordsConfig, record: dict, train_set, eval_set, scores, fingerprint: str) -> None:
     """The page, TensorBoard's eval figures and the model card, then run.json, which marks the run
     finished and lists what of the report could not be written (a rerun redoes only that)."""
-    from meerkat.report import metrics
+    from meerkat.report.publish import publish
 
     start = time.perf_counter()
-    problems = metrics.publish(cfg, record, train_set, eval_set, scores)
+    problems = publish(cfg, record, train_set, eval_set, scores)
     record = {**record, "report_seconds": round(time.perf_counter() - start, 2)}
     run_json.write(cfg.output_dir, fingerprint, record, problems)
     if problems:
