@@ -245,7 +245,7 @@ class Scan:
     def __call__(self, video: Path) -> tuple[tuple[float, float], dict]:
         self.model_seconds, self.crops = 0.0, 0
         with Timer() as t:
-            summary = self.scanner.scan(video)
+            summary = self.scanner.walk(video)
         return t.seconds, {**summary, "seconds": t.wall, "model_seconds": self.model_seconds, "crops": self.crops}
 
 

@@ -69,7 +69,7 @@ def frames_of(path: Path) -> dict[int, "cv2.typing.MatLike"]:
 
 def expected_crop(image, box, padding="deepmeerkat") -> bytes:
     """The crop as ../shared/notes/deepmeerkat-motion.md defines it (written here independently of
-    meerkat/motion.py), encoded as meerkat encodes it."""
+    meerkat/video/motion.py), encoded as meerkat encodes it."""
     x, y, w, h = box
     height, width = image.shape[:2]
     if padding == "deepmeerkat":  # a fraction of each edge's coordinate

@@ -1,1 +1,1 @@
-"""Videos: frames, DeepMeerkat's motion detection and crops, clips and scan, DeepMeerkat's result files."""
+"""Videos: frames, DeepMeerkat's motion detection and crops, the walk clips and scan share, the result files."""

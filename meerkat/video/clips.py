@@ -8,12 +8,12 @@ second round of labelling means reviewing suggestions rather than sorting from s
 
 Each video's folder appears whole when the video is done; a rerun skips the videos it finished
 with the same settings. A video that cannot be opened, fails to decode part way or does not fit
---roi/--exclude is skipped, logged and listed as failed; the others go on.
+--roi/--exclude is skipped, logged and listed as failed; the others go on. video/walk.py walks the
+videos, for scan too; this module says what becomes of their boxes.
 """
 
 import logging
 import os
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,8 +21,9 @@ from meerkat import __version__
 from meerkat.core import atomic, codeversion, temporaries
 from meerkat.core.config import ClipsConfig
 from meerkat.video import results
-from meerkat.video.frames import BadVideo, Frames, check_some_usable, clock, list_videos, probe
-from meerkat.video.motion import VideoMotion, check_regions, cut
+from meerkat.video.frames import VideoInfo, list_videos
+from meerkat.video.motion import cut
+from meerkat.video.walk import VideoWalk, check_some_usable
 
 log = logging.getLogger(__name__)
 
@@ -42,109 +43,70 @@ def clips(cfg: ClipsConfig) -> list[dict]:
         scorer = Scorer(cfg.model)
         if note := threshold_note(cfg.model, cfg.threshold):
             log.info(note)
-    summaries = [_clip_or_skip(path, output, cfg, scorer) for path in videos]
+    clipper = VideoClipper(cfg, scorer)
+    summaries = [clipper.walk(path) for path in videos]
     if scorer is not None:
         _suggest(output, [s for s in summaries if s["status"] != "failed"], cfg.threshold)
     failed = [s for s in summaries if s["status"] == "failed"]
-    crops = sum(s.get("crops", 0) for s in summaries)
+    crops = sum(s["crops"] for s in summaries)
     log.info("%d crops from %d videos in %s (%d failed)", crops, len(videos) - len(failed), output, len(failed))
     check_some_usable(summaries)
     return summaries
 
 
-def _settings(cfg: ClipsConfig, scorer) -> dict:
-    return {
-        **asdict(cfg.motion),
-        "max_crops_per_video": cfg.max_crops_per_video,
-        "model_sha256": scorer.sha256 if scorer else None,
-        "threshold": cfg.threshold if scorer else None,
-        "meerkat_version": __version__,
-        "code_key": codeversion.key("clips"),  # an upgrade that changed how crops are cut redoes them
-    }
+class VideoClipper(VideoWalk):
+    """Videos walked into crops, scored by `scorer` when there is one."""
 
+    stage, what, partial = "clips", "crops", "; crops cover those"
+    summary = {"frames": ("total_frames", int), "crops": ("crops", int)}
 
-def _clip_or_skip(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
-    try:
-        return _clip_video(path, output, cfg, scorer)
-    except BadVideo as e:  # a decoding error part way leaves nothing behind: a rerun tries it again
-        log.warning("warning: %s: %s; skipped", path, e)
-        log.debug("why %s failed:", path, exc_info=e)
-        return {"video": str(path), "status": "failed", "reason": str(e), "unusable": e.failed}
-
-
-def _clip_video(path: Path, output: Path, cfg: ClipsConfig, scorer) -> dict:
-    info = probe(path)
-    check_regions(cfg.motion, info.width, info.height)
-    folder = output / info.stem
-    settings = _settings(cfg, scorer)
-    key = results.settings_key(path, settings)
-    previous = results.read_parameters(folder / "parameters.csv")
-    if not cfg.force and previous.get("settings_key") == key:
-        log.info("Reusing the finished crops of %s in %s", path.name, folder)
-        return _summary(path, previous, "reused")
-
-    start = time.perf_counter()
-    motion = VideoMotion(path, info, cfg.motion, "clips")
-    rows, motion_frames, limit, stopped_at = [], 0, cfg.max_crops_per_video, None
-    with atomic.atomic_dir(folder, f"the crops of {path}") as tmp:
-        for number, _, watched, boxes in motion:
-            motion_frames += bool(boxes)
-            for i, box in enumerate(boxes[: limit - len(rows)] if limit else boxes):
-                name = f"{info.stem}_{number}_{i}.jpg"
-                atomic.write_file(tmp / name, atomic.jpeg(cut(watched, box, cfg.motion.padding)))
-                full = box.shifted(*motion.detector.offset)
-                row = {"frame": number, "clock": clock(number, info.fps), "x": full.x, "y": full.y}
-                rows.append({**row, "h": full.h, "w": full.w, "label": "motion", "score": 1.0, "crop": name})
-            if limit and len(rows) >= limit:
-                log.info("%s: stopped at --max-crops-per-video %d (frame %d)", path.name, limit, number)
-                stopped_at = number
-                break
-        # Stopped early, the frames read are those processed (the reader thread may be ahead).
-        read = stopped_at or motion.frames.count
-        status, reason = _completeness(info, motion.frames, stopped_at is not None)
-        if scorer is not None:
-            _score(tmp, rows, scorer, cfg.threshold)
-        results.write_annotations(tmp / "annotations.csv", rows)
-        minutes = (time.perf_counter() - start) / 60
-        params = {
-            **{k: v for k, v in settings.items() if v is not None},
-            "mode": "motion",
-            "training_mode": True,
-            "source_video": str(path.resolve()),
-            "video_fps": info.fps,
-            "total_frames": read,
-            "motion_events": motion_frames,
-            "crops": len(rows),
-            "minutes": round(minutes, 4),
-            "mog_learning_rate": 0.1,
-            "mog_variance": 20,
-            "min_area_fraction": cfg.motion.min_area,
-            "use_knn": False,
-            "settings_key": key,
-            "status": status,
-            "reason": reason,
+    def __init__(self, cfg: ClipsConfig, scorer):
+        settings = {
+            **asdict(cfg.motion),
+            "max_crops_per_video": cfg.max_crops_per_video,
+            "model_sha256": scorer.sha256 if scorer else None,
+            "threshold": cfg.threshold if scorer else None,
+            "meerkat_version": __version__,
+            "code_key": codeversion.key("clips"),  # an upgrade that changed how crops are cut redoes them
         }
-        results.write_parameters(tmp / "parameters.csv", params)
-    rate = read / (minutes * 60) if minutes else 0
-    log.info(
-        "%s: %d frames, %d with motion, %d crops, %.0f frames/s -> %s",
-        path.name,
-        read,
-        motion_frames,
-        len(rows),
-        rate,
-        folder,
-    )
-    if status == "failed":
-        log.warning("warning: %s: %s", path, reason)
-    return _summary(path, {k: str(v) for k, v in params.items()}, status)
+        super().__init__(cfg.output, cfg.motion, settings, cfg.force)
+        self.cfg, self.scorer = cfg, scorer
+
+    def start(self, tmp: Path, path: Path, info: VideoInfo) -> "VideoCrops":
+        return VideoCrops(tmp, path, info, self.cfg, self.scorer)
+
+    def line(self, params: dict, seconds: float) -> str:
+        rate = params["total_frames"] / seconds if seconds else 0
+        return (
+            f"{params['total_frames']} frames, {params['motion_events']} with motion, {params['crops']} crops, "
+            f"{rate:.0f} frames/s"
+        )
 
 
-def _completeness(info, frames: Frames, stopped: bool) -> tuple[str, str]:
-    """A video that ends well before the frame count its container states is truncated."""
-    if stopped or not info.frames or frames.count >= info.frames - max(2, info.frames // 100):
-        return "done", ""
-    return "failed", f"truncated: decoded {frames.count} of the {info.frames} frames it states; crops cover those"
+class VideoCrops:
+    """One video's crops, up to --max-crops-per-video, with a row of annotations.csv each."""
+
+    def __init__(self, tmp: Path, path: Path, info: VideoInfo, cfg: ClipsConfig, scorer):
+        self.tmp, self.path, self.info, self.cfg, self.scorer = tmp, path, info, cfg, scorer
+        self.rows: list[dict] = []
+
+    def boxes(self, number, frame, watched, boxes, full) -> bool:
+        limit = self.cfg.max_crops_per_video
+        room = limit - len(self.rows) if limit else None
+        for i, (box, at) in enumerate(zip(boxes[:room], full[:room], strict=True)):
+            name = f"{self.info.stem}_{number}_{i}.jpg"
+            atomic.write_file(self.tmp / name, atomic.jpeg(cut(watched, box, self.cfg.motion.padding)))
+            self.rows.append({**results.annotation(number, self.info.fps, at, "motion", 1.0), "crop": name})
+        if limit and len(self.rows) >= limit:
+            log.info("%s: stopped at --max-crops-per-video %d (frame %d)", self.path.name, limit, number)
+            return True
+        return False
+
+    def finish(self, frames: int) -> tuple[list[dict], dict]:
+        if self.scorer is not None:
+            _score(self.tmp, self.rows, self.scorer, self.cfg.threshold)
+        own = {"training_mode": True, "source_video": str(self.path.resolve()), "crops": len(self.rows)}
+        return self.rows, own
 
 
 def _score(folder: Path, rows: list[dict], scorer, threshold: float) -> None:
@@ -156,16 +118,6 @@ def _score(folder: Path, rows: list[dict], scorer, threshold: float) -> None:
             row["label"] = "positive" if row["score"] >= threshold else "negative"
     table = [(r["crop"], f"{r['score']:.6f}", r["label"]) for r in rows]
     atomic.write_csv(folder / "scores.csv", table, ["crop", "score_positive", "suggested"])
-
-
-def _summary(path: Path, params: dict, status: str) -> dict:
-    return {
-        "video": str(path),
-        "status": params.get("status") if status == "reused" and params.get("status") == "failed" else status,
-        "reason": params.get("reason", ""),
-        "frames": int(params.get("total_frames", 0)),
-        "crops": int(params.get("crops", 0)),
-    }
 
 
 def _suggest(output: Path, done: list[dict], threshold: float) -> None:

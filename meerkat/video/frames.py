@@ -28,17 +28,6 @@ class BadVideo(Exception):
     failed = "read"  # when every video fails so, the error says "no video could be read"
 
 
-def check_some_usable(summaries: list[dict]) -> None:
-    """One error when every video failed before giving a result, naming the first and its reason.
-
-    A failed video's summary holds `unusable`: its BadVideo's `failed`.
-    """
-    failed = [s for s in summaries if s.get("unusable")]
-    if summaries and len(failed) == len(summaries):
-        what = "read" if all(s["unusable"] == "read" for s in failed) else "used"
-        raise MeerkatError(f"no video could be {what}; the first, {failed[0]['video']}: {failed[0]['reason']}")
-
-
 @dataclass(frozen=True)
 class VideoInfo:
     path: Path
@@ -167,9 +156,3 @@ def stride_for(stride: int, fps_wanted: float | None, video_fps: int) -> int:
     if fps_wanted:
         return max(1, round(video_fps / fps_wanted))
     return stride
-
-
-def clock(frame: int, fps: int) -> str:
-    """H:MM:SS of a frame number, as DeepMeerkat writes it in annotations.csv."""
-    t = (frame / (fps or 30)) % 86400.0
-    return f"{int(t // 3600)}:{int(t % 3600 // 60):02d}:{int(t % 60):02d}"

@@ -4,7 +4,8 @@ MOG2 background subtraction (no shadows, variance threshold 20, background ratio
 rate 0.1, OpenCV's default history) on the colour frame, a 9x9 elliptical opening, the external
 contours over 50 px², their bounding boxes merged while less than 75 px apart, and the merged
 boxes that cover at least --min-area of the frame (1 %). `../shared/notes/deepmeerkat-motion.md`
-has the reference; tests/test_deepmeerkat.py compares with DeepMeerkat 3.1.4 itself.
+has the reference; tests/test_deepmeerkat.py compares with DeepMeerkat 3.1.4 itself. video/walk.py
+feeds the detector a video's frames.
 
 Where meerkat differs, it says so: the subtractor's first frame (DeepMeerkat's frame 2) sees
 everything as foreground and yields one full-frame box, which is dropped unless asked for; with
@@ -18,22 +19,32 @@ inside counts) but not lie wholly outside it, where it would exclude nothing. A 
 not fit one video fails that video (RegionMisfit); the others go on.
 """
 
-import logging
 import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from meerkat.core import faults
 from meerkat.core.config import MotionConfig
-from meerkat.video.frames import BadVideo, Frames, stride_for
+from meerkat.video.frames import BadVideo
 
+# MOG2 as DeepMeerkat sets it up; parameters.csv records them (parameters() below).
+VARIANCE = 20  # varThreshold
+BACKGROUND_RATIO = 0.95
+LEARNING_RATE = 0.1
 MERGE_DISTANCE = 75.0  # px, in the full-resolution frame
 MIN_CONTOUR_AREA = 50.0  # px², in the full-resolution frame
-log = logging.getLogger(__name__)
-
 KERNEL_SIDE = 9  # px, the elliptical opening's size in the full-resolution frame
+
+
+def parameters(cfg: MotionConfig) -> dict:
+    """The detector's settings under the names DeepMeerkat's parameters.csv gives them."""
+    return {
+        "mog_learning_rate": LEARNING_RATE,
+        "mog_variance": VARIANCE,
+        "min_area_fraction": cfg.min_area,
+        "use_knn": False,
+    }
 
 
 @dataclass(frozen=True)
@@ -126,8 +137,8 @@ class MotionDetector:
         self.min_area = cfg.min_area
         self.keep_first = cfg.keep_first_frame
         self.first = True
-        self.subtractor = cv2.createBackgroundSubtractorMOG2(detectShadows=False, varThreshold=20.0)
-        self.subtractor.setBackgroundRatio(0.95)
+        self.subtractor = cv2.createBackgroundSubtractorMOG2(detectShadows=False, varThreshold=VARIANCE)
+        self.subtractor.setBackgroundRatio(BACKGROUND_RATIO)
         rw, rh = self.region[2:]
         self.small = (max(1, round(rw * self.scale)), max(1, round(rh * self.scale)))
         self.keep = None  # mask of the watched pixels, where parts are --exclude'd
@@ -155,7 +166,7 @@ class MotionDetector:
 
     def boxes(self, small: np.ndarray) -> list[Box]:
         """The boxes of the frame whose shrink() is `small`."""
-        mask = self.subtractor.apply(small, learningRate=0.1)
+        mask = self.subtractor.apply(small, learningRate=LEARNING_RATE)
         if self.keep is not None:
             mask = cv2.bitwise_and(mask, self.keep)
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self.kernel)
@@ -177,33 +188,6 @@ class MotionDetector:
                 )
         area = self.region[2] * self.region[3]
         return [b for b in merge(boxes) if b.w * b.h >= self.min_area * area]
-
-
-class VideoMotion:
-    """One video's processed frames with their boxes, as clips and scan both walk them.
-
-    Iterating yields (frame number, frame, watched region, boxes) for every frame that reaches
-    the subtractor (frame 1 only starts the video, as in DeepMeerkat), with a progress line every
-    few seconds. `frames.count` is then the number of frames the video held.
-    """
-
-    def __init__(self, path, info, cfg: MotionConfig, stage: str):
-        from meerkat.core.progress import Progress
-
-        self.detector = MotionDetector(cfg, info.width, info.height)
-        self.frames = Frames(path, stride_for(cfg.stride, cfg.fps, info.fps), self.detector.shrink)
-        self.progress = Progress(path.name, info.frames)
-        self.fault = f"{stage}:{info.stem}"
-        if not info.frames:
-            log.warning("warning: %s does not say how many frames it holds; they are counted as it is read", path)
-
-    def __iter__(self):
-        for number, frame, small in self.frames:
-            self.progress.update(number)
-            faults.point(f"{self.fault}:{number}")
-            if number == 1:
-                continue  # DeepMeerkat discards frame 1: it never reaches the subtractor
-            yield number, frame, self.detector.watched(frame), self.detector.boxes(small)
 
 
 SIDE = 299  # DeepMeerkat's crop size (InceptionV3's input)

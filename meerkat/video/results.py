@@ -19,6 +19,18 @@ from meerkat.core.atomic import TEXT, write_csv
 ANNOTATION_COLUMNS = ["frame", "clock", "x", "y", "h", "w", "label", "score"]
 
 
+def clock(frame: int, fps: int) -> str:
+    """H:MM:SS of a frame number, as DeepMeerkat writes it in annotations.csv."""
+    t = (frame / (fps or 30)) % 86400.0
+    return f"{int(t // 3600)}:{int(t % 3600 // 60):02d}:{int(t % 60):02d}"
+
+
+def annotation(frame: int, fps: int, box, label: str, score) -> dict:
+    """One row of annotations.csv; `box` (x, y, w, h) in the frame's pixels."""
+    x, y, w, h = box.x, box.y, box.w, box.h
+    return {"frame": frame, "clock": clock(frame, fps), "x": x, "y": y, "h": h, "w": w, "label": label, "score": score}
+
+
 def write_annotations(path: Path, rows: list[dict]) -> None:
     write_csv(path, ([r[c] for c in ANNOTATION_COLUMNS] for r in rows), ANNOTATION_COLUMNS)
 

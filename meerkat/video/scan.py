@@ -11,12 +11,12 @@ return rate, minutes), and frames/<frame>.jpg of each kept frame with its boxes 
 OUTPUT/scan.csv has one row per video, failures included.
 
 Each video's folder appears whole once the video is done, and a rerun skips the videos finished
-with the same model and settings, so a killed scan resumes video by video. Array tasks split the
-videos as preprocess splits a CSV (--shard-index/--num-shards, or SLURM's array variables).
+with the same model and settings, so a killed scan resumes video by video (video/walk.py walks
+them, as for clips). Array tasks split the videos as preprocess splits a CSV
+(--shard-index/--num-shards, or SLURM's array variables).
 """
 
 import logging
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from multiprocessing import get_context
@@ -31,8 +31,9 @@ from meerkat.core.config import ScanConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.core.slurm import array_shard, check_shard
 from meerkat.video import results
-from meerkat.video.frames import BadVideo, check_some_usable, clock, list_videos, probe
-from meerkat.video.motion import VideoMotion, check_regions, cut
+from meerkat.video.frames import VideoInfo, list_videos
+from meerkat.video.motion import cut
+from meerkat.video.walk import VideoWalk, check_some_usable
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def scan(cfg: ScanConfig) -> list[dict]:
             summaries = list(pool.map(_scan_in_worker, videos))
     else:
         scanner = VideoScanner(cfg)
-        summaries = [scanner.scan(path) for path in videos]
+        summaries = [scanner.walk(path) for path in videos]
     _write_table(output, summaries, index, count)
     check_some_usable(summaries)
     return summaries
@@ -76,19 +77,27 @@ def _start_worker(cfg: ScanConfig) -> None:
 
 
 def _scan_in_worker(path: Path) -> dict:
-    return _worker["scanner"].scan(path)
+    return _worker["scanner"].walk(path)
 
 
-class VideoScanner:
+class VideoScanner(VideoWalk):
     """The model loaded once, then any number of videos scanned with it."""
+
+    stage, what = "scan", "scan"
+    summary = {
+        "total_frames": ("total_frames", int),
+        "motion_frames": ("motion_events", int),
+        "kept_frames": ("kept_frames", int),
+        "return_rate": ("return_rate", float),
+        "minutes": ("minutes", float),
+    }
 
     def __init__(self, cfg: ScanConfig):
         from meerkat.apply.scorer import Scorer
 
         self.cfg = cfg
         self.scorer = Scorer(cfg.model)
-        self.output = Path(cfg.output)
-        self.settings = {
+        settings = {
             **asdict(cfg.motion),
             "model": str(self.scorer.path),
             "model_sha256": self.scorer.sha256,
@@ -97,127 +106,72 @@ class VideoScanner:
             "meerkat_version": __version__,
             "code_key": codeversion.key("scan"),  # an upgrade that changed how videos are scanned redoes them
         }
+        super().__init__(cfg.output, cfg.motion, settings, cfg.force)
 
-    def scan(self, path: Path) -> dict:
-        """Scan one video; one that cannot be opened, fails to decode part way or does not fit
-        --roi/--exclude is listed as failed (a decoding error leaves nothing: a rerun tries again)."""
-        try:
-            return self._scan(path)
-        except BadVideo as e:
-            log.warning("warning: %s: %s; skipped", path, e)
-            log.debug("why %s failed:", path, exc_info=e)
-            return {**_summary(path, {}), "status": "failed", "reason": str(e), "unusable": e.failed}
+    def start(self, tmp: Path, path: Path, info: VideoInfo) -> "ScannedVideo":
+        return ScannedVideo(tmp, path, info, self.cfg, self.scorer)
 
-    def _scan(self, path: Path) -> dict:
-        info = probe(path)
-        check_regions(self.cfg.motion, info.width, info.height)
-        folder = self.output / info.stem
-        key = results.settings_key(path, self.settings)
-        previous = results.read_parameters(folder / "parameters.csv")
-        if not self.cfg.force and previous.get("settings_key") == key:
-            log.info("Reusing the finished scan of %s in %s", path.name, folder)
-            return _summary(path, previous, reused=True)
-        with atomic.atomic_dir(folder, f"the scan of {path}") as tmp:
-            params = self._scan_into(tmp, path, info)
-            params["settings_key"] = key
-            results.write_parameters(tmp / "parameters.csv", params)
-        log.info(
-            "%s: %s frames, %s with motion, %s kept (return rate %s), %s min -> %s",
-            path.name,
-            params["total_frames"],
-            params["motion_events"],
-            params["kept_frames"],
-            params["return_rate"],
-            params["minutes"],
-            folder,
+    def line(self, params: dict, seconds: float) -> str:
+        return (
+            f"{params['total_frames']} frames, {params['motion_events']} with motion, {params['kept_frames']} kept "
+            f"(return rate {params['return_rate']}), {params['minutes']} min"
         )
-        if params["status"] == "failed":
-            log.warning("warning: %s: %s", path, params["reason"])
-        return _summary(path, {k: str(v) for k, v in params.items()})
 
-    def _scan_into(self, tmp: Path, path: Path, info) -> dict:
-        cfg = self.cfg
-        start = time.perf_counter()
+
+class ScannedVideo:
+    """One video's boxes scored in model calls of --batch-size, several frames' at a time; the
+    frames kept are drawn into frames/."""
+
+    def __init__(self, tmp: Path, path: Path, info: VideoInfo, cfg: ScanConfig, scorer):
+        self.tmp, self.path, self.fps, self.cfg, self.scorer = tmp, path, info.fps, cfg, scorer
         if cfg.frames:
             (tmp / "frames").mkdir()
-        motion = VideoMotion(path, info, cfg.motion, "scan")
-        rows, pending, waiting, motion_frames, kept = [], [], 0, 0, 0
-        held = PENDING_BYTES // (info.width * info.height * 3) if cfg.frames else None
-        for number, frame, watched, boxes in motion:
-            if not boxes:
-                continue
-            motion_frames += 1
-            crops = [atomic.jpeg(cut(watched, b, cfg.motion.padding)) for b in boxes]
-            full = [b.shifted(*motion.detector.offset) for b in boxes]
-            pending.append((number, frame if cfg.frames else None, full, crops))
-            waiting += len(crops)
-            if waiting >= cfg.batch_size or (held is not None and len(pending) >= max(1, held)):
-                kept += self._classify(pending, rows, tmp, info.fps)
-                pending, waiting = [], 0
-        kept += self._classify(pending, rows, tmp, info.fps)
-        results.write_annotations(tmp / "annotations.csv", rows)
-        status, reason = "done", ""
-        if info.frames and motion.frames.count < info.frames - max(2, info.frames // 100):
-            status, reason = "failed", f"truncated: decoded {motion.frames.count} of the {info.frames} frames it states"
-        return {
-            **{k: v for k, v in self.settings.items() if v is not None},
-            "mode": "motion",
-            "training_mode": False,
-            "source_video": results.host_path(path, cfg.path_map),
-            "video_fps": info.fps,
-            "total_frames": motion.frames.count,
-            "motion_events": motion_frames,  # DeepMeerkat's name for the frames with motion
-            "kept_frames": kept,
-            "return_rate": round(kept / motion.frames.count, 4) if motion.frames.count else 0,
-            "minutes": round((time.perf_counter() - start) / 60, 4),
-            "mog_learning_rate": 0.1,
-            "mog_variance": 20,
-            "min_area_fraction": cfg.motion.min_area,
-            "use_knn": False,
-            "status": status,
-            "reason": reason,
-        }
+        self.held = PENDING_BYTES // (info.width * info.height * 3) if cfg.frames else None
+        self.rows: list[dict] = []
+        self.pending: list[tuple] = []  # (frame number, frame to draw or None, boxes, crops)
+        self.waiting = self.kept = 0  # crops pending; frames kept
 
-    def _classify(self, pending: list, rows: list, tmp: Path, fps: int) -> int:
-        """Score the boxes of `pending` frames in model calls of --batch-size; return frames kept."""
-        if not pending:
-            return 0
+    def boxes(self, number, frame, watched, boxes, full) -> bool:
+        crops = [atomic.jpeg(cut(watched, b, self.cfg.motion.padding)) for b in boxes]
+        self.pending.append((number, frame if self.cfg.frames else None, full, crops))
+        self.waiting += len(crops)
+        if self.waiting >= self.cfg.batch_size or (self.held is not None and len(self.pending) >= max(1, self.held)):
+            self._classify()
+        return False
+
+    def finish(self, frames: int) -> tuple[list[dict], dict]:
+        self._classify()
+        own = {
+            "training_mode": False,
+            "source_video": results.host_path(self.path, self.cfg.path_map),
+            "kept_frames": self.kept,
+            "return_rate": round(self.kept / frames, 4) if frames else 0,
+        }
+        return self.rows, own
+
+    def _classify(self) -> None:
+        """Score the boxes of the pending frames in model calls of --batch-size; keep and draw the
+        frames with a positive box."""
+        pending, self.pending, self.waiting = self.pending, [], 0
         crops = [c for _, _, _, frame_crops in pending for c in frame_crops]
-        size = self.cfg.batch_size
+        size, threshold = self.cfg.batch_size, self.cfg.threshold
         # Rounded as annotations.csv shows them, so that a label, its frame and its colour agree.
         scores = [round(float(s), 6) for i in range(0, len(crops), size) for s in self.scorer(crops[i : i + size])]
-        kept = 0
         for number, frame, boxes, _ in pending:
             mine, scores = scores[: len(boxes)], scores[len(boxes) :]
             for box, score in zip(boxes, mine, strict=True):
-                label = "positive" if score >= self.cfg.threshold else "negative"
-                rows.append({"frame": number, "clock": clock(number, fps), "x": box.x, "y": box.y, "h": box.h,
-                             "w": box.w, "label": label, "score": f"{score:.6f}"})  # fmt: skip
-            if max(mine) < self.cfg.threshold:
+                label = "positive" if score >= threshold else "negative"
+                self.rows.append(results.annotation(number, self.fps, box, label, f"{score:.6f}"))
+            if max(mine) < threshold:
                 continue
-            kept += 1
+            self.kept += 1
             if frame is not None:
                 for box, score in zip(boxes, mine, strict=True):
-                    colour = POSITIVE if score >= self.cfg.threshold else NEGATIVE
+                    colour = POSITIVE if score >= threshold else NEGATIVE
                     cv2.rectangle(frame, (box.x, box.y), (box.x + box.w, box.y + box.h), colour, 2)
                     cv2.putText(frame, f"{score:.2f}", (box.x, max(12, box.y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                                 colour, 1, cv2.LINE_AA)  # fmt: skip
-                atomic.write_file(tmp / "frames" / f"{number}.jpg", atomic.jpeg(frame))
-        return kept
-
-
-def _summary(path: Path, params: dict, reused: bool = False) -> dict:
-    status = params.get("status", "done")
-    return {
-        "video": str(path),
-        "status": "reused" if reused and status == "done" else status,
-        "reason": params.get("reason", ""),
-        "total_frames": int(params.get("total_frames", 0)),
-        "motion_frames": int(params.get("motion_events", 0)),
-        "kept_frames": int(params.get("kept_frames", 0)),
-        "return_rate": float(params.get("return_rate", 0)),
-        "minutes": float(params.get("minutes", 0)),
-    }
+                atomic.write_file(self.tmp / "frames" / f"{number}.jpg", atomic.jpeg(frame))
 
 
 def _write_table(output: Path, summaries: list[dict], index: int, count: int) -> None:
