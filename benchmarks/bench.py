@@ -206,7 +206,7 @@ def head_training(n=10000, dim=1280, epochs=10):
 
     from meerkat.core.config import TrainConfig
     from meerkat.embed import tfrecords
-    from meerkat.train import fit
+    from meerkat.train import data, fit
 
     folder = WORK / "head"
     shutil.rmtree(folder, ignore_errors=True)
@@ -216,15 +216,16 @@ def head_training(n=10000, dim=1280, epochs=10):
     with tf.io.TFRecordWriter(str(shard), options="GZIP") as w:
         for i in range(n):
             w.write(tfrecords.encode_example(f"img{i}.jpg", i % 2, rng.normal(i % 2, 1, dim).astype(np.float32)))
-    manifest = {"backbone": {}, "embedding_dim": dim, "labels": ["positive", "negative"]}
+    labels = ["positive", "negative"]
+    manifest = {"backbone": {}, "embedding_dim": dim, "labels": labels, "embedding_code": "", "input_key": ""}
     tfrecords.manifest_path(shard).write_text(__import__("json").dumps(manifest))
     reads, fits = [], []
     for r in range(3):
         start = time.perf_counter()
-        data = fit.load(str(folder / "train"), "train")
+        embeddings = data.load(str(folder / "train"), "train")
         reads.append(time.perf_counter() - start)
         start = time.perf_counter()
-        fit.train(data, TrainConfig(epochs=epochs), folder / f"logs{r}", folder / f"ckpt{r}.npz", "bench")
+        fit.train(embeddings, TrainConfig(epochs=epochs), folder / f"logs{r}", folder / f"ckpt{r}.npz", "bench")
         fits.append(time.perf_counter() - start)
     print(f"\nhead training on {n} embeddings ({dim}-d), batch 32:")
     print(f"  6. read the shards into memory     seconds  {stats(reads)}")

@@ -1,13 +1,12 @@
 """The `meerkat` command: a thin Typer layer over the stage functions.
 
-A stage's options are the fields of its config (config.py), turned into Typer options here: help,
-default and MEERKAT_* variable are written once, there. Each command builds its configs from the
-parsed options by keyword and hands them to its stage. Precedence is click's, the same for every
-option: the command line, then the MEERKAT_* variable, then the default.
+A stage's options are the fields of its config (core/config.py), turned into Typer options here:
+help, default and MEERKAT_* variable are written once, there. Each command builds its configs from
+the parsed options by keyword and hands them to its stage. Precedence is click's, the same for
+every option: the command line, then the MEERKAT_* variable, then the default.
 """
 
 import inspect
-import logging
 import math
 import os
 import sys
@@ -34,7 +33,8 @@ from meerkat.core.config import (
     ScanConfig,
     TrainConfig,
 )
-from meerkat.core.errors import MeerkatError
+from meerkat.core.errors import MeerkatError, describe_os_error
+from meerkat.core.logs import configure_logging
 
 app = typer.Typer(
     help="Train DeepMeerkat's two-class crop classifiers: createdocs -> preprocess -> train -> export.",
@@ -116,19 +116,6 @@ def config_command(*configs, arguments: tuple[str, ...] = (), required: tuple[st
     return register
 
 
-def _configure_logging(debug: bool) -> None:
-    class ToStream(logging.Handler):
-        # Progress and counts to stdout; warnings and errors to stderr.
-        def emit(self, record):
-            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
-            print(self.format(record), file=stream, flush=True)
-
-    root = logging.getLogger("meerkat")
-    root.handlers[:] = [ToStream()]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
-    root.propagate = False
-
-
 @contextmanager
 def user_errors():
     """Turn the errors a user can fix into one line and an exit code; --debug keeps the traceback."""
@@ -142,8 +129,6 @@ def user_errors():
     except OSError as e:
         if state["debug"]:
             raise
-        from meerkat.core.errors import describe_os_error
-
         where = f"{e.filename}: " if e.filename else ""
         typer.echo(f"error: {where}{describe_os_error(e)} (rerun with --debug for details)", err=True)
         raise typer.Exit(1) from None
@@ -177,7 +162,7 @@ def main_options(
         from meerkat.core.quiet import hush
 
         hush()
-    _configure_logging(debug)
+    configure_logging(debug)
     for name, now in RETIRED.items():
         if os.environ.get(name):
             typer.echo(f"warning: ${name} is no longer read; set {now}", err=True)

@@ -131,8 +131,8 @@ def _containerenv(path: Path = Path("/run/.containerenv")) -> dict[str, str]:
 
 
 def image_lines(info_path: Path = IMAGE_INFO, containerenv: Path = Path("/run/.containerenv")) -> list[str]:
-    """What the container knows of its image: the build's own record, and the engine's id where the
-    engine tells it (podman --privileged); Apptainer names its SIF file."""
+    """What the container knows of its image: what its build wrote (image.json), and the engine's id
+    where the engine tells it (podman --privileged); Apptainer names its SIF file."""
     info = image_info(info_path)
     if info is None:
         lines = ["image: none (meerkat is not running from its container image)"]

@@ -59,8 +59,8 @@ def check_port(host: str, port: int) -> None:
         ) from None
 
 
-def launch(logs: Path, host: str, port: int, debug: bool = False) -> str:
-    """Start TensorBoard on `logs` in a daemon thread; return its URL."""
+def launch(logs: Path, host: str, port: int, debug: bool = False) -> None:
+    """Start TensorBoard on `logs` in a daemon thread."""
     check_port(host, port)
     from tensorboard import program
 
@@ -72,10 +72,9 @@ def launch(logs: Path, host: str, port: int, debug: bool = False) -> str:
     # --load_fast=false: the Python reader, no data-server subprocess (and no advisory about it).
     board.configure(logdir=str(logs), host=host, port=port, load_fast="false", reload_interval=15)
     try:
-        url = board.launch()
+        board.launch()
     except program.TensorBoardServerException as e:
         raise MeerkatError(f"TensorBoard cannot start on {host}: {e.msg}; pick another --port") from None
-    return url
 
 
 def serve(output: Path, host: str, port: int, debug: bool = False) -> None:

@@ -260,7 +260,8 @@ def test_an_unreadable_checkpoint_is_trained_over_from_the_start(tmp_path):
     import keras
 
     from meerkat.core.config import TrainConfig
-    from meerkat.train.fit import _restore_checkpoint, build_head
+    from meerkat.train.checkpoint import restore
+    from meerkat.train.fit import build_head
 
     head = build_head(8, TrainConfig())
     optimizer = keras.optimizers.Adam()
@@ -268,6 +269,6 @@ def test_an_unreadable_checkpoint_is_trained_over_from_the_start(tmp_path):
     fresh = [v.numpy() for v in head.variables]
     damaged = tmp_path / "head.npz"
     damaged.write_bytes(b"PK\x03\x04 cut short")
-    state = _restore_checkpoint(damaged, "fingerprint", head, optimizer)
+    state = restore(damaged, "fingerprint", head, optimizer)
     assert state.step == 0 and state.history == []
     assert all((a == v.numpy()).all() for a, v in zip(fresh, head.variables, strict=True))

@@ -40,7 +40,7 @@ def keys() -> dict[str, str]:
 @pytest.mark.parametrize(
     "module, changed",
     [
-        ("embed.decode", {"embedding", "shards", "model", "report"}),  # baked into the model, used for thumbnails
+        ("embed.decode", {"embedding", "shards", "model"}),  # the embeddings, and baked into the model
         ("video.motion", {"clips", "scan"}),
         ("report.model_card", {"report"}),
         ("apply.card", {"report", "clips", "scan"}),  # clips and scan read the card's threshold note
@@ -70,10 +70,10 @@ def test_the_keys_follow_imports_a_new_module_brings(upgradable):
 
 
 def test_every_part_is_made_by_modules_that_exist_and_none_is_empty():
-    for part, (entry, stops, _) in codeversion.PARTS.items():
+    for part, (entry, _) in codeversion.PARTS.items():
         made_by = codeversion.modules(part)
         assert set(entry) <= set(made_by), part
-        assert not set(made_by) & (codeversion.NO_EFFECT | set(stops)), part
+        assert not set(made_by) & codeversion.NO_EFFECT, part
     assert len(set(keys().values())) == len(codeversion.PARTS)
 
 
@@ -131,3 +131,11 @@ def test_an_upgrade_recuts_a_videos_crops_only_when_the_video_code_changed(tmp_p
     again = cli("clips", video, "--output", out)
     assert again.exit_code == 0 and "Reusing" not in again.output
     assert (out / "sq" / "parameters.csv").read_text().count(codeversion.key("clips")) == 1
+
+
+def test_a_modules_own_data_file_counts_as_its_code(upgradable):
+    before = keys()
+    with open(codeversion.PACKAGE / "report" / "page.css", "a", encoding="utf-8") as f:  # the copy's
+        f.write("\nbody { color: black; }\n")
+    codeversion.key.cache_clear()
+    assert {part for part, key in keys().items() if key != before[part]} == {"report"}

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from conftest import assert_user_error, make_samples, write_image
 
+from meerkat.core import locks, ownership
+
 
 def rows(path: Path):
     with open(path, newline="", encoding="utf-8") as f:
@@ -91,6 +93,15 @@ def test_lists_ignored_files_and_warns_about_train_test_duplicates(tmp_path, cli
     (samples / "Training" / "Positives" / "notes.txt").unlink()
     (samples / "Training" / "Negatives" / ".DS_Store").unlink()
     assert cli("createdocs", samples, "--output", tmp_path / "out", "--no-balance").exit_code == 0
+    assert not (tmp_path / "out" / "docs" / "ignored.txt").exists()
+
+
+def test_meerkats_own_list_and_lock_are_neither_crops_nor_ignored_files(tmp_path, cli):
+    samples = make_samples(tmp_path / "S")
+    for name in (ownership.OWNED, locks.LOCK_NAME):
+        (samples / "Training" / "Positives" / name).write_text("")
+    result = cli("createdocs", samples, "--output", tmp_path / "out", "--no-balance")
+    assert result.exit_code == 0, result.output
     assert not (tmp_path / "out" / "docs" / "ignored.txt").exists()
 
 

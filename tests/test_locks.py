@@ -124,3 +124,23 @@ def test_cleanup_leaves_a_live_writers_temporary_and_removes_a_dead_ones(tmp_pat
     assert temps[0].exists()
     assert temporaries.remove_stale(records) == 1
     assert not temps[0].exists()
+
+
+@pytest.mark.parametrize("make_dir", [True, False])
+def test_a_temporary_another_cleaner_takes_before_it_is_locked_is_given_up_for_a_new_one(
+    tmp_path, monkeypatch, make_dir
+):
+    """Array tasks starting together: one's cleanup may lock and delete another's temporary in the
+    instant between its creation and its lock (seen as 'cannot write to shared/cache')."""
+    lock, raced = temporaries.try_lock, []
+
+    def cleaner_first(fd):
+        if not raced:  # another task's cleanup, in that instant
+            raced.append(None)
+            raced[0] = temporaries.remove_stale(tmp_path)
+        return lock(fd)
+
+    monkeypatch.setattr(temporaries, "try_lock", cleaner_first)
+    with temporaries.held(tmp_path / "cache", make_dir=make_dir) as tmp:
+        assert tmp.exists() and raced == [1]
+    assert os.listdir(tmp_path) == []

@@ -117,7 +117,7 @@ NAME = st.one_of(
 
 @settings(max_examples=30, derandomize=True, deadline=None)
 @given(names=st.lists(NAME, min_size=2, max_size=4, unique=True))
-def test_any_name_is_recorded_exactly_and_only_that_file_is_meerkats(tmp_path_factory, names):
+def test_any_name_is_claimed_exactly_and_only_that_file_is_meerkats(tmp_path_factory, names):
     out = atomic.ensure_dir(tmp_path_factory.mktemp("names") / "out")
     for name in names * 2:  # written, then replaced: each is meerkat's own
         atomic.write_text(out / name, repr(name))

@@ -121,10 +121,10 @@ def test_a_bar_only_on_a_terminal_and_not_with_debug(monkeypatch):
 
 SCRIPT = r"""
 import logging, time
-from meerkat.cli import _configure_logging
+from meerkat.core.logs import configure_logging
 from meerkat.core.progress import Progress
 
-_configure_logging(False)
+configure_logging(False)
 log = logging.getLogger("meerkat.script")
 
 def forgotten():  # never closed: clips and scan leave theirs to the garbage collector

@@ -119,7 +119,7 @@ def test_a_finished_run_is_not_redone_unless_forced(reference, cli):
     assert "Training on 10 embeddings (5 positive, 5 negative)" in forced.output
 
 
-def test_a_report_step_that_fails_is_recorded_and_the_rerun_redoes_only_the_report(tmp_path, cli):
+def test_a_report_step_that_fails_is_listed_in_run_json_and_the_rerun_redoes_only_the_report(tmp_path, cli):
     samples = make_samples(tmp_path / "Samples", train=(4, 4), test=(2, 2))
     out = tmp_path / "out"
     first = cli("run", samples, out, *TINY, "--epochs", 1, env={"MEERKAT_FAIL_AT": "report:card"})

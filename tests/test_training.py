@@ -17,6 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from meerkat.core.config import TrainConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.train import fit
+from meerkat.train.data import Embeddings, class_weights, load, split, validation_size
 
 # Training that overfits after a few epochs: the disc tells the classes apart, but 4 of every 16
 # crops a class are labelled the other way round. The head first learns the disc (the validation
@@ -50,10 +51,10 @@ def curves(logs) -> dict[str, int]:
     return found
 
 
-def embeddings(labels, vectors, uris=None) -> fit.Embeddings:
+def embeddings(labels, vectors, uris=None) -> Embeddings:
     uris = uris or [f"/crops/{i:03d}.jpg" for i in range(len(labels))]
     manifest = {"labels": ["positive", "negative"]}
-    return fit.Embeddings(list(uris), np.asarray(labels, np.int64), np.asarray(vectors, np.float32), manifest)
+    return Embeddings(list(uris), np.asarray(labels, np.int64), np.asarray(vectors, np.float32), manifest)
 
 
 # --- the split ---------------------------------------------------------------------------------
@@ -74,11 +75,11 @@ def records(tmp_path_factory):
     args = ["--input-dict", docs / "dict.txt", "--input-path", docs / "trainingdata.csv", "--output-path", root / "t"]
     run = CliRunner().invoke(app, ["preprocess", *map(str, args), *TINY])
     assert run.exit_code == 0, run.output
-    return fit.load(str(root / "t"), "train")
+    return load(str(root / "t"), "train")
 
 
 def test_the_split_is_stratified_seeded_and_independent_of_record_order(records):
-    fitted, held = fit.split(records, 0.15, seed=42)
+    fitted, held = split(records, 0.15, seed=42)
     assert held.counts() == {"positive": 3, "negative": 6}  # round(0.15 * 20), round(0.15 * 40)
     assert fitted.counts() == {"positive": 17, "negative": 34}
     assert sorted(fitted.uris + held.uris) == sorted(records.uris)
@@ -87,30 +88,30 @@ def test_the_split_is_stratified_seeded_and_independent_of_record_order(records)
         assert np.array_equal(part.labels, records.labels[index])
         assert np.array_equal(part.vectors, records.vectors[index])
 
-    assert fit.split(records, 0.15, seed=42)[1].uris == held.uris
-    others = {tuple(fit.split(records, 0.15, seed=s)[1].uris) for s in (1, 2, 3)}
+    assert split(records, 0.15, seed=42)[1].uris == held.uris
+    others = {tuple(split(records, 0.15, seed=s)[1].uris) for s in (1, 2, 3)}
     assert tuple(held.uris) not in others and len(others) == 3, "another seed must give another split"
 
     shuffled = records.subset(np.random.default_rng(0).permutation(len(records.uris)))
     assert shuffled.uris != records.uris
-    again_fitted, again_held = fit.split(shuffled, 0.15, seed=42)
+    again_fitted, again_held = split(shuffled, 0.15, seed=42)
     assert set(again_held.uris) == set(held.uris) and set(again_fitted.uris) == set(fitted.uris)
 
-    whole, none = fit.split(records, 0, seed=42)
+    whole, none = split(records, 0, seed=42)
     assert whole is records and none is None
 
 
 def test_validation_size_rounds_half_up_and_holds_out_at_least_one():
-    assert [fit.validation_size(n, 0.15) for n in (2, 3, 6, 10, 30, 100)] == [1, 1, 1, 2, 5, 15]
-    assert [fit.validation_size(n, 0.5) for n in (3, 5)] == [2, 3]
-    assert fit.validation_size(100, 0) == 0
+    assert [validation_size(n, 0.15) for n in (2, 3, 6, 10, 30, 100)] == [1, 1, 1, 2, 5, 15]
+    assert [validation_size(n, 0.5) for n in (3, 5)] == [2, 3]
+    assert validation_size(100, 0) == 0
 
 
 def test_a_fraction_that_leaves_too_few_to_train_on_is_refused_naming_the_counts(records):
     few = records.subset([*np.flatnonzero(records.labels == 0)[:3], *np.flatnonzero(records.labels == 1)])
     with pytest.raises(MeerkatError, match=r"holds out 2 of the 3 positive training images, leaving 1 to train on"):
-        fit.split(few, 0.5, seed=42)
-    assert fit.split(few, 0.15, seed=42)[1].counts() == {"positive": 1, "negative": 6}
+        split(few, 0.5, seed=42)
+    assert split(few, 0.15, seed=42)[1].counts() == {"positive": 1, "negative": 6}
 
 
 def test_validation_options_are_checked(cli, tmp_path):
@@ -159,7 +160,7 @@ def test_early_stopping_exports_the_best_epoch(noisy_run):
 
     # The exported model is the best epoch's: its loss on the validation crops is that epoch's figure,
     # not the last epoch's.
-    _, held = fit.split(fit.load(str(out / "records" / "train"), "train"), 0.25, seed=42)
+    _, held = split(load(str(out / "records" / "train"), "train"), 0.25, seed=42)
     assert held.counts() == run["validation_counts"] == {"positive": 4, "negative": 4}
     assert run["train_counts"] == {"positive": 12, "negative": 12}
     serve = tf.saved_model.load(str(out / "model")).signatures["serving_default"]
@@ -211,8 +212,8 @@ def test_without_validation_the_last_epoch_is_exported_and_history_has_empty_val
 
 def test_balanced_class_weights_on_a_3_to_1_set_are_worked_by_hand():
     labels = np.array([0, 1, 1, 1])  # 1 positive, 3 negatives
-    np.testing.assert_allclose(fit.class_weights(labels, "balanced"), [4 / (2 * 1), 4 / (2 * 3)])
-    np.testing.assert_array_equal(fit.class_weights(labels, "none"), [1, 1])
+    np.testing.assert_allclose(class_weights(labels, "balanced"), [4 / (2 * 1), 4 / (2 * 3)])
+    np.testing.assert_array_equal(class_weights(labels, "none"), [1, 1])
 
     # A head whose logits are [0, log 3] for any input: p(positive) = 1/4 everywhere.
     cfg = TrainConfig(hidden_units=4)
@@ -225,7 +226,7 @@ def test_balanced_class_weights_on_a_3_to_1_set_are_worked_by_hand():
     np.testing.assert_allclose(probs[:, 0], 0.25, rtol=1e-6)
     # Cross-entropy: log 4 for the positive, log 4/3 for each negative.
     assert plain == pytest.approx((math.log(4) + 3 * math.log(4 / 3)) / 4, rel=1e-6)
-    weighted = fit.evaluate(head, data, fit.class_weights(labels, "balanced"))[0]
+    weighted = fit.evaluate(head, data, class_weights(labels, "balanced"))[0]
     assert weighted == pytest.approx((2 * math.log(4) + 3 * (2 / 3) * math.log(4 / 3)) / 4, rel=1e-6)
     assert accuracy == 0.75
 

@@ -1,4 +1,4 @@
-"""Reading a model card (model/meerkat.json, written by model_card.py): the threshold it recommends.
+"""Reading a model card (model/meerkat.json, written by report/model_card.py): the threshold it recommends.
 
 `predict`, `clips --model` and `scan` print one note when they use another threshold
 (threshold_note). Models exported before the card existed have no meerkat.json, and then nothing

@@ -16,15 +16,7 @@ from meerkat.apply.card import threshold_note
 from meerkat.apply.scorer import Scorer
 from meerkat.core import atomic, ownership
 from meerkat.core.errors import MeerkatError, UsageError
-from meerkat.samples.imagefiles import (
-    Unreadable,
-    decode_error,
-    for_model,
-    list_images,
-    read_bytes,
-    warn_skipped,
-    write_skipped,
-)
+from meerkat.samples.imagefiles import Unreadable, for_model, list_images, read_bytes, warn_skipped, write_skipped
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +48,8 @@ def predict(model_dir, paths, output=None, batch_size: int = 32, threshold: floa
         raise MeerkatError(f"no images found in {', '.join(map(str, paths))}; pass image files or folders of them")
 
     import tensorflow as tf
+
+    from meerkat.embed.decode import decode_error
 
     model = Scorer(model_dir)
     if note := threshold_note(model_dir, threshold):  # where the summary goes: never into the CSV on stdout

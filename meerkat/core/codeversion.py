@@ -25,25 +25,23 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent  # meerkat/
 
-# output -> (the modules that make it, the modules that make another part's output and are not
-# followed, the libraries whose versions count)
+# output -> (the modules that make it, the libraries whose versions count)
 PARTS = {
     # The embedding of a crop: the cache's entries and the shards' vectors.
     "embedding": (
         ("embed.decode", "embed.backbones", "embed.embedder", "samples.imagefiles"),
-        (),
         ("tensorflow", "keras", "opencv", "pillow"),
     ),
     # A shard of records: the embeddings, which files are skipped, how records are encoded.
-    "shards": (("embed.preprocess", "embed.tfrecords"), (), ("tensorflow", "keras", "opencv", "pillow")),
+    "shards": (("embed.preprocess", "embed.tfrecords"), ("tensorflow", "keras", "opencv", "pillow")),
     # The trained head, the exported model and metrics.json / predictions.csv / thresholds.csv
     # (the shards it is trained on have keys of their own).
-    "model": (("train.fit", "train.export", "report.metrics"), (), ("tensorflow", "keras", "numpy")),
+    "model": (("train.fit", "train.export", "report.metrics"), ("tensorflow", "keras", "numpy")),
     # The page, the TensorBoard eval summaries and the model card: a change here redoes only them.
-    "report": (("report.publish",), (), ("matplotlib", "tensorflow", "tensorboard")),
+    "report": (("report.publish",), ("matplotlib", "tensorflow", "tensorboard")),
     # A video's crops (clips) and its scan results.
-    "clips": (("video.clips",), (), ("opencv", "tensorflow")),
-    "scan": (("video.scan",), (), ("opencv", "tensorflow")),
+    "clips": (("video.clips",), ("opencv", "tensorflow")),
+    "scan": (("video.scan",), ("opencv", "tensorflow")),
 }
 
 # Modules that shape how results are written, checked or reported on the terminal, never their
@@ -108,11 +106,11 @@ def _short(name: str) -> str:
 
 def modules(part: str) -> list[str]:
     """The modules whose code makes `part`'s output, by their name in the package."""
-    entry, stops, _ = PARTS[part]
+    entry, _ = PARTS[part]
     todo, seen = [f"meerkat.{m}" for m in entry], set()
     while todo:
         name = todo.pop()
-        if name in seen or _short(name) in NO_EFFECT | set(stops) or _is_package(name):
+        if name in seen or _short(name) in NO_EFFECT or _is_package(name):
             continue
         seen.add(name)
         todo += sorted(_imports(_module_path(name)))
@@ -131,11 +129,14 @@ def _library_version(library: str) -> str:
 @cache
 def key(part: str) -> str:
     """The code key of `part`: 16 hex digits, the same for the same code and libraries."""
-    _, _, libraries = PARTS[part]
+    _, libraries = PARTS[part]
     h = hashlib.sha256(json.dumps({lib: _library_version(lib) for lib in libraries}, sort_keys=True).encode())
     for name in modules(part):
         path = _module_path(f"meerkat.{name}" if name != "__init__" else "meerkat")
         h.update(f"\0{name}\0".encode() + path.read_bytes())
+        for data in sorted(path.parent.glob(f"{path.stem}.*")):  # its own data files: page.py's page.css
+            if data.suffix not in (".py", ".pyc"):
+                h.update(f"\0{data.name}\0".encode() + data.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -49,8 +49,8 @@ def _read_owner(fd: int) -> dict:
         return {}
 
 
-def _same_file(fd: int, path: Path) -> bool:
-    # The previous holder unlinks the lock file as it ends: a lock on that orphan would guard nothing.
+def same_file(fd: int, path: Path) -> bool:
+    """Whether `fd` is still the file at `path`: a lock on a file since unlinked guards nothing."""
     try:
         return os.fstat(fd).st_ino == os.stat(path).st_ino
     except FileNotFoundError:
@@ -72,7 +72,7 @@ def output_lock(folder):
                 f"{owner.get('host', '?')}, started {owner.get('started', '?')}); wait for it to finish "
                 "or use another output folder"
             )
-        if _same_file(fd, path):
+        if same_file(fd, path):  # the previous holder unlinks the lock file as it ends
             break
         os.close(fd)
     if taken is None:

@@ -1,14 +1,14 @@
 """What meerkat may delete or replace: only what it can show it wrote.
 
 - A file is meerkat's while it is the very file meerkat wrote, unchanged: the same inode, size and
-  modification time as meerkat recorded when it finished the file (before renaming it into place,
-  which keeps all three). A file a user edited, replaced or copied is theirs, even under a name
-  meerkat used. The record is written before the file takes its name: a kill in between leaves a
-  record that matches no file, never a file meerkat cannot claim. Files meerkat goes on writing in
-  place (TensorBoard's event files, claimed with `claim_growing`) are recorded by inode alone, so
+  modification time as meerkat's claim says, made when it finished the file (before renaming it
+  into place, which keeps all three). A file a user edited, replaced or copied is theirs, even under
+  a name meerkat used. The claim is written before the file takes its name: a kill in between leaves
+  a claim that matches no file, never a file meerkat cannot claim. Files meerkat goes on writing in
+  place (TensorBoard's event files, claimed with `claim_growing`) are claimed by inode alone, so
   they stay meerkat's as they grow. (Not seen: a rewrite in place that keeps the size within one
   tick of the file system's clock; Linux 6.13+ gives ext4, xfs, btrfs and tmpfs ticks finer than that.)
-- Where that record lives depends on whose folder it is. A folder meerkat made, or one the user
+- Where that claim lives depends on whose folder it is. A folder meerkat made, or one the user
   named as an output folder (atomic.output_dir), is meerkat's: it holds `.meerkat-owned`, one line
   per entry meerkat put there, appended and never rewritten, so a kill cannot lose it:
       F <size> <mtime_ns> <inode> <name>    a file meerkat finished
@@ -16,11 +16,11 @@
       D <name>                              a folder (meerkat's by its own list)
   (in names, `\\` is written `\\\\` and a newline `\\n`). Any other folder (the one holding
   `predict --output FILE`, a third party's cache such as ~/.keras/models) gets no hidden file:
-  the same `F ...`/`G ...` record goes into the file's own extended attribute `user.meerkat`, or,
+  the same `F ...`/`G ...` claim goes into the file's own extended attribute `user.meerkat`, or,
   where the file system has none (NFSv3, tmpfs before Linux 6.6, FAT), into meerkat's state folder
   ($XDG_STATE_HOME/meerkat/owned-files, by the file's absolute path). Where neither can be
   written, meerkat says so: the file is written, and a rerun refuses to replace it. Any of the
-  three records proves a file meerkat's.
+  three claims proves a file meerkat's.
 - A folder is meerkat's when it holds a list and everything in it is meerkat's, recursively.
 
 Anything else in the way is an error that names it: `--force` redoes meerkat's work, it never
@@ -37,13 +37,14 @@ import stat
 from pathlib import Path
 
 from meerkat.core.errors import MeerkatError, describe_os_error
+from meerkat.core.locks import LOCK_NAME
 from meerkat.core.temporaries import is_temp
 
 log = logging.getLogger(__name__)
 
 OWNED = ".meerkat-owned"
 XATTR = "user.meerkat"
-_RECORD = re.compile(r"F \d+ \d+ \d+|G \d+|D")
+_PROOF = re.compile(r"F \d+ \d+ \d+|G \d+|D")
 _LINE = re.compile(r"^(F \d+ \d+ \d+|G \d+|D) (.*)$", re.MULTILINE)
 
 NOT_WRITTEN = "meerkat did not write it"
@@ -61,28 +62,28 @@ def _unescape(text: str) -> str:
 
 
 def _parse(text: str) -> dict[str, set[str]]:
-    """A list's text -> {name: its records ("F size mtime inode", "G inode", "D")}."""
+    """A list's text -> {name: its proofs ("F size mtime inode", "G inode", "D")}."""
     found: dict[str, set[str]] = {}
-    for record, name in _LINE.findall(text):
-        found.setdefault(name, set()).add(record)
+    for proof, name in _LINE.findall(text):
+        found.setdefault(name, set()).add(proof)
     return {_unescape(k): v for k, v in found.items()} if "\\" in text else found
 
 
-def _records(text: str | None, name: str) -> set[str]:
-    """The records a list's text holds for one name: found by search, without parsing the list."""
+def _listed(text: str | None, name: str) -> set[str]:
+    """The proofs a list's text holds for one name: found by search, without parsing the list."""
     found: set[str] = set()
     needle = f" {_escape(name)}\n"
     i = text.find(needle) if text else -1
     while i >= 0:
-        record = text[text.rfind("\n", 0, i) + 1 : i]
-        if _RECORD.fullmatch(record):  # not the tail of a longer name with a space in it
-            found.add(record)
+        proof = text[text.rfind("\n", 0, i) + 1 : i]
+        if _PROOF.fullmatch(proof):  # not the tail of a longer name with a space in it
+            found.add(proof)
         i = text.find(needle, i + 1)
     return found
 
 
-def _why(text: str | None, name: str, records: set[str]) -> str:
-    if records:
+def _why(text: str | None, name: str, proofs: set[str]) -> str:
+    if proofs:
         return CHANGED
     if text and f"\n{_escape(name)}\n" in f"\n{text}":  # a bare name: a list from before signatures
         return LEGACY
@@ -117,12 +118,18 @@ def signature(st: os.stat_result, grows: bool = False) -> str | None:
 
 
 def _proofs(st: os.stat_result) -> set[str]:
-    """The records that would show this very file is meerkat's (none for a link or a pipe)."""
+    """The proofs that would show this very file is meerkat's (none for a link or a pipe)."""
     return {signature(st), signature(st, grows=True)} if stat.S_ISREG(st.st_mode) else set()
 
 
 def owns(folder: Path) -> bool:
     return (folder / OWNED).is_file()
+
+
+def is_bookkeeping(name: str) -> bool:
+    """Whether `name` is one of meerkat's own bookkeeping files, which are never data: a folder's
+    list of what meerkat wrote there, or the lock of a run on its output folder."""
+    return name in (OWNED, LOCK_NAME)
 
 
 def _registry() -> Path | None:
@@ -177,7 +184,7 @@ def _tagged(path: Path) -> str | None:
 
 def _registered(path: Path) -> set[str]:
     registry = _registry()
-    return _records(_read(registry), _key(path)) if registry else set()
+    return _listed(_read(registry), _key(path)) if registry else set()
 
 
 def claim_folder(folder: Path) -> None:
@@ -229,7 +236,7 @@ def _unproven(path: Path) -> tuple[Path, str] | None:
     if stat.S_ISDIR(st.st_mode):
         return _unproven_dir(path)
     text = _read(path.parent / OWNED)
-    listed = _records(text, path.name)
+    listed = _listed(text, path.name)
     return None if _is_proven(path, st, listed) else (path, _why(text, path.name, listed))
 
 
@@ -245,8 +252,10 @@ def check_ours(path, what: str = "") -> None:
     if found is None:
         return
     what = f" of {what}" if what else ""
+    # A name may hold a newline: escaped, as Python writes it, so that the error stays one line.
+    shown = re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m[0])[1:-1], str(found[0]))
     raise MeerkatError(
-        f"{found[0]} is in the way{what}: {found[1]}; move it elsewhere or choose another output folder "
+        f"{shown} is in the way{what}: {found[1]}; move it elsewhere or choose another output folder "
         "(meerkat never deletes a file it did not write)"
     )
 

@@ -15,7 +15,7 @@ import socket
 from contextlib import contextmanager
 from pathlib import Path
 
-from meerkat.core.locks import try_lock
+from meerkat.core.locks import same_file, try_lock
 
 MARK = ".meerkat-tmp"
 _TEMP = re.compile(r"\.(.+)\.([0-9a-f]{12})" + re.escape(MARK), re.DOTALL)
@@ -53,12 +53,15 @@ def held(path: Path, make_dir: bool):
         tmp = path.with_name(temp_name(path.name))
         if make_dir:
             tmp.mkdir()
-            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                continue  # another task's cleaner deleted it before we could lock it: take another name
         else:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        if try_lock(fd) is not False:
+        if try_lock(fd) is not False and same_file(fd, tmp):
             break
-        os.close(fd)  # a cleaner locked it in the instant before us and deletes it: take another name
+        os.close(fd)  # a cleaner locked it in the instant before us, and deletes it or did: take another name
     try:
         yield tmp
     finally:

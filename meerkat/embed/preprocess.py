@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from meerkat import __version__
@@ -27,20 +27,12 @@ from meerkat.embed import devices, tfrecords
 from meerkat.embed.backbones import BackboneSpec
 from meerkat.embed.cache import EmbeddingCache, content_hash
 from meerkat.embed.embedder import Embedder, embedder_for
-from meerkat.samples.createdocs import read_csv, read_dict
-from meerkat.samples.imagefiles import Unreadable, decode_error, for_model, read_bytes, warn_skipped, write_skipped
+from meerkat.samples.docs import read_csv, read_dict
+from meerkat.samples.imagefiles import Unreadable, for_model, read_bytes, warn_skipped, write_skipped
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 15.0  # without a terminal: a progress line at most this often
-
-
-@dataclass
-class Summary:
-    shard: Path
-    embedded: int
-    skipped: int
-    seconds: float
 
 
 def _input_key(rows, labels, spec: BackboneSpec) -> str:
@@ -68,7 +60,7 @@ def _finished(shard: Path, key: str) -> dict | None:
     return None
 
 
-def preprocess(cfg: PreprocessConfig, spec: BackboneSpec) -> Summary:
+def preprocess(cfg: PreprocessConfig, spec: BackboneSpec) -> None:
     """Embed this worker's shard of a docs CSV. The cache defaults to cache/ beside the shards."""
     shard_index, num_shards = array_shard(cfg.shard_index, cfg.num_shards)
     check_shard(shard_index, num_shards)
@@ -91,7 +83,7 @@ def preprocess(cfg: PreprocessConfig, spec: BackboneSpec) -> Summary:
             finished["records"],
             finished["skipped"],
         )
-        return Summary(shard, finished["records"], finished["skipped"], 0.0)
+        return
 
     cache = EmbeddingCache(Path(cfg.cache_dir) if cfg.cache_dir else shard.parent / "cache", spec)
     try:
@@ -116,7 +108,6 @@ def preprocess(cfg: PreprocessConfig, spec: BackboneSpec) -> Summary:
         "meerkat_version": __version__,
     }
     atomic.write_text(tfrecords.manifest_path(shard), json.dumps(manifest, indent=2) + "\n")
-    return Summary(shard, result.embedded, result.skipped, result.seconds)
 
 
 @dataclass
@@ -124,21 +115,57 @@ class _Embedded:
     embedded: int
     skipped: int
     computed: int
-    seconds: float
     counts: dict
 
 
 def _write_shard(rows, labels, shard: Path, spec: BackboneSpec, cache: EmbeddingCache, batch_size: int) -> _Embedded:
     """Write `rows` to `shard` in CSV order, computing only the embeddings the cache lacks."""
-    import tensorflow as tf
-
     start = time.perf_counter()
-    skipped: list[tuple[str, str]] = []
-    scanned = []  # (path, label index, content hash) of every usable file
-    cache_hits = set()
+    found = _scan(rows, labels, cache, shard)
+    skipped = found.skipped
+    todo = len(found.todo_files) + len(found.todo_converted)
+    log.info(
+        "%s: %d images, %d embeddings from the cache, %d to compute with %s",
+        shard.name,
+        len(rows),
+        len(found.usable) - todo,
+        todo,
+        spec.label,
+    )
+    if todo:
+        failed = _compute(found.todo_files, found.todo_converted, embedder_for(spec), cache, batch_size, shard)
+        reason_of = dict(failed)  # by hash; copies of a crop that failed fail the same way
+        skipped += [(p, reason_of[h]) for p, _, h in found.usable if h in reason_of]
+    computed_seconds = time.perf_counter() - start
+    counts = _write_examples(shard, found.usable, {p for p, _ in skipped}, cache, labels)
+    seconds = time.perf_counter() - start
+
+    order = {p: i for i, (p, _) in enumerate(rows)}
+    skipped.sort(key=lambda s: order[s[0]])
+    write_skipped(tfrecords.skipped_path(shard), skipped)
+    written = sum(counts.values())
+    rate = todo / computed_seconds if todo and computed_seconds > 0 else 0.0
+    log.info("Embedded %d images (%d computed, %.1f images/s) in %.1f s -> %s", written, todo, rate, seconds, shard)
+    warn_skipped(skipped, tfrecords.skipped_path(shard))
+    return _Embedded(written, len(skipped), todo, counts)
+
+
+@dataclass
+class _Scanned:
+    """What reading a shard's rows found, holding no image: a path, label and hash per file."""
+
+    usable: list = field(default_factory=list)  # (path, label index, content hash), in CSV order
+    skipped: list = field(default_factory=list)  # (path, reason)
     # To embed: (hash, path) of files TensorFlow decodes as they are, read again in the graph; and of
     # files it cannot (TIFF), converted again when their turn comes, so no image is held in memory.
-    todo_files, todo_converted = [], []
+    todo_files: list = field(default_factory=list)
+    todo_converted: list = field(default_factory=list)
+
+
+def _scan(rows, labels, cache: EmbeddingCache, shard: Path) -> _Scanned:
+    """Read and hash every file of `rows`; check for the model those whose embedding the cache lacks."""
+    found = _Scanned()
+    known = set()  # hashes whose embedding the cache holds or the todo lists will compute
     name = shard.name.removesuffix(".tfrecord.gz")
     with Progress(f"{name}: reading", len(rows), "files", every=PROGRESS_EVERY_S) as reading:
         for i in range(0, len(rows), 512):
@@ -148,59 +175,40 @@ def _write_shard(rows, labels, shard: Path, spec: BackboneSpec, cache: Embedding
                     data = read_bytes(path)
                     chunk.append((path, labels.index(label), content_hash(data), data))
                 except Unreadable as e:
-                    skipped.append((path, str(e)))
+                    found.skipped.append((path, str(e)))
                 reading.update(n)
-            cache_hits |= set(cache.get([h for _, _, h, _ in chunk]))
+            known |= set(cache.get([h for _, _, h, _ in chunk]))
             for path, label, h, data in chunk:
-                if h in cache_hits:
-                    scanned.append((path, label, h))
+                if h in known:
+                    found.usable.append((path, label, h))
                     continue
                 try:
                     prepared = for_model(data)
                 except Unreadable as e:
-                    skipped.append((path, str(e)))
+                    found.skipped.append((path, str(e)))
                     continue
-                scanned.append((path, label, h))
-                cache_hits.add(h)  # identical crops are embedded once
-                (todo_files if prepared is data else todo_converted).append((h, path))
-    todo = len(todo_files) + len(todo_converted)
-    log.info(
-        "%s: %d images, %d embeddings from the cache, %d to compute with %s",
-        shard.name,
-        len(rows),
-        len(scanned) - todo,
-        todo,
-        spec.label,
-    )
-    if todo:
-        failed = _compute(todo_files, todo_converted, embedder_for(spec), cache, batch_size, shard)
-        reason_of = dict(failed)  # by hash; copies of a crop that failed fail the same way
-        skipped += [(p, reason_of[h]) for p, _, h in scanned if h in reason_of]
-    computed_seconds = time.perf_counter() - start
+                found.usable.append((path, label, h))
+                known.add(h)  # identical crops are embedded once
+                (found.todo_files if prepared is data else found.todo_converted).append((h, path))
+    return found
 
-    bad = {p for p, _ in skipped}
+
+def _write_examples(shard: Path, usable: list, bad: set, cache: EmbeddingCache, labels) -> dict[str, int]:
+    """Write the shard: an example for each usable file not in `bad`, its vector from the cache.
+    Returns the examples per class."""
+    import tensorflow as tf
+
     counts = {label: 0 for label in labels}
-    written = 0
     with atomic.atomic_path(shard) as tmp, tf.io.TFRecordWriter(str(tmp), options="GZIP") as writer:
-        for i in range(0, len(scanned), 512):
-            chunk = [row for row in scanned[i : i + 512] if row[0] not in bad]
+        for i in range(0, len(usable), 512):
+            chunk = [row for row in usable[i : i + 512] if row[0] not in bad]
             vectors = cache.get([h for _, _, h in chunk])
             for path, label, h in chunk:
                 if h not in vectors:  # its content failed to decode (listed as skipped)
                     continue
                 writer.write(tfrecords.encode_example(path, label, vectors[h]))
                 counts[labels[label]] += 1
-                written += 1
-    seconds = time.perf_counter() - start
-
-    order = {p: i for i, (p, _) in enumerate(rows)}
-    skipped.sort(key=lambda s: order[s[0]])
-    write_skipped(tfrecords.skipped_path(shard), skipped)
-
-    rate = todo / computed_seconds if todo and computed_seconds > 0 else 0.0
-    log.info("Embedded %d images (%d computed, %.1f images/s) in %.1f s -> %s", written, todo, rate, seconds, shard)
-    warn_skipped(skipped, tfrecords.skipped_path(shard))
-    return _Embedded(written, len(skipped), todo, seconds, counts)
+    return counts
 
 
 def _compute(todo_files, todo_converted, embedder: Embedder, cache: EmbeddingCache, batch_size: int, shard: Path):
@@ -212,7 +220,7 @@ def _compute(todo_files, todo_converted, embedder: Embedder, cache: EmbeddingCac
     """
     import tensorflow as tf
 
-    from meerkat.embed.decode import decode_and_resize
+    from meerkat.embed.decode import decode_and_resize, decode_error
 
     size = embedder.size
 

@@ -76,7 +76,12 @@ def locate(weights: str, remote: str, name: str) -> tuple[str, str | None]:
         if not path.is_file():
             raise MeerkatError(f"weights file not found: {path}; pass an existing file, or --weights imagenet")
         return str(path.resolve()), sha256(path)
+    path = _imagenet_file(remote, name)
+    return str(path), sha256(path)
 
+
+def _imagenet_file(remote: str, name: str) -> Path:
+    """The checked ImageNet weights file: baked in, else in Keras' cache, else downloaded there."""
     filename = remote.rsplit("/", 1)[1]
     url = KERAS_ORIGIN + remote
     weights_dir = os.environ.get(WEIGHTS_DIR_ENV)
@@ -88,23 +93,36 @@ def locate(weights: str, remote: str, name: str) -> tuple[str, str | None]:
             raise MeerkatError(
                 f"weights file {baked} (in ${WEIGHTS_DIR_ENV}) is damaged: {problem}; replace it with {url}"
             )
-        return str(baked), sha256(baked)
+        return baked
 
     cached = _keras_cache_dir() / filename
     looked = ", ".join(str(p) for p in (baked, cached) if p)
-    state = f"not found (looked in {looked})"
+    why = f"not found (looked in {looked})"
     if cached.is_file():
         problem = weights_problem(cached)
         if not problem:
-            return str(cached), sha256(cached)
-        if ownership.not_ours(cached):
-            raise MeerkatError(
-                f"weights file {cached} is damaged ({problem}) and meerkat did not download it, so it is left "
-                f"alone; delete it to let meerkat download it again, or fetch {url} and pass --weights PATH"
-            )
-        ownership.remove(cached)  # a download of ours that was cut short
-        log.warning("warning: %s is damaged (%s); removed it and downloading it again", cached, problem)
-        state = f"the cached file {cached} was corrupt ({problem}) and has been removed"
+            return cached
+        _remove_damaged(cached, problem, url)
+        why = f"the cached file {cached} was corrupt ({problem}) and has been removed"
+    _download(url, cached, f"ImageNet weights {filename} for {name}: {why}")
+    return cached
+
+
+def _remove_damaged(cached: Path, problem: str, url: str) -> None:
+    """Remove a damaged file from Keras' cache if meerkat downloaded it; name any other one."""
+    if ownership.not_ours(cached):
+        raise MeerkatError(
+            f"weights file {cached} is damaged ({problem}) and meerkat did not download it, so it is left "
+            f"alone; delete it to let meerkat download it again, or fetch {url} and pass --weights PATH"
+        )
+    ownership.remove(cached)  # a download of ours that was cut short
+    log.warning("warning: %s is damaged (%s); removed it and downloading it again", cached, problem)
+
+
+def _download(url: str, cached: Path, what: str) -> None:
+    """Download `url` to `cached` through a temporary, checked before it takes the name; `what` names
+    the file and why it is fetched, for the error."""
+    filename = cached.name
     try:
         import keras
 
@@ -127,7 +145,6 @@ def locate(weights: str, remote: str, name: str) -> tuple[str, str | None]:
         raise  # a file of the user's in the way, an unwritable folder: already one line naming it
     except Exception as e:  # no network, proxy, HTTP error, a bad download: all end the same way for the user
         raise MeerkatError(
-            f"ImageNet weights {filename} for {name}: {state}, and the download failed ({type(e).__name__}); "
+            f"{what}, and the download failed ({type(e).__name__}); "
             f"fetch {url} elsewhere and pass --weights PATH or put it in ${WEIGHTS_DIR_ENV}"
         ) from e
-    return str(cached), sha256(cached)

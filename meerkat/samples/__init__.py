@@ -1,1 +1,2 @@
-"""Samples folders: listing crops into docs CSVs (createdocs), reading image files, the demo set."""
+"""Samples folders: listing crops into docs CSVs (createdocs) and their format, reading image files,
+the demo set."""

@@ -1,11 +1,10 @@
 """Stage 1: Samples folder -> docs/trainingdata.csv, docs/testingdata.csv, docs/dict.txt.
 
-Replaces DeepMeerkat's CreateDocs.py: the same CSV rows (`path,label`, no header) and the same
-undersampling of training negatives, but folder names may be typed in any case, singular or
-plural, and the Samples folder is never written to.
+Replaces DeepMeerkat's CreateDocs.py: the same CSV rows (`path,label`, no header; the format is
+docs.py's) and the same undersampling of training negatives, but folder names may be typed in any
+case, singular or plural, and the Samples folder is never written to.
 """
 
-import csv
 import hashlib
 import logging
 import os
@@ -18,6 +17,7 @@ from meerkat.core.config import DocsConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.core.progress import Progress
 from meerkat.core.settings import HOLDOUT_EVERY, IMAGE_EXTENSIONS, LABELS
+from meerkat.samples.docs import write_csv, write_dict
 from meerkat.samples.imagefiles import list_images
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,6 @@ def _collect(split_dir: Path, docs: Docs) -> dict[str, list[Path]]:
             raise MeerkatError(f"no images in {d} (looked for {exts}); add crops or fix the folder")
         out[label] = [Path(os.path.abspath(p)) for p in images]
     return out
-
-
-def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
-    with atomic.atomic_open(path, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f, lineterminator="\n").writerows(rows)
 
 
 def _content_hash(path: Path) -> str:
@@ -158,7 +153,7 @@ def createdocs(cfg: DocsConfig) -> Docs:
         faults.point(f"createdocs:{split}")
         for label in LABELS:
             docs.counts[f"{label}_{split}"] = len(files[label])
-    atomic.write_text(docs.dict_txt, "".join(f"{label}\n" for label in LABELS))
+    write_dict(docs.dict_txt)
 
     c = docs.counts
     log.info("Positive training samples: %d", c["positive_training"])
@@ -176,46 +171,3 @@ def createdocs(cfg: DocsConfig) -> Docs:
         log.info("Ignored %d non-image files (listed in %s): %s%s", len(docs.ignored), ignored_txt, shown, more)
     _warn_overlap([p for files in training.values() for p in files], [p for files in testing.values() for p in files])
     return docs
-
-
-def read_csv(path) -> list[tuple[str, str]]:
-    """Rows of a docs CSV; a `path,label` header line is allowed."""
-    path = Path(path)
-    if not path.is_file():
-        raise MeerkatError(f"CSV not found: {path}; run `meerkat createdocs` first or fix --input-path")
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise MeerkatError(
-            f"{path} is not a docs CSV ({e}); pass trainingdata.csv or testingdata.csv from `meerkat createdocs`"
-        ) from None
-    if rows and [c.strip().lower() for c in rows[0]] == ["path", "label"]:
-        rows = rows[1:]
-    out = []
-    for n, row in enumerate(rows, start=1):
-        if not row:
-            continue
-        if len(row) != 2:
-            raise MeerkatError(f"{path}, row {n}: expected `path,label`, received {len(row)} fields: {row!r}")
-        out.append((row[0], row[1].strip().lower()))
-    return out
-
-
-def read_dict(path) -> list[str]:
-    """Labels of a dict.txt, in model order; must be positive then negative."""
-    path = Path(path)
-    if not path.is_file():
-        raise MeerkatError(f"dict file not found: {path}; it is written by `meerkat createdocs` as docs/dict.txt")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        text = "\0"  # not text: reported as the wrong labels below
-    labels = [line.strip().lower() for line in text.splitlines() if line.strip()]
-    if tuple(labels) != LABELS:
-        raise MeerkatError(
-            f"{path}: expected the labels {', '.join(LABELS)} in that order, "
-            f"received {', '.join(labels)[:80] or 'nothing'}; "
-            "use the dict.txt written by `meerkat createdocs`"
-        )
-    return labels

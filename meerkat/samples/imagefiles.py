@@ -4,8 +4,8 @@ it cannot be used.
 The checks run in Python before TensorFlow sees the bytes. A file is sniffed by its content, not
 its name, so a PNG called `.jpg` is fine. Pillow reads only the header, which gives the format and
 the size without decoding. Formats that TensorFlow's decoder lacks (TIFF, PPM) are converted
-losslessly to PNG with OpenCV, and the model's own decode (decode.decode_and_resize) then sees the
-same pixels.
+losslessly to PNG with OpenCV, and the model's own decode (embed.decode) then sees the same
+pixels.
 
 EXIF orientation is not applied, here or in the exported model: crops are used as stored, which is
 also how DeepMeerkat hands frames to the model.
@@ -15,7 +15,6 @@ import csv
 import io
 import logging
 import os
-import re
 from pathlib import Path
 
 import cv2
@@ -24,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from meerkat.core import atomic
 from meerkat.core.errors import describe_os_error
-from meerkat.core.ownership import OWNED
+from meerkat.core.ownership import is_bookkeeping
 from meerkat.core.settings import IMAGE_EXTENSIONS, MAX_PIXELS
 
 log = logging.getLogger(__name__)
@@ -87,27 +86,6 @@ def read_for_model(path) -> bytes:
     return for_model(read_bytes(path))
 
 
-def decode_error(path) -> str:
-    """Why a file that passed the checks above failed in TensorFlow, found by decoding it alone.
-
-    preprocess and predict decode whole batches in one graph, whose error does not say which file
-    failed or why; this gives the skip reason that both list.
-    """
-    import tensorflow as tf
-
-    from meerkat.embed.decode import decode_and_resize
-
-    try:
-        decode_and_resize(read_for_model(path), 8)  # the size cannot change whether it decodes
-    except Unreadable as e:
-        return str(e)  # it changed since it was read
-    except tf.errors.OpError as e:
-        # "{{function_node ...}} Invalid JPEG data ... [Op:DecodeImage]" -> "Invalid JPEG data ..."
-        message = re.sub(r"\{\{.*?\}\}|\[Op:\w+\]", "", e.message.splitlines()[0]).strip()
-        return f"cannot decode: {message}"
-    return "failed in the pipeline but decodes alone; rerun with --debug"
-
-
 def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
     """Image files under `folder` (recursively, following links), and the other files found."""
     images, ignored, seen = [], [], set()
@@ -119,8 +97,8 @@ def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if name == OWNED:
-                continue  # meerkat's own list of what it wrote (a demo-samples folder has them)
+            if is_bookkeeping(name):
+                continue  # not a crop, nor a file of the user's (a demo-samples folder has meerkat's lists)
             path = Path(root) / name
             # macOS leaves .DS_Store and ._name resource forks next to real crops.
             if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:

@@ -1,1 +1,2 @@
-"""Embeddings to a model: the dense head, the whole run (pipeline), the SavedModel export and report/run.json."""
+"""Embeddings to a model: the training sets and their split, the dense head and its training
+(checkpoints, history), the whole run (pipeline), the SavedModel export and report/run.json."""

@@ -1,19 +1,15 @@
 """Stage 3: embeddings -> a small dense head (hidden layer, dropout, 2-way softmax), trained with Adam.
 
-A seeded, stratified share of the training embeddings (--validation-fraction) is held out. Once an
-epoch, loss and accuracy on the training part and on that validation part go to the log, in the
-original trainer's format, and to TensorBoard (OUT/logs/train, OUT/logs/validation). The validation
-loss picks the exported epoch and stops training early (--patience). The Testing set is never seen
-here: the pipeline scores it once, with the weights this returns, for the report.
+A seeded, stratified share of the training embeddings (--validation-fraction, data.py) is held out.
+Once an epoch, loss and accuracy on the training part and on that validation part go to the log, in
+the original trainer's format, and to TensorBoard (OUT/logs/train, OUT/logs/validation). The
+validation loss picks the exported epoch and stops training early (--patience, history.py). The
+Testing set is never seen here: the pipeline scores it once, with the weights this returns, for the
+report.
 """
 
-import csv
-import hashlib
-import io
-import json
 import logging
 import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,62 +17,12 @@ import numpy as np
 
 from meerkat.core import atomic, faults, ownership
 from meerkat.core.config import TrainConfig
-from meerkat.core.errors import MeerkatError
 from meerkat.core.progress import Progress
-from meerkat.core.settings import MIN_IMAGES_PER_CLASS
-from meerkat.embed import tfrecords
 from meerkat.report.metrics import called_positive
+from meerkat.train import checkpoint, history
+from meerkat.train.data import Embeddings, class_weights, split
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Embeddings:
-    uris: list
-    labels: np.ndarray
-    vectors: np.ndarray
-    manifest: dict
-
-    def subset(self, index) -> "Embeddings":
-        index = np.asarray(index, dtype=np.int64)
-        return Embeddings([self.uris[i] for i in index], self.labels[index], self.vectors[index], self.manifest)
-
-    def counts(self) -> dict[str, int]:
-        """Examples per class, by the manifest's label names (positive first)."""
-        return {name: int((self.labels == i).sum()) for i, name in enumerate(self.manifest["labels"])}
-
-
-def load(pattern: str, what: str) -> Embeddings:
-    shards, manifest = tfrecords.find_shards(pattern)
-    uris, labels, vectors = tfrecords.read_shards(shards, manifest["embedding_dim"])
-    # A canonical order: however the set was sharded (1 process or an array of N), same model.
-    order = sorted(range(len(uris)), key=uris.__getitem__)
-    uris, labels, vectors = [uris[i] for i in order], labels[order], vectors[order]
-    if len(uris) == 0:
-        raise MeerkatError(f"the {what} set {pattern} holds no records; check the preprocess log for skipped files")
-    for label, name in enumerate(manifest["labels"]):
-        count = int((labels == label).sum())
-        if count < MIN_IMAGES_PER_CLASS:
-            raise MeerkatError(
-                f"the {what} set has {count} usable {name} images, fewer than the minimum of {MIN_IMAGES_PER_CLASS} "
-                f"({pattern}); add {name} crops or see the skipped-files list beside the shards"
-            )
-    manifest["input_keys"] = sorted(tfrecords.read_manifest(s).get("input_key", "") for s in shards)
-    return Embeddings(uris, labels, vectors, manifest)
-
-
-def check_compatible(train: Embeddings, evals: Embeddings, train_pattern: str, eval_pattern: str) -> None:
-    a, b = train.manifest, evals.manifest
-    if (a["backbone"], a["embedding_dim"], a.get("embedding_code")) != (
-        b["backbone"],
-        b["embedding_dim"],
-        b.get("embedding_code"),
-    ):
-        raise MeerkatError(
-            f"train set {train_pattern} ({a['backbone']['name']}, {a['embedding_dim']}-d) and eval set "
-            f"{eval_pattern} ({b['backbone']['name']}, {b['embedding_dim']}-d) were made differently; "
-            "preprocess both with the same backbone and weights (and the same meerkat)"
-        )
 
 
 def build_head(dim: int, cfg: TrainConfig):
@@ -91,48 +37,6 @@ def build_head(dim: int, cfg: TrainConfig):
         ],
         name="head",
     )
-
-
-def validation_size(n_class: int, fraction: float) -> int:
-    """Images of a class of `n_class` held out: the fraction rounded half up, at least 1 (0 when off)."""
-    return 0 if fraction == 0 else max(1, math.floor(fraction * n_class + 0.5))
-
-
-def _rank(seed: int, uri: str) -> tuple[bytes, str]:
-    return hashlib.sha256(f"{seed}/{uri.rsplit('/', 1)[-1]}".encode()).digest(), uri
-
-
-def split(data: Embeddings, fraction: float, seed: int) -> tuple[Embeddings, Embeddings | None]:
-    """(training part, validation part): exactly validation_size(n_class) of each class held out.
-
-    Within a class, images are ranked by sha256(seed/file name), ties by image_uri, and the first
-    ones are held out. So the split depends on the seed and on which crops there are, never on the
-    order of the records nor on where the Samples folder lies, and adding crops moves few others.
-    """
-    if fraction == 0:
-        return data, None
-    held = []
-    for label, name in enumerate(data.manifest["labels"]):
-        members = sorted(np.flatnonzero(data.labels == label), key=lambda i: _rank(seed, data.uris[i]))
-        k = validation_size(len(members), fraction)
-        if len(members) - k < MIN_IMAGES_PER_CLASS:
-            raise MeerkatError(
-                f"--validation-fraction {fraction} holds out {k} of the {len(members)} {name} training images, "
-                f"leaving {len(members) - k} to train on, fewer than the minimum of {MIN_IMAGES_PER_CLASS}; add "
-                f"{name} crops, or pass --validation-fraction 0 to train on all of them without validation"
-            )
-        held += members[:k]
-    out = np.zeros(len(data.uris), dtype=bool)
-    out[held] = True
-    return data.subset(np.flatnonzero(~out)), data.subset(np.flatnonzero(out))
-
-
-def class_weights(labels: np.ndarray, mode: str) -> np.ndarray:
-    """Loss weight of each class: 1, or n / (2 * n_class) for 'balanced' (Keras' convention)."""
-    if mode == "none":
-        return np.ones(2, dtype=np.float32)
-    counts = np.bincount(labels, minlength=2)
-    return (len(labels) / (2 * counts)).astype(np.float32)
 
 
 def evaluate(head, data: Embeddings, weights: np.ndarray | None = None) -> tuple[float, float, np.ndarray]:
@@ -150,15 +54,12 @@ def evaluate(head, data: Embeddings, weights: np.ndarray | None = None) -> tuple
     return float(tf.reduce_mean(losses)), accuracy, probs
 
 
-HISTORY_COLUMNS = ("epoch", "step", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy")
-
-
 @dataclass
 class Trained:
     """What training hands the pipeline: the head holding the exported (best) weights, and how it got there."""
 
     head: object
-    history: list[dict]  # one row an epoch, HISTORY_COLUMNS; validation figures None without validation
+    history: list[dict]  # one row an epoch, history.COLUMNS; validation figures None without validation
     best_epoch: int
     stopped_epoch: int | None  # the epoch early stopping ended training at; None when all ran
     counts: dict = field(default_factory=dict)  # examples per class of the train and validation parts
@@ -179,80 +80,21 @@ class Trained:
         }
 
 
-def write_history(path: Path, history: list[dict]) -> None:
-    """report/history.csv: one row an epoch, figures to 6 decimals; validation cells empty without it."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(HISTORY_COLUMNS)
+@dataclass(frozen=True)
+class _Schedule:
+    per_epoch: int  # steps (batches) an epoch
+    total_steps: int
 
-    def cell(column, value):
-        if value is None:
-            return ""
-        return value if column in ("epoch", "step") else f"{value:.6f}"
-
-    for row in history:
-        writer.writerow([cell(c, row[c]) for c in HISTORY_COLUMNS])
-    atomic.write_text(path, out.getvalue())
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.total_steps / self.per_epoch)
 
 
-def best_epoch(history: list[dict]) -> int:
-    """The epoch of the lowest validation loss (the earliest of equals); the last one without validation."""
-    if history[-1]["validation_loss"] is None:
-        return history[-1]["epoch"]
-    return min(history, key=lambda row: (row["validation_loss"], row["epoch"]))["epoch"]
-
-
-def _patience_ran_out(history: list[dict], patience: int) -> bool:
-    if not history or not patience or history[-1]["validation_loss"] is None:
-        return False
-    return history[-1]["epoch"] - best_epoch(history) >= patience
-
-
-@dataclass
-class _State:
-    """Everything a resumed run needs besides the head and Adam: where it is, the curves, the best weights."""
-
-    step: int = 0
-    history: list = field(default_factory=list)
-    best: list = field(default_factory=list)  # the head's variables at best_epoch(history)
-
-
-def _save_checkpoint(path: Path, fingerprint: str, state: _State, head, optimizer) -> None:
-    arrays = {f"v{i}": v.numpy() for i, v in enumerate([*head.variables, *optimizer.variables])}
-    arrays |= {f"b{i}": a for i, a in enumerate(state.best)}
-    with atomic.atomic_open(path, "wb") as f:
-        np.savez(f, step=state.step, fingerprint=fingerprint, history=json.dumps(state.history), **arrays)
-
-
-def _restore_checkpoint(path: Path, fingerprint: str, head, optimizer) -> _State:
-    """A matching checkpoint's state (its weights, optimizer and RNG state loaded), else a fresh one."""
-    if not path.is_file():
-        return _State()
-    variables = [*head.variables, *optimizer.variables]
-    try:  # all of it read before anything is assigned: a damaged file leaves the fresh head as it is
-        with np.load(path) as ckpt:
-            if str(ckpt["fingerprint"]) != fingerprint or "history" not in ckpt:
-                return _State()
-            saved = [ckpt[f"v{i}"] for i in range(len(variables))]
-            best = [ckpt[f"b{i}"] for i in range(len(head.variables))]
-            state = _State(int(ckpt["step"]), json.loads(str(ckpt["history"])), best)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        log.warning("warning: the training checkpoint %s is unreadable (%s); training from the start", path, e)
-        return _State()
-    for v, value in zip(variables, saved, strict=True):
-        v.assign(value)
-    return state
-
-
-def _describe(counts: dict) -> str:
-    return ", ".join(f"{n} {name}" for name, n in counts.items())
-
-
-def train(train_set: Embeddings, cfg: TrainConfig, logdir: Path, checkpoint: Path, fingerprint: str) -> Trained:
+def train(train_set: Embeddings, cfg: TrainConfig, logdir: Path, checkpoint_path: Path, fingerprint: str) -> Trained:
     """Train a head on `train_set` less its validation part; return it with the best epoch's weights.
 
     After every epoch the whole state (weights, Adam, the dropout RNG, the history and the best
-    weights so far) goes to `checkpoint`, so a killed run resumes there and ends with the very
+    weights so far) goes to `checkpoint_path`, so a killed run resumes there and ends with the very
     weights, curves and choice of epoch an uninterrupted run would have.
     """
     import keras
@@ -260,20 +102,54 @@ def train(train_set: Embeddings, cfg: TrainConfig, logdir: Path, checkpoint: Pat
 
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
-
     fitted, validation = split(train_set, cfg.validation_fraction, cfg.seed)
+    parts = {"train": fitted} if validation is None else {"train": fitted, "validation": validation}
     weights = class_weights(fitted.labels, cfg.class_weights)
-    n = len(fitted.uris)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
-    total_epochs = math.ceil(total_steps / steps_per_epoch)
+    per_epoch = math.ceil(len(fitted.uris) / cfg.batch_size)
+    schedule = _Schedule(per_epoch, cfg.max_steps or cfg.epochs * per_epoch)
     head = build_head(fitted.vectors.shape[1], cfg)
     optimizer = keras.optimizers.Adam(cfg.learning_rate)
     optimizer.build(head.trainable_variables)
+    run_epoch = _epoch_function(head, optimizer, fitted, weights, cfg)
 
-    dim = fitted.vectors.shape[1]
+    state = checkpoint.restore(checkpoint_path, fingerprint, head, optimizer)
+    if state.step:
+        log.info("Resuming training from the checkpoint at step %d of %d", state.step, schedule.total_steps)
+    else:
+        ownership.remove(logdir, "new training curves")  # an earlier run's curves would mix with these
+    labelled = {name: round(float(v), 6) for name, v in zip(fitted.manifest["labels"], weights, strict=True)}
+    with _Curves(logdir, parts) as curves:
+        _log_plan(parts, cfg, schedule, labelled)
+        with Progress("training", schedule.epochs, unit="epochs") as progress:
+            while state.step < schedule.total_steps and not history.patience_ran_out(state.history, cfg.patience):
+                epoch = state.step // schedule.per_epoch + 1
+                steps = min(schedule.per_epoch, schedule.total_steps - state.step)
+                run_epoch(epoch, steps)
+                state.step += steps
+                figures = {name: evaluate(head, data, weights)[:2] for name, data in parts.items()}
+                curves.add(state.step, figures)
+                state.history.append(history.row(epoch, state.step, figures))
+                if history.best_epoch(state.history) == epoch:
+                    state.best = [v.numpy() for v in head.variables]
+                _log_figures(state.step, figures)
+                checkpoint.save(checkpoint_path, fingerprint, state, head, optimizer)
+                progress.update(epoch)
+                faults.point(f"train:epoch-{epoch}")
+
+    best, stopped = _chosen_epoch(state, schedule, cfg, validation is not None)
+    for v, a in zip(head.variables, state.best, strict=True):
+        v.assign(a)
+    counts = {"train": fitted.counts(), "validation": validation.counts() if validation is not None else None}
+    return Trained(head, state.history, best, stopped, counts, labelled)
+
+
+def _epoch_function(head, optimizer, fitted: Embeddings, weights: np.ndarray, cfg: TrainConfig):
+    """run_epoch(epoch, steps): train the head on `steps` batches of epoch `epoch` (from 1)."""
+    import tensorflow as tf
+
+    x, y, w = tf.constant(fitted.vectors), tf.constant(fitted.labels), tf.constant(weights[fitted.labels])
     signature = [
-        tf.TensorSpec([None, dim], tf.float32),
+        tf.TensorSpec([None, fitted.vectors.shape[1]], tf.float32),
         tf.TensorSpec([None], tf.int64),
         tf.TensorSpec([None], tf.float32),
         tf.TensorSpec([None], tf.int64),
@@ -294,18 +170,50 @@ def train(train_set: Embeddings, cfg: TrainConfig, logdir: Path, checkpoint: Pat
                 zip(tape.gradient(loss, head.trainable_variables), head.trainable_variables, strict=True)
             )
 
-    state = _restore_checkpoint(checkpoint, fingerprint, head, optimizer)
-    if state.step:
-        log.info("Resuming training from the checkpoint at step %d of %d", state.step, total_steps)
-    else:
-        ownership.remove(logdir, "new training curves")  # an earlier run's curves would mix with these
-    parts = {"train": fitted, "validation": validation} if validation is not None else {"train": fitted}
-    writers = {}
-    for name in parts:
-        folder = atomic.ensure_dir(logdir / name)
-        before = set(folder.iterdir())
-        writers[name] = tf.summary.create_file_writer(str(folder))
-        ownership.claim_growing(*(set(folder.iterdir()) - before))  # the event file, created by the writer
+    def run_epoch(epoch: int, steps: int) -> None:
+        # One permutation per epoch, from (seed, epoch counted from 0): the same batches after a resume.
+        order = np.random.default_rng([cfg.seed, epoch - 1]).permutation(len(fitted.uris))[: steps * cfg.batch_size]
+        run_steps(x, y, w, tf.constant(order))
+
+    return run_epoch
+
+
+class _Curves:
+    """TensorBoard's loss and accuracy curves, a folder a part (logs/train, logs/validation)."""
+
+    def __init__(self, logdir: Path, names):
+        import tensorflow as tf
+
+        self.writers = {}
+        for name in names:
+            folder = atomic.ensure_dir(logdir / name)
+            before = set(folder.iterdir())
+            self.writers[name] = tf.summary.create_file_writer(str(folder))
+            ownership.claim_growing(*(set(folder.iterdir()) - before))  # the event file, created by the writer
+
+    def add(self, step: int, figures: dict) -> None:
+        import tensorflow as tf
+
+        for name, (loss, accuracy) in figures.items():
+            with self.writers[name].as_default(step=step):
+                tf.summary.scalar("loss", loss)
+                tf.summary.scalar("accuracy", accuracy)
+            self.writers[name].flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for writer in self.writers.values():
+            writer.close()
+
+
+def _describe(counts: dict) -> str:
+    return ", ".join(f"{n} {name}" for name, n in counts.items())
+
+
+def _log_plan(parts: dict, cfg: TrainConfig, schedule: _Schedule, labelled: dict) -> None:
+    fitted, validation = parts["train"], parts.get("validation")
     held_out = (
         f"validating on {len(validation.uris)} ({_describe(validation.counts())}) held out by "
         f"--validation-fraction {cfg.validation_fraction}"
@@ -314,69 +222,44 @@ def train(train_set: Embeddings, cfg: TrainConfig, logdir: Path, checkpoint: Pat
     )
     log.info(
         "Training on %d embeddings (%s) for %d steps (%d per epoch), %s; figures are loss, accuracy",
-        n,
+        len(fitted.uris),
         _describe(fitted.counts()),
-        total_steps,
-        steps_per_epoch,
+        schedule.total_steps,
+        schedule.per_epoch,
         held_out,
     )
-    labelled = {name: round(float(v), 6) for name, v in zip(fitted.manifest["labels"], weights, strict=True)}
     if cfg.class_weights != "none":
         log.info(
             "Class weights (%s): %s", cfg.class_weights, ", ".join(f"{name} {v:.4g}" for name, v in labelled.items())
         )
-    x, y, w = tf.constant(fitted.vectors), tf.constant(fitted.labels), tf.constant(weights[fitted.labels])
-    progress = Progress("training", total_epochs, unit="epochs")
-    while state.step < total_steps and not _patience_ran_out(state.history, cfg.patience):
-        epoch = state.step // steps_per_epoch
-        steps = min(steps_per_epoch, total_steps - state.step)
-        # One permutation per epoch, from (seed, epoch): the same batches after a resume.
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(n)[: steps * cfg.batch_size]
-        run_steps(x, y, w, tf.constant(order))
-        state.step += steps
-        figures = {name: evaluate(head, data, weights)[:2] for name, data in parts.items()}
-        for name, (loss, accuracy) in figures.items():
-            with writers[name].as_default(step=state.step):
-                tf.summary.scalar("loss", loss)
-                tf.summary.scalar("accuracy", accuracy)
-            writers[name].flush()
-        validation_figures = figures.get("validation", (None, None))
-        state.history.append(
-            dict(zip(HISTORY_COLUMNS, (epoch + 1, state.step, *figures["train"], *validation_figures), strict=True))
-        )
-        if best_epoch(state.history) == epoch + 1:
-            state.best = [v.numpy() for v in head.variables]
-        if validation is not None:
-            log.info(
-                "Eval, step %d: on train set %.4f, %.4f / on validation set %.4f, %.4f",
-                state.step,
-                *figures["train"],
-                *validation_figures,
-            )
-        else:
-            log.info("Eval, step %d: on train set %.4f, %.4f", state.step, *figures["train"])
-        _save_checkpoint(checkpoint, fingerprint, state, head, optimizer)
-        progress.update(epoch + 1)
-        faults.point(f"train:epoch-{epoch + 1}")
-    for writer in writers.values():
-        writer.close()
 
-    best = best_epoch(state.history)
-    last = state.history[-1]["epoch"]
-    stopped = last if state.step < total_steps else None
+
+def _log_figures(step: int, figures: dict) -> None:
+    if "validation" in figures:
+        log.info(
+            "Eval, step %d: on train set %.4f, %.4f / on validation set %.4f, %.4f",
+            step,
+            *figures["train"],
+            *figures["validation"],
+        )
+    else:
+        log.info("Eval, step %d: on train set %.4f, %.4f", step, *figures["train"])
+
+
+def _chosen_epoch(state: checkpoint.State, schedule: _Schedule, cfg: TrainConfig, validating: bool):
+    """(the epoch to export, the epoch early stopping ended at or None), both said in the log."""
+    best = history.best_epoch(state.history)
+    stopped = state.history[-1]["epoch"] if state.step < schedule.total_steps else None
     if stopped is not None:
         log.info(
             "Early stopping after epoch %d of %d: no lower validation loss in the %d epochs since epoch %d",
             stopped,
-            total_epochs,
+            schedule.epochs,
             cfg.patience,
             best,
         )
-    if validation is not None:
+    if validating:
         log.info(
             "Keeping epoch %d, the lowest validation loss (%.4f)", best, state.history[best - 1]["validation_loss"]
         )
-    for v, a in zip(head.variables, state.best, strict=True):
-        v.assign(a)
-    counts = {"train": fitted.counts(), "validation": validation.counts() if validation is not None else None}
-    return Trained(head, state.history, best, stopped, counts, labelled)
+    return best, stopped

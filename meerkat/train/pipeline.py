@@ -19,7 +19,8 @@ from meerkat.core.config import PreprocessConfig, RecordsConfig, RunConfig, Trai
 from meerkat.core.errors import MeerkatError
 from meerkat.core.settings import IMAGES_PER_SHARD
 from meerkat.embed import backbones, devices, tfrecords
-from meerkat.samples.createdocs import createdocs, read_csv, read_dict
+from meerkat.samples.createdocs import createdocs
+from meerkat.samples.docs import read_csv, read_dict
 from meerkat.train import run_json
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,9 @@ def _preprocess_set(csv_path: Path, dict_txt: Path, prefix: Path, spec, cfg: Run
     from meerkat.embed.preprocess import preprocess
 
     count = max(1, math.ceil(len(read_csv(csv_path)) / IMAGES_PER_SHARD))
-    for old in sorted(prefix.parent.glob(f"{prefix.name}-*-of-*")):
+    for old in sorted(prefix.parent.glob(f"{prefix.name}-*-of-*")):  # never a temporary: their names start with a dot
         of_another_split = not old.name.split(".")[0].endswith(f"-of-{count:05d}")  # the data set changed size
-        if (of_another_split or cfg.force) and not temporaries.is_temp(old):
+        if of_another_split or cfg.force:
             ownership.remove(old, "--force")
     cache_dir = cfg.cache_dir or cfg.docs.output / "cache"
     for index in range(count):
@@ -89,13 +90,13 @@ def _fit(cfg: RecordsConfig, train_cfg: TrainConfig) -> dict:
     """Train a head on preprocessed sets, export the SavedModel and write the report."""
     from meerkat.embed.embedder import embedder_for
     from meerkat.report import metrics
-    from meerkat.train import export, fit
+    from meerkat.train import data, export, fit, history
 
     start = time.perf_counter()
     output = cfg.output_dir
-    train_set = fit.load(cfg.train_data, "train")
-    eval_set = fit.load(cfg.eval_data, "eval")
-    fit.check_compatible(train_set, eval_set, cfg.train_data, cfg.eval_data)
+    train_set = data.load(cfg.train_data, "train")
+    eval_set = data.load(cfg.eval_data, "eval")
+    data.check_compatible(train_set, eval_set, cfg.train_data, cfg.eval_data)
     labels = read_dict(cfg.input_dict) if cfg.input_dict else list(train_set.manifest["labels"])
     if labels != train_set.manifest["labels"]:
         raise MeerkatError(
@@ -119,7 +120,7 @@ def _fit(cfg: RecordsConfig, train_cfg: TrainConfig) -> dict:
         ownership.remove(checkpoint, "--force")
     trained = fit.train(train_set, train_cfg, output / "logs", checkpoint, fingerprint)
     head = trained.head  # the best epoch's weights: what is exported and scored on the Testing set
-    fit.write_history(output / "report" / "history.csv", trained.history)
+    history.write(output / "report" / "history.csv", trained.history)
     faults.point("export")
     export.export_model(embedder, head, labels, output / "model")
     _, _, scores = fit.evaluate(head, eval_set)
@@ -135,7 +136,7 @@ def _fit(cfg: RecordsConfig, train_cfg: TrainConfig) -> dict:
         "train_seconds": round(time.perf_counter() - start, 2),
         **_provenance(output / "model"),
     }
-    _publish(cfg, run_json.recorded(details), train_set, eval_set, scores, fingerprint)
+    _publish(cfg, run_json.contents(details), train_set, eval_set, scores, fingerprint)
     ownership.remove(checkpoint.parent, "the finished run's cleanup")
     log.info(
         "Eval set: accuracy %.4f, precision %s, recall %s on %d images -> %s",
@@ -166,8 +167,8 @@ def _publish(cfg: RecordsConfig, record: dict, train_set, eval_set, scores, fing
 
 
 def _redo_report(cfg: RecordsConfig, previous: dict, train_set, eval_set, fingerprint: str) -> dict:
-    """A finished model whose report is incomplete: write the report again from its records and
-    report/predictions.csv (the scores at the precision every threshold compares)."""
+    """A finished model whose report is incomplete: write the report again from its shards, run.json
+    and report/predictions.csv (the scores at the precision every threshold compares)."""
     output = cfg.output_dir
     log.info(
         "%s holds the finished model for these inputs and options, but its report is incomplete or out of date (%s); "
@@ -177,8 +178,8 @@ def _redo_report(cfg: RecordsConfig, previous: dict, train_set, eval_set, finger
     )
     scores = _saved_scores(output / "report" / "predictions.csv", eval_set.uris)
     redone = ("fingerprint", "report_code", "report_problems", "report_seconds")
-    record = {k: v for k, v in previous.items() if k not in redone}
-    _publish(cfg, record, train_set, eval_set, scores, fingerprint)
+    contents = {k: v for k, v in previous.items() if k not in redone}
+    _publish(cfg, contents, train_set, eval_set, scores, fingerprint)
     return json.loads((output / "report" / "metrics.json").read_text())
 
 

@@ -17,7 +17,7 @@ from meerkat.core import atomic, codeversion
 
 
 def fingerprint(train_set, eval_set, train_cfg) -> str:
-    """Everything a trained model depends on: the records' inputs, the training options and the code."""
+    """Everything a trained model depends on: the shards' inputs, the training options and the code."""
     parts = [
         train_set.manifest["input_keys"],
         eval_set.manifest["input_keys"],
@@ -41,7 +41,7 @@ def finished(output_dir: Path, expected: str) -> dict | None:
     return run
 
 
-def recorded(details: dict) -> dict:
+def contents(details: dict) -> dict:
     """What run.json holds but the fingerprint and the report's state: versions, then `details`."""
     import tensorflow as tf
 
@@ -63,8 +63,8 @@ def report_to_redo(run: dict) -> list[str]:
     return []
 
 
-def write(output_dir: Path, expected: str, record: dict, report_problems: list[str]) -> None:
+def write(output_dir: Path, expected: str, contents: dict, report_problems: list[str]) -> None:
     """Written last: its fingerprint marks the run as finished, `report_problems` what is left to redo."""
-    run = {"fingerprint": expected, **record, "report_code": codeversion.key("report")}
+    run = {"fingerprint": expected, **contents, "report_code": codeversion.key("report")}
     run["report_problems"] = report_problems
     atomic.write_text(output_dir / "report" / "run.json", json.dumps(run, indent=2) + "\n")

@@ -37,7 +37,7 @@ from meerkat.video.walk import VideoWalk, check_some_usable
 
 log = logging.getLogger(__name__)
 
-# Bytes of frames held while their boxes wait for a model call (with frames/ written): 42
+# Bytes of frames held while their boxes wait for a model call (with frames/ written): 43
 # 1080p frames. Without frames/ only the crops wait, so every call gets --batch-size of them.
 PENDING_BYTES = 256 * 2**20
 POSITIVE, NEGATIVE = (0, 0, 255), (0, 200, 255)  # BGR: red, amber
@@ -68,11 +68,11 @@ _worker = {}
 
 
 def _start_worker(cfg: ScanConfig) -> None:
-    from meerkat.cli import _configure_logging
+    from meerkat.core.logs import configure_logging
     from meerkat.core.quiet import hush
 
     hush()  # a spawned worker imports TensorFlow afresh
-    _configure_logging(debug=False)
+    configure_logging(debug=False)
     _worker["scanner"] = VideoScanner(cfg)
 
 

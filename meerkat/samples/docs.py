@@ -1,0 +1,63 @@
+"""The docs files: `path,label` CSVs and dict.txt, as createdocs writes them and preprocess and
+train read them (DeepMeerkat's CreateDocs.py format)."""
+
+import csv
+from pathlib import Path
+
+from meerkat.core import atomic
+from meerkat.core.errors import MeerkatError
+from meerkat.core.settings import LABELS
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
+    """`path,label` rows, no header, written atomically."""
+    with atomic.atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+def read_csv(path) -> list[tuple[str, str]]:
+    """Rows of a docs CSV; a `path,label` header line is allowed."""
+    path = Path(path)
+    if not path.is_file():
+        raise MeerkatError(f"CSV not found: {path}; run `meerkat createdocs` first or fix --input-path")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise MeerkatError(
+            f"{path} is not a docs CSV ({e}); pass trainingdata.csv or testingdata.csv from `meerkat createdocs`"
+        ) from None
+    if rows and [c.strip().lower() for c in rows[0]] == ["path", "label"]:
+        rows = rows[1:]
+    out = []
+    for n, row in enumerate(rows, start=1):
+        if not row:
+            continue
+        if len(row) != 2:
+            raise MeerkatError(f"{path}, row {n}: expected `path,label`, received {len(row)} fields: {row!r}")
+        out.append((row[0], row[1].strip().lower()))
+    return out
+
+
+def write_dict(path: Path) -> None:
+    """dict.txt: the labels in model order, one a line."""
+    atomic.write_text(path, "".join(f"{label}\n" for label in LABELS))
+
+
+def read_dict(path) -> list[str]:
+    """Labels of a dict.txt, in model order; must be positive then negative."""
+    path = Path(path)
+    if not path.is_file():
+        raise MeerkatError(f"dict file not found: {path}; it is written by `meerkat createdocs` as docs/dict.txt")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        text = "\0"  # not text: reported as the wrong labels below
+    labels = [line.strip().lower() for line in text.splitlines() if line.strip()]
+    if tuple(labels) != LABELS:
+        raise MeerkatError(
+            f"{path}: expected the labels {', '.join(LABELS)} in that order, "
+            f"received {', '.join(labels)[:80] or 'nothing'}; "
+            "use the dict.txt written by `meerkat createdocs`"
+        )
+    return labels

@@ -1,0 +1,103 @@
+"""The embeddings a head is trained and evaluated on: a set of shards loaded in a canonical order,
+two sets checked to fit together, the seeded validation split, and the classes' loss weights."""
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from meerkat.core.errors import MeerkatError
+from meerkat.core.settings import MIN_IMAGES_PER_CLASS
+from meerkat.embed import tfrecords
+
+
+@dataclass
+class Embeddings:
+    uris: list
+    labels: np.ndarray
+    vectors: np.ndarray
+    manifest: dict
+
+    def subset(self, index) -> "Embeddings":
+        index = np.asarray(index, dtype=np.int64)
+        return Embeddings([self.uris[i] for i in index], self.labels[index], self.vectors[index], self.manifest)
+
+    def counts(self) -> dict[str, int]:
+        """Examples per class, by the manifest's label names (positive first)."""
+        return {name: int((self.labels == i).sum()) for i, name in enumerate(self.manifest["labels"])}
+
+
+def load(pattern: str, what: str) -> Embeddings:
+    shards, manifest = tfrecords.find_shards(pattern)
+    uris, labels, vectors = tfrecords.read_shards(shards, manifest["embedding_dim"])
+    # A canonical order: however the set was sharded (1 process or an array of N), same model.
+    order = sorted(range(len(uris)), key=uris.__getitem__)
+    uris, labels, vectors = [uris[i] for i in order], labels[order], vectors[order]
+    if len(uris) == 0:
+        raise MeerkatError(f"the {what} set {pattern} holds no records; check the preprocess log for skipped files")
+    for label, name in enumerate(manifest["labels"]):
+        count = int((labels == label).sum())
+        if count < MIN_IMAGES_PER_CLASS:
+            raise MeerkatError(
+                f"the {what} set has {count} usable {name} images, fewer than the minimum of {MIN_IMAGES_PER_CLASS} "
+                f"({pattern}); add {name} crops or see the skipped-files list beside the shards"
+            )
+    manifest["input_keys"] = sorted(tfrecords.read_manifest(s)["input_key"] for s in shards)
+    return Embeddings(uris, labels, vectors, manifest)
+
+
+def check_compatible(train: Embeddings, evals: Embeddings, train_pattern: str, eval_pattern: str) -> None:
+    a, b = train.manifest, evals.manifest
+    if (a["backbone"], a["embedding_dim"], a["embedding_code"]) != (
+        b["backbone"],
+        b["embedding_dim"],
+        b["embedding_code"],
+    ):
+        raise MeerkatError(
+            f"train set {train_pattern} ({a['backbone']['name']}, {a['embedding_dim']}-d) and eval set "
+            f"{eval_pattern} ({b['backbone']['name']}, {b['embedding_dim']}-d) were made differently; "
+            "preprocess both with the same backbone and weights (and the same meerkat)"
+        )
+
+
+def validation_size(n_class: int, fraction: float) -> int:
+    """Images of a class of `n_class` held out: the fraction rounded half up, at least 1 (0 when off)."""
+    return 0 if fraction == 0 else max(1, math.floor(fraction * n_class + 0.5))
+
+
+def _rank(seed: int, uri: str) -> tuple[bytes, str]:
+    return hashlib.sha256(f"{seed}/{uri.rsplit('/', 1)[-1]}".encode()).digest(), uri
+
+
+def split(data: Embeddings, fraction: float, seed: int) -> tuple[Embeddings, Embeddings | None]:
+    """(training part, validation part): exactly validation_size(n_class) of each class held out.
+
+    Within a class, images are ranked by sha256(seed/file name), ties by image_uri, and the first
+    ones are held out. So the split depends on the seed and on which crops there are, never on the
+    order of the records nor on where the Samples folder lies, and adding crops moves few others.
+    """
+    if fraction == 0:
+        return data, None
+    held = []
+    for label, name in enumerate(data.manifest["labels"]):
+        members = sorted(np.flatnonzero(data.labels == label), key=lambda i: _rank(seed, data.uris[i]))
+        k = validation_size(len(members), fraction)
+        if len(members) - k < MIN_IMAGES_PER_CLASS:
+            raise MeerkatError(
+                f"--validation-fraction {fraction} holds out {k} of the {len(members)} {name} training images, "
+                f"leaving {len(members) - k} to train on, fewer than the minimum of {MIN_IMAGES_PER_CLASS}; add "
+                f"{name} crops, or pass --validation-fraction 0 to train on all of them without validation"
+            )
+        held += members[:k]
+    out = np.zeros(len(data.uris), dtype=bool)
+    out[held] = True
+    return data.subset(np.flatnonzero(~out)), data.subset(np.flatnonzero(out))
+
+
+def class_weights(labels: np.ndarray, mode: str) -> np.ndarray:
+    """Loss weight of each class: 1, or n / (2 * n_class) for 'balanced' (Keras' convention)."""
+    if mode == "none":
+        return np.ones(2, dtype=np.float32)
+    counts = np.bincount(labels, minlength=2)
+    return (len(labels) / (2 * counts)).astype(np.float32)
