@@ -62,7 +62,7 @@ def _counts(labels: np.ndarray, names: list[str]) -> dict[str, int]:
 
 
 def split_counts(run: dict, train_labels, eval_labels, names) -> dict[str, dict[str, int]]:
-    """Crops per class: the training records, the parts training fitted on and validated with
+    """Crops per class: the training set, the parts training fitted on and validated with
     (run.json's train_counts and validation_counts), and the eval set."""
     counts = {TRAINING: _counts(train_labels, names)}
     for key, label in (("train_counts", FITTED), ("validation_counts", VALIDATION)):
@@ -102,7 +102,7 @@ def ignored_reason(path: str) -> str:
 
 
 def _ignored(manifest: dict) -> list[tuple[str, str]]:
-    """docs/ignored.txt beside the CSV the training records were made from."""
+    """docs/ignored.txt beside the CSV the training shards were made from."""
     source = manifest.get("source_csv")
     path = Path(source).parent / "ignored.txt" if source else None
     if not path or not path.is_file():
