@@ -1,1 +1,2 @@
-"""MegaDetector's results format: reading any version from 1.1 (and AddaxAI's and DeepMeerkat's files), writing meerkat's classes into it, merging task parts."""
+"""MegaDetector's results format: reading any version from 1.0 (and AddaxAI's and DeepMeerkat's
+files), writing meerkat's classes into it, merging task parts."""
