@@ -105,12 +105,14 @@ def load(path, image_root=None, categories=None, threshold=None) -> Results:
     detection_categories = _detection_categories(path, data)
     if kind is None:
         kind = "addaxai" if _is_addaxai(data) else "megadetector"
-    names = dict(detection_categories)
+    for i, im in enumerate(data["images"]):
+        _check_entry(path, i, im)
+    names = [(k, v) for k, v in detection_categories.items()]
     if kind == "addaxai":
-        # AddaxAI renames "animal" ("unidentified animal") and moves MegaDetector's ids to prev_category.
+        # AddaxAI renames "animal" ("unidentified animal"); MegaDetector's ids stay in prev_category.
         original = data.get("detection_categories_original")
         aliases = original if isinstance(original, dict) else MEGADETECTOR_CATEGORIES
-        names.update({str(k): v for k, v in aliases.items() if str(k) not in names})
+        names += [(str(k), str(v)) for k, v in aliases.items()]
     selected = _categories(path, categories, names)
     threshold = _threshold(path, data, threshold)
     entries = tuple(_entry(path, root, i, im, selected, threshold) for i, im in enumerate(data["images"]))
@@ -189,23 +191,27 @@ def _is_addaxai(data: dict) -> bool:
     return False
 
 
-def _categories(path: Path, spec, names: dict[str, str]) -> frozenset[str]:
+def _categories(path: Path, spec, names: list[tuple[str, str]]) -> frozenset[str]:
+    """The ids `spec` names: ids, or names (case-insensitive) of `names` ((id, name) pairs)."""
     if spec is None:
         spec = [ANIMAL]
     elif isinstance(spec, str):
         spec = spec.split(",")
     wanted = [str(s).strip() for s in spec if str(s).strip()]
-    by_name: dict[str, list[str]] = {}
-    for k, v in names.items():
-        by_name.setdefault(v.strip().casefold(), []).append(k)
+    by_name: dict[str, set[str]] = {}
+    for k, v in names:
+        by_name.setdefault(v.strip().casefold(), set()).add(k)
     ids: set[str] = set()
     for w in wanted:
-        if w in names:
+        if w in {k for k, _ in names}:
             ids.add(w)
         elif w.casefold() in by_name:
             ids.update(by_name[w.casefold()])
         else:
-            have = ", ".join(f"{k} ({v})" for k, v in names.items()) or "none"
+            first: dict[str, str] = {}
+            for k, v in names:
+                first.setdefault(k, v)
+            have = ", ".join(f"{k} ({v})" for k, v in first.items()) or "none"
             raise MeerkatError(f"{path} has no detection category {w!r}; pass --categories with some of: {have}")
     if not ids:
         raise MeerkatError(f"no category given for {path}; pass --categories, e.g. --categories animal")
@@ -224,18 +230,19 @@ def _threshold(path: Path, data: dict, threshold) -> float:
     return threshold
 
 
-def _entry(path: Path, root: Path, index: int, im, selected: frozenset[str], threshold: float) -> Entry:
+def _check_entry(path: Path, index: int, im) -> None:
     where = f"{path}: images[{index}]"
     if not isinstance(im, dict) or not isinstance(im.get("file"), str) or not im["file"]:
         raise MeerkatError(f'{where} has no "file"; it is not MegaDetector results')
+    if not isinstance(im.get("detections"), list | None):
+        raise MeerkatError(f'{where} ({im["file"]}): "detections" is not a list; it is not MegaDetector results')
+
+
+def _entry(path: Path, root: Path, index: int, im: dict, selected: frozenset[str], threshold: float) -> Entry:
     file = im["file"]
     failure = im.get("failure")
     failure = None if failure is None else str(failure)
-    dets = im.get("detections")
-    if dets is None:
-        dets = []  # a failure's, or nothing detected
-    elif not isinstance(dets, list):
-        raise MeerkatError(f'{where} ({file}): "detections" is not a list; it is not MegaDetector results')
+    dets = im.get("detections") or []  # null: a failure's, or nothing detected
     local = Path(file.replace("\\", "/"))
     frame = None
     match = FRAME_NAME.match(local.name)
