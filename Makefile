@@ -65,7 +65,7 @@ APPTAINER ?= $(shell command -v apptainer >/dev/null && echo apptainer || echo s
 # Root without CAP_SYS_RESOURCE (as here) cannot run %test inside `build`; sif-test runs it with --no-privs.
 SIF_BUILD_FLAGS ?= $(if $(filter scripts/apptainer-here.sh,$(APPTAINER)),--notest)
 
-.PHONY: help install deepmeerkat-env chromium browser-test test test-fast run bench slurm-test clean base-image weights-context image image-reproducible image-gpu image-test-gpu doctor-gpu smoke lint sif sif-test
+.PHONY: help install deepmeerkat-env megadetector-env chromium browser-test test test-fast run bench slurm-test clean base-image weights-context image image-reproducible image-gpu image-test-gpu doctor-gpu smoke lint sif sif-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -98,10 +98,30 @@ $(DEEPMEERKAT_VENV)/.installed: requirements/cpu.lock
 	$(DEEPMEERKAT_VENV)/bin/python -c "import deepmeerkat.motion_pipeline"
 	touch $@
 
-test: install deepmeerkat-env chromium ## Run the unit and end-to-end tests (images, SIF, SLURM: smoke, sif-test, slurm-test)
+# MegaDetector's own tools (megadetector-utils 10.0.28, MIT): tests/megadetector_tools.py runs their
+# validator, preview page and CSV converter on the files meerkat reads and writes. A venv of its own:
+# they pull opencv-python and pandas, and are never a dependency of meerkat. requirements/megadetector.lock
+# pins their requirements (scripts/lock.py), this pin the package itself, installed without its
+# requirement `clipboard`, which PyPI has only as a source archive and no tool used here imports.
+MEGADETECTOR_VENV := build/megadetector-venv
+MEGADETECTOR_PIN := megadetector-utils==10.0.28 --hash=sha256:bd4835b1484b6493abdec9db0b814011fb4cb0a41124c03c8b9495b498d383f2
+megadetector-env: $(MEGADETECTOR_VENV)/.installed ## Create build/megadetector-venv: MegaDetector's tools for the format tests
+
+$(MEGADETECTOR_VENV)/.installed: requirements/megadetector.lock
+	rm -rf $(MEGADETECTOR_VENV)
+	mkdir -p build
+	echo '$(MEGADETECTOR_PIN)' > build/megadetector-pin.txt
+	$(PYTHON) -m venv $(MEGADETECTOR_VENV)
+	$(MEGADETECTOR_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r requirements/megadetector.lock
+	$(MEGADETECTOR_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r build/megadetector-pin.txt
+	$(MEGADETECTOR_VENV)/bin/python -c "from megadetector.postprocessing import validate_batch_results, \
+	  postprocess_batch_results, convert_output_format; from megadetector.detection import process_video"
+	touch $@
+
+test: install deepmeerkat-env megadetector-env chromium ## Run the unit and end-to-end tests (images, SIF, SLURM: smoke, sif-test, slurm-test)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: install deepmeerkat-env chromium ## The edit loop: the tests that take under a second (about 50 s)
+test-fast: install deepmeerkat-env megadetector-env chromium ## The edit loop: the tests that take under a second (about 50 s)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Headless Chromium renders report/index.html in tests/test_report_page.py. Debian's package, installed
