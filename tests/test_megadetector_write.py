@@ -3,6 +3,7 @@ nothing lost, the same bytes however the work was split. MegaDetector's own vali
 CSV converter read these files in tests/test_megadetector_peers.py.
 """
 
+import calendar
 import copy
 import json
 import time
@@ -236,8 +237,8 @@ def test_an_older_file_is_upgraded_to_what_1_6_requires(tmp_path):
 def test_the_completion_time_comes_from_source_date_epoch(monkeypatch):
     assert completion_time() == "2024-04-24 23:06:40"
     monkeypatch.delenv("SOURCE_DATE_EPOCH")
-    now = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    assert completion_time().startswith(now[:-1])
+    written = calendar.timegm(time.strptime(completion_time(), "%Y-%m-%d %H:%M:%S"))
+    assert abs(written - time.time()) < 5  # now, in UTC
 
 
 @pytest.mark.slow
@@ -260,7 +261,7 @@ def with_failures(r) -> Scores:
     )
 
 
-@settings(derandomize=True, max_examples=30, deadline=None)
+@settings(derandomize=True, max_examples=20, deadline=None)
 @given(st.data())
 def test_parts_merge_to_the_bytes_of_one_process(tmp_path_factory, data):
     folder = tmp_path_factory.mktemp("parts")
