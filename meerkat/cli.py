@@ -25,6 +25,7 @@ from meerkat.core.config import (
     MAX_SEED,
     BackboneConfig,
     ClipsConfig,
+    DetectionsConfig,
     DocsConfig,
     MotionConfig,
     PreprocessConfig,
@@ -234,34 +235,47 @@ def run(**options):
         pipeline.run(config.build(RunConfig, options))
 
 
-@config_command(ClipsConfig, MotionConfig)
+@config_command(ClipsConfig, MotionConfig, DetectionsConfig)
 def clips(**options):
     """Cut training crops from videos, as DeepMeerkat's training mode does: OUTPUT/<stem>/<stem>_<frame>_<i>.jpg.
 
     Sort the crops into Samples/Training/{Positives,Negatives}, then `meerkat run`. With --model,
-    an earlier model pre-sorts them into OUTPUT/suggested/.
+    an earlier model pre-sorts them into OUTPUT/suggested/. With --detections FILE instead of
+    videos, one crop per MegaDetector box: OUTPUT/crops/ and OUTPUT/crops.csv.
 
     [bold]Example:[/] meerkat clips videos/ --output crops --exclude 0,0,320,20
+
+    [bold]From MegaDetector:[/] meerkat clips --detections md.json --output crops
     """
-    from meerkat.video.clips import clips as run_clips
-
     with user_errors():
-        run_clips(config.build(ClipsConfig, options))
+        cfg = config.build(ClipsConfig, options)
+        if cfg.megadetector.detections is not None:
+            from meerkat.detections.clips import clips as run_clips
+        else:
+            from meerkat.video.clips import clips as run_clips
+        run_clips(cfg)
 
 
-@config_command(ScanConfig, MotionConfig, arguments=("model", "videos"))
+@config_command(ScanConfig, MotionConfig, DetectionsConfig, arguments=("model", "videos"))
 def scan(**options):
     """Apply a trained model to videos: keep the frames where it sees the animal.
 
     Writes OUTPUT/<stem>/{annotations.csv,parameters.csv,frames/} (DeepMeerkat 3.x's review window
-    opens these folders) and OUTPUT/scan.csv. A rerun skips the videos already scanned.
+    opens these folders) and OUTPUT/scan.csv. A rerun skips the videos already scanned. With
+    --detections FILE instead of videos, it classifies MegaDetector's boxes: OUTPUT/detections.json
+    (MegaDetector's format, with meerkat's classes) and OUTPUT/scan.csv.
 
     [bold]Example:[/] meerkat scan runs/h/model videos/ --output scans --threshold 0.05
-    """
-    from meerkat.video.scan import scan as run_scan
 
+    [bold]From MegaDetector:[/] meerkat scan runs/h/model --detections md.json --output scans
+    """
     with user_errors():
-        run_scan(config.build(ScanConfig, options))
+        cfg = config.build(ScanConfig, options)
+        if cfg.megadetector.detections is not None:
+            from meerkat.detections.scan import scan as run_scan
+        else:
+            from meerkat.video.scan import scan as run_scan
+        run_scan(cfg)
 
 
 @app.command()

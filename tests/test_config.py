@@ -12,6 +12,7 @@ from meerkat.core import config
 from meerkat.core.config import (
     BackboneConfig,
     ClipsConfig,
+    DetectionsConfig,
     DocsConfig,
     MotionConfig,
     PreprocessConfig,
@@ -30,6 +31,7 @@ CONFIGS = (
     RecordsConfig,
     RunConfig,
     MotionConfig,
+    DetectionsConfig,
     ClipsConfig,
     ScanConfig,
 )
@@ -38,8 +40,8 @@ COMMANDS = {
     "preprocess": (PreprocessConfig, BackboneConfig),
     "train": (RecordsConfig, TrainConfig),
     "run": (DocsConfig, BackboneConfig, TrainConfig, RunConfig),
-    "clips": (ClipsConfig, MotionConfig),
-    "scan": (ScanConfig, MotionConfig),
+    "clips": (ClipsConfig, MotionConfig, DetectionsConfig),
+    "scan": (ScanConfig, MotionConfig, DetectionsConfig),
 }
 
 

@@ -34,4 +34,19 @@ class Scorer:
 
     def __call__(self, images: list[bytes]) -> np.ndarray:
         """P(positive) of each encoded crop; raises tf.errors.InvalidArgumentError on a bad one."""
-        return self.serve(image_bytes=self._tf.constant(images))["scores"].numpy()[:, 0]
+        return self.probabilities(images)[:, 0]
+
+    def probabilities(self, images: list[bytes]) -> np.ndarray:
+        """[crops, classes]: the model's softmax for each encoded crop, in dict.txt's order."""
+        return self.serve(image_bytes=self._tf.constant(images))["scores"].numpy()
+
+    @cached_property
+    def labels(self) -> tuple[str, ...]:
+        """dict.txt beside the model: its classes, in the order of its outputs."""
+        try:
+            text = (self.path / "dict.txt").read_text(encoding="utf-8")
+        except OSError as e:
+            raise MeerkatError(
+                f"cannot read dict.txt in {self.path}: {e.strerror or e}; pass a model/ meerkat exported"
+            ) from None
+        return tuple(line.strip() for line in text.splitlines() if line.strip())

@@ -42,6 +42,8 @@ PARTS = {
     # A video's crops (clips) and its scan results.
     "clips": (("video.clips",), ("opencv", "tensorflow")),
     "scan": (("video.scan",), ("opencv", "tensorflow")),
+    # The scores of MegaDetector's boxes (scan --detections): its task parts.
+    "detection-scan": (("detections.scan",), ("opencv", "tensorflow")),
 }
 
 # Modules that shape how results are written, checked or reported on the terminal, never their

@@ -318,14 +318,77 @@ class MotionConfig:
 
 
 @dataclass(frozen=True)
-class ClipsConfig:
-    """clips: videos -> 299x299 training crops, as DeepMeerkat's training mode writes them."""
+class DetectionsConfig:
+    """MegaDetector's boxes instead of motion (clips and scan --detections): which file, which boxes."""
 
-    videos: list[Path] = required(
-        "Video files or folders of them (searched recursively).", "MEERKAT_VIDEOS", argument=True
+    detections: Path | None = option(
+        None,
+        "MegaDetector results (.json, format 1.1 to 1.6): crop or classify its boxes instead of VIDEOS.",
+        "MEERKAT_DETECTIONS",
     )
-    output: Path = required("Where the crops go: OUTPUT/<video stem>/<stem>_<frame>_<i>.jpg.", "MEERKAT_CLIPS_OUTPUT")
+    image_root: Path | None = option(
+        None, "With --detections: the folder its file paths start from (default: the JSON's folder).",
+        "MEERKAT_IMAGE_ROOT",
+    )  # fmt: skip
+    categories: str | None = option(
+        None, "With --detections: the categories to use, ids or names, comma-separated (default: animal).",
+        "MEERKAT_CATEGORIES",
+    )  # fmt: skip
+    detection_threshold: float | None = option(
+        None,
+        "With --detections: use boxes with conf >= T (default: the file's typical_detection_threshold, else 0.2).",
+        "MEERKAT_DETECTION_THRESHOLD",
+        min=0,
+        max=1,
+    )
+    # scan has its own `workers` too (videos at once): one option, MEERKAT_WORKERS, sets both.
+    workers: int = option(1, "With --detections: threads decoding images.", "MEERKAT_WORKERS", min=1, max=MAX_INT)
+
+    def __post_init__(self):
+        if self.detections is None:
+            given = [n for n in ("image_root", "categories", "detection_threshold") if getattr(self, n) is not None]
+            if given:
+                raise UsageError(f"--{given[0].replace('_', '-')} needs --detections FILE")
+        if self.categories is not None and not [c for c in self.categories.split(",") if c.strip()]:
+            raise UsageError(f"--categories takes ids or names, e.g. 1 or animal,person; received {self.categories!r}")
+
+    def category_list(self) -> list[str] | None:
+        return [c.strip() for c in self.categories.split(",") if c.strip()] if self.categories else None
+
+
+# Options of motion detection that mean nothing for MegaDetector's boxes (--padding does: it cuts the crops).
+MOTION_ONLY = ("stride", "fps", "min_area", "roi", "exclude", "motion_scale", "keep_first_frame")
+
+
+def _check_source(videos, source: DetectionsConfig, motion: MotionConfig, video_only: dict) -> None:
+    """VIDEOS or --detections, one of them; with --detections no option that only videos use.
+    `video_only`: the command's own such options, by name, with their values."""
+    if bool(videos) == (source.detections is not None):
+        raise UsageError("give VIDEO... or --detections FILE" + (", not both" if videos else ""))
+    if source.detections is None:
+        return
+    defaults = {f.name: f.default for f in fields(MotionConfig)}
+    given = [n for n in MOTION_ONLY if getattr(motion, n) not in (defaults[n], ())]
+    given += [n for n, v in video_only.items() if v]
+    if given:
+        raise UsageError(
+            f"--{given[0].replace('_', '-')} is for videos scanned for motion; leave it out with --detections"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClipsConfig:
+    """clips: videos (or MegaDetector's boxes) -> 299x299 training crops, as DeepMeerkat's training mode writes them."""
+
+    videos: list[Path] | None = option(
+        None, "Video files or folders of them (searched recursively).", "MEERKAT_VIDEOS", argument=True
+    )
+    output: Path = required(
+        "Where the crops go: OUTPUT/<video stem>/<stem>_<frame>_<i>.jpg (--detections: OUTPUT/crops/, crops.csv).",
+        "MEERKAT_CLIPS_OUTPUT",
+    )
     motion: MotionConfig = field(default_factory=MotionConfig)
+    megadetector: DetectionsConfig = field(default_factory=DetectionsConfig)
     max_crops_per_video: int | None = option(
         None, "Stop a video after this many crops.", "MEERKAT_MAX_CROPS_PER_VIDEO", min=1, max=MAX_INT
     )
@@ -339,17 +402,24 @@ class ClipsConfig:
     )
     force: bool = _force()
 
+    def __post_init__(self):
+        _check_source(self.videos, self.megadetector, self.motion, {"max_crops_per_video": self.max_crops_per_video})
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class ScanConfig:
-    """scan: a trained model applied to videos; the frames where it sees the animal are kept."""
+    """scan: a trained model applied to videos (or to MegaDetector's boxes); what it sees the animal in is kept."""
 
     model: Path = required("The model/ folder written by run or train.", "MEERKAT_SCAN_MODEL", argument=True)
-    videos: list[Path] = required(
-        "Video files or folders of them (searched recursively).", "MEERKAT_VIDEOS", argument=True
+    videos: list[Path] | None = option(
+        None, "Video files or folders of them (searched recursively).", "MEERKAT_VIDEOS", argument=True
     )
-    output: Path = required("Where the results go: OUTPUT/<video stem>/ and OUTPUT/scan.csv.", "MEERKAT_SCAN_OUTPUT")
+    output: Path = required(
+        "Where the results go: OUTPUT/<video stem>/ and OUTPUT/scan.csv (--detections: OUTPUT/detections.json too).",
+        "MEERKAT_SCAN_OUTPUT",
+    )
     motion: MotionConfig = field(default_factory=MotionConfig)
+    megadetector: DetectionsConfig = field(default_factory=DetectionsConfig)
     threshold: float = option(
         0.5,
         "Keep a frame when a box has score_positive >= T (DeepMeerkat kept boxes at 0.05).",
@@ -359,12 +429,20 @@ class ScanConfig:
     )
     frames: bool = option(True, "Write a JPEG of each kept frame with its boxes drawn.", "MEERKAT_FRAMES")
     batch_size: int = option(64, "Crops per model call.", "MEERKAT_SCAN_BATCH_SIZE", ADVANCED, min=1, max=MAX_INT)
-    workers: int = option(1, "Scan this many videos at once on this machine.", "MEERKAT_WORKERS", min=1, max=MAX_INT)
+    workers: int = option(
+        1,
+        "Videos scanned at once on this machine; with --detections, threads decoding images.",
+        "MEERKAT_WORKERS",
+        min=1,
+        max=MAX_INT,
+    )
     shard_index: int | None = option(
-        None, "Which 1/N of the videos this task scans (default: $SLURM_ARRAY_TASK_ID, else 0).", "MEERKAT_SHARD_INDEX"
+        None,
+        "Which 1/N of the videos (or --detections' files) this task scans (default: $SLURM_ARRAY_TASK_ID, else 0).",
+        "MEERKAT_SHARD_INDEX",
     )
     num_shards: int | None = option(
-        None, "Number of tasks splitting the videos (default: $SLURM_ARRAY_TASK_COUNT, else 1).", "MEERKAT_NUM_SHARDS"
+        None, "Number of tasks splitting the work (default: $SLURM_ARRAY_TASK_COUNT, else 1).", "MEERKAT_NUM_SHARDS"
     )
     path_map: list[str] | None = option(
         None,
@@ -374,6 +452,7 @@ class ScanConfig:
     force: bool = _force()
 
     def __post_init__(self):
+        _check_source(self.videos, self.megadetector, self.motion, {"path_map": self.path_map})
         _check_shard_options(self.shard_index, self.num_shards)
         for pair in self.path_map or ():
             if "=" not in pair or not pair.split("=", 1)[0]:

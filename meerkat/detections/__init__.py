@@ -1,1 +1,2 @@
-"""Working from MegaDetector's boxes: crops (clips --detections) and scans (scan --detections) of images and video frames, each decoded once."""
+"""Working from MegaDetector's boxes: crops (clips --detections) and scans (scan --detections) of
+images and video frames, each decoded once."""

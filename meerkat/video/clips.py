@@ -12,12 +12,13 @@ with the same settings. A video that cannot be opened, fails to decode part way 
 videos, for scan too; this module says what becomes of their boxes.
 """
 
+import csv
 import logging
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 from meerkat import __version__
+from meerkat.apply import suggest
 from meerkat.core import atomic, codeversion, temporaries
 from meerkat.core.config import ClipsConfig
 from meerkat.video import results
@@ -26,8 +27,6 @@ from meerkat.video.motion import cut
 from meerkat.video.walk import VideoWalk, check_some_usable
 
 log = logging.getLogger(__name__)
-
-SCORE_BATCH = 64
 
 
 def clips(cfg: ClipsConfig) -> list[dict]:
@@ -111,42 +110,20 @@ class VideoCrops:
 
 def _score(folder: Path, rows: list[dict], scorer, threshold: float) -> None:
     """Label each crop with the model: annotations get its score, scores.csv the suggestion."""
-    for i in range(0, len(rows), SCORE_BATCH):
-        batch = rows[i : i + SCORE_BATCH]
-        for row, score in zip(batch, scorer([(folder / r["crop"]).read_bytes() for r in batch]), strict=True):
-            row["score"] = round(float(score), 6)
-            row["label"] = "positive" if row["score"] >= threshold else "negative"
+    for row, score in zip(rows, suggest.scores(scorer, [(folder / r["crop"]).read_bytes() for r in rows]), strict=True):
+        row["score"], row["label"] = score, suggest.label(score, threshold)
     table = [(r["crop"], f"{r['score']:.6f}", r["label"]) for r in rows]
     atomic.write_csv(folder / "scores.csv", table, ["crop", "score_positive", "suggested"])
 
 
 def _suggest(output: Path, done: list[dict], threshold: float) -> None:
-    """OUTPUT/suggested/{Positives,Negatives}: a copy of every crop (hard links where possible)."""
-    import pandas as pd
-
-    tables = []
-    with atomic.atomic_dir(output / "suggested", "the suggested crops") as tmp:
-        for cls in ("Positives", "Negatives"):
-            (tmp / cls).mkdir()
-        for summary in done:
-            folder = output / Path(summary["video"]).stem
-            table = pd.read_csv(folder / "scores.csv", dtype={"crop": str, "suggested": str}, keep_default_na=False)
-            for crop, label in zip(table["crop"], table["suggested"], strict=True):
-                target = tmp / ("Positives" if label == "positive" else "Negatives") / crop
-                try:
-                    os.link(folder / crop, target)
-                except OSError:
-                    atomic.write_file(target, (folder / crop).read_bytes())
-            tables.append(table.assign(video=summary["video"]))
-        if tables:
-            scores = pd.concat(tables)[["video", "crop", "score_positive", "suggested"]]
-            with atomic.writing(tmp / "scores.csv"):
-                scores.to_csv(tmp / "scores.csv", index=False, lineterminator="\n", float_format="%.6f")
-    positives = sum(int((t["suggested"] == "positive").sum()) for t in tables)
-    log.info(
-        "Suggested (score_positive >= %g): %d Positives, %d Negatives in %s; move them into your Samples once checked",
-        threshold,
-        positives,
-        sum(map(len, tables)) - positives,
-        output / "suggested",
-    )
+    """OUTPUT/suggested/ from the scores.csv of each video done."""
+    crops = []
+    for summary in done:
+        folder = output / Path(summary["video"]).stem
+        with open(folder / "scores.csv", newline="", **atomic.TEXT) as f:
+            for row in csv.DictReader(f):
+                crops.append(
+                    suggest.Suggestion(summary["video"], folder / row["crop"], row["score_positive"], row["suggested"])
+                )
+    suggest.suggest(output, crops, threshold, "video")

@@ -1,0 +1,59 @@
+"""Crops pre-sorted by an earlier model (clips --model): their scores, and OUTPUT/suggested/.
+
+clips cuts crops from videos (video/clips.py) or from MegaDetector's boxes (detections/clips.py);
+either way an earlier model scores them in batches, and OUTPUT/suggested/{Positives,Negatives}
+gets a copy of each (a hard link where the file system allows), with suggested/scores.csv, so a
+second round of labelling means reviewing suggestions rather than sorting from scratch.
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from meerkat.core import atomic
+
+log = logging.getLogger(__name__)
+
+SCORE_BATCH = 64
+
+
+def scores(scorer, crops: list[bytes]) -> list[float]:
+    """P(positive) of each encoded crop, in model calls of SCORE_BATCH, rounded as the CSVs show it."""
+    return [round(float(s), 6) for i in range(0, len(crops), SCORE_BATCH) for s in scorer(crops[i : i + SCORE_BATCH])]
+
+
+def label(score: float, threshold: float) -> str:
+    return "positive" if score >= threshold else "negative"
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    source: str  # the video or image file the crop comes from
+    path: Path  # the crop file
+    score: str  # score_positive as the CSVs write it ("%.6f")
+    label: str  # "positive" or "negative"
+
+
+def suggest(output: Path, crops: list[Suggestion], threshold: float, source: str) -> None:
+    """OUTPUT/suggested/{Positives,Negatives} with a copy of every crop, and scores.csv: `source`
+    (the first column's name), crop, score_positive, suggested."""
+    with atomic.atomic_dir(output / "suggested", "the suggested crops") as tmp:
+        for cls in ("Positives", "Negatives"):
+            (tmp / cls).mkdir()
+        for crop in crops:
+            target = tmp / ("Positives" if crop.label == "positive" else "Negatives") / crop.path.name
+            try:
+                os.link(crop.path, target)
+            except OSError:
+                atomic.write_file(target, crop.path.read_bytes())
+        rows = [(c.source, c.path.name, c.score, c.label) for c in crops]
+        atomic.write_csv(tmp / "scores.csv", rows, [source, "crop", "score_positive", "suggested"])
+    positives = sum(c.label == "positive" for c in crops)
+    log.info(
+        "Suggested (score_positive >= %g): %d Positives, %d Negatives in %s; move them into your Samples once checked",
+        threshold,
+        positives,
+        len(crops) - positives,
+        output / "suggested",
+    )

@@ -1,0 +1,71 @@
+"""What clips and scan --detections share about their input: loading the file with the options,
+and saying which images or videos could not be used.
+
+An image or video that cannot be used (missing, not decodable, a video shorter than its frame
+numbers) or a selected box that is not a box in its image is skipped and listed with its reason;
+the others go on. When no image or video with a selected box could be used at all, that is an
+error: the file is likely given the wrong --image-root.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from meerkat.core.config import DetectionsConfig
+from meerkat.core.errors import MeerkatError
+from meerkat.megadetector import read
+
+log = logging.getLogger(__name__)
+
+
+def load(cfg: DetectionsConfig) -> read.Results:
+    """The file as the options select its boxes, and one line saying what was selected."""
+    results = read.load(cfg.detections, cfg.image_root, cfg.category_list(), cfg.detection_threshold)
+    names = ", ".join(f"{results.detection_categories.get(c, c)} ({c})" for c in sorted(results.categories))
+    boxes = sum(len(e.detections) for e in results.entries)
+    with_boxes = sum(bool(e.detections) for e in results.entries)
+    log.info(
+        "%s: %d files, %d boxes of %s at conf >= %g in %d of them",
+        results.path,
+        len(results.entries),
+        boxes,
+        names,
+        results.threshold,
+        with_boxes,
+    )
+    if not boxes:
+        log.warning("warning: %s has no box of %s at conf >= %g; nothing to do", results.path, names, results.threshold)
+    return results
+
+
+@dataclass(frozen=True)
+class Skipped:
+    file: str
+    detection: int | None  # the box's index in its entry; None: the whole image or video
+    reason: str
+
+
+def problems(entry) -> list[Skipped]:
+    """The selected boxes of `entry` that the reader found unusable (read.Entry.problems)."""
+    return [Skipped(entry.file, p.detection, p.reason) for p in entry.problems]
+
+
+def warn(skipped: list[Skipped], listed_in) -> None:
+    """One warning line with the count and where they are listed, then the first ten."""
+    if not skipped:
+        return
+    log.warning("warning: skipped %d images, videos or boxes (listed in %s):", len(skipped), listed_in)
+    for s in skipped[:10]:
+        where = f" box {s.detection}" if s.detection is not None else ""
+        log.warning("  %s%s: %s", s.file, where, s.reason)
+    if len(skipped) > 10:
+        log.warning("  ... and %d more", len(skipped) - 10)
+
+
+def check_some_usable(needed: int, failed: list[Skipped], results: read.Results) -> None:
+    """One error when every image or video with a selected box failed, naming the first and why."""
+    if needed and len(failed) >= needed:
+        first = failed[0]
+        raise MeerkatError(
+            f"none of the {needed} images or videos with boxes in {results.path} could be used; the first, "
+            f"{first.file}: {first.reason} (is --image-root the folder MegaDetector ran on?)"
+        )

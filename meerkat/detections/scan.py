@@ -1,0 +1,186 @@
+"""scan --detections: a model applied to MegaDetector's boxes; MegaDetector's file comes back with meerkat's classes.
+
+Each selected box is cut as clips --detections cuts it (detections/crops.py: the same bytes), so
+its score is `predict`'s on that crop file. Images and video frames are decoded once for all
+their boxes, on --workers threads ahead of the model, and the crops of several images go to the
+model together (detections/parts.py plans the calls from the file alone).
+
+OUTPUT/detections.json is the input file plus meerkat's classes (megadetector/write.py), and
+OUTPUT/scan.csv has one row per image or video: file, status (done or failed), reason,
+detections (all MegaDetector's boxes), classified (those meerkat scored), max_score_positive and
+kept (a classified box reached --threshold). An image or video that cannot be read is listed as
+failed there and in detections.json, and the others go on.
+
+Array tasks split the work by parts (--shard-index/--num-shards, or SLURM's array variables);
+each part is written on its own as it is done, so a killed task, run again, redoes only its
+unfinished parts, and the task that finds every part done writes the two files: the same bytes
+as one process.
+"""
+
+import logging
+from pathlib import Path
+
+from meerkat.apply import card
+from meerkat.core import atomic, faults, locks, temporaries
+from meerkat.core.config import ScanConfig
+from meerkat.core.errors import MeerkatError
+from meerkat.core.progress import Progress
+from meerkat.core.slurm import array_shard, check_shard
+from meerkat.detections import clips, inputs, parts, sources
+from meerkat.megadetector import merge, write
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["file", "status", "reason", "detections", "classified", "max_score_positive", "kept"]
+
+
+def scan(cfg: ScanConfig) -> list[dict] | None:
+    """Score this task's parts; write detections.json and scan.csv when every part is done (then
+    return scan.csv's rows)."""
+    index, count = array_shard(cfg.shard_index, cfg.num_shards)
+    check_shard(index, count)
+    task = Task(cfg)
+    mine = range(index, len(task.planned), count)
+    todo = [k for k in mine if cfg.force or not task.finished(k)]
+    if len(todo) < len(mine):
+        log.info("Reusing %d finished parts of this task in %s", len(mine) - len(todo), task.output / parts.FOLDER)
+    inputs.warn(task.score(todo), task.output / "scan.csv")
+    faults.point("detections:merge")
+    return task.merge()
+
+
+class Task:
+    """One task of a scan: the file, the model, and the parts planned (detections/parts.py)."""
+
+    def __init__(self, cfg: ScanConfig):
+        from meerkat.apply.scorer import Scorer
+
+        self.cfg = cfg
+        self.results = inputs.load(cfg.megadetector)
+        self.output = atomic.output_dir(cfg.output)
+        temporaries.remove_stale(self.output)  # what killed tasks left; live tasks' work is locked
+        self.scorer = Scorer(cfg.model)
+        if note := card.threshold_note(cfg.model, cfg.threshold):  # the model card's advice, once
+            log.info(note)
+        root = cfg.megadetector.image_root or self.results.path.parent
+        self.key = parts.key(self.results, root, self.scorer.sha256, cfg.motion.padding, cfg.batch_size)
+        self.planned = parts.split(parts.batches(self.results.entries, cfg.batch_size))
+
+    def path(self, k: int) -> Path:
+        return parts.path(self.output, k, len(self.planned))
+
+    def finished(self, k: int) -> bool:
+        try:
+            found, _ = merge.loads_part(self.path(k).read_bytes(), self.path(k))
+        except (OSError, MeerkatError):
+            return False  # missing, or cut short: done again (a file that is not meerkat's is refused when rewritten)
+        return found == self.key
+
+    def score(self, todo: list[int]) -> list:
+        """Score the parts `todo`, each written as soon as it is done; return the images and boxes skipped."""
+        entries = [e for k in todo for batch in self.planned[k] for e in batch]
+        cuts = sources.cuts(entries, self.cfg.motion.padding, self.cfg.megadetector.workers)
+        skipped = []
+        with Progress("scanning", len(entries), "files") as progress:
+            for k in todo:
+                found: dict[str, dict] = {"classifications": {}, "failures": {}, "frame_rates": {}}
+                for batch in self.planned[k]:
+                    crops = []
+                    for entry in batch:
+                        cut = next(cuts)
+                        progress.update(progress.done + 1)
+                        skipped += inputs.problems(entry)
+                        if cut.failure:
+                            found["failures"][entry.index] = cut.failure
+                            skipped.append(inputs.Skipped(entry.file, None, cut.failure))
+                        if cut.frame_rate:
+                            found["frame_rates"][entry.index] = cut.frame_rate
+                        crops += [((entry.index, d.index), data) for d, data in cut.crops]
+                    self._classify(crops, found["classifications"])
+                with atomic.writing(self.path(k)), atomic.atomic_open(self.path(k), "wb") as f:
+                    f.write(merge.dumps_part(write.Scores(**found), self.key))
+                faults.point(f"detections:part:{k}")
+        return skipped
+
+    def _classify(self, crops: list, into: dict) -> None:
+        """The model's probabilities of each crop, in calls of --batch-size."""
+        size = self.cfg.batch_size
+        for i in range(0, len(crops), size):
+            chunk = crops[i : i + size]
+            for (at, _), p in zip(chunk, self.scorer.probabilities([c for _, c in chunk]), strict=True):
+                into[at] = tuple(float(v) for v in p)
+
+    def merge(self) -> list[dict] | None:
+        """detections.json and scan.csv from every part, by whichever task finds them all done."""
+        folder = atomic.ensure_dir(self.output / parts.FOLDER)
+        with locks.waiting_lock(folder / ".lock"):  # tasks finishing together would each miss the other's part
+            found = []
+            for k in range(len(self.planned)):
+                try:
+                    part_key, scores = merge.loads_part(self.path(k).read_bytes(), self.path(k))
+                except FileNotFoundError:
+                    continue
+                if part_key == self.key:
+                    found.append(scores)
+            if len(found) < len(self.planned):
+                log.info(
+                    "%d of %d parts done in %s; the task that finishes the last writes detections.json and scan.csv",
+                    len(found),
+                    len(self.planned),
+                    folder,
+                )
+                return None
+            scores = merge.combine(found)
+            rows = self._write(scores)
+        failed = [r for r in rows if r["status"] == "failed"]
+        log.info(
+            "scan.csv: %d files (%d failed), %d kept at score_positive >= %g; %d boxes classified -> %s",
+            len(rows),
+            len(failed),
+            sum(r["kept"] == "True" for r in rows),
+            self.cfg.threshold,
+            len(scores.classifications),
+            self.output / "detections.json",
+        )
+        usable = [e for e in self.results.entries if e.detections]
+        unread = [inputs.Skipped(e.file, None, scores.failures[e.index]) for e in usable if e.index in scores.failures]
+        inputs.check_some_usable(len(usable), unread, self.results)
+        return rows
+
+    def _write(self, scores: write.Scores) -> list[dict]:
+        """detections.json and scan.csv of the merged scores; scan.csv's rows."""
+        recommended = card.recommended(self.cfg.model)
+        classifier = write.Classifier(
+            labels=self.scorer.labels,
+            threshold=float(recommended["threshold"]) if recommended else self.cfg.threshold,
+            metadata={"model_sha256": self.scorer.sha256},
+        )
+        data = write.output(self.results, scores, classifier)
+        target = self.output / "detections.json"
+        with atomic.writing(target), atomic.atomic_open(target, "wb") as f:
+            f.write(write.dumps(data))
+        rows = [_row(self.results, e, scores, self.cfg.threshold) for e in self.results.entries]
+        clips.write_table(self.output / "scan.csv", COLUMNS, ([r[c] for c in COLUMNS] for r in rows))
+        return rows
+
+
+def _row(results, entry, scores: write.Scores, threshold: float) -> dict:
+    """scan.csv's row of one entry. The positive class is the model's first output (core/settings.LABELS)."""
+    listed = results.data["images"][entry.index].get("detections")
+    positive = [
+        round(scores.classifications[entry.index, d.index][0], write.DIGITS)
+        for d in entry.detections
+        if (entry.index, d.index) in scores.classifications
+    ]
+    failure = scores.failures.get(entry.index) or (f"MegaDetector: {entry.failure}" if entry.failure else "")
+    problems = "; ".join(f"box {p.detection}: {p.reason}" for p in entry.problems)
+    best = max(positive, default=None)
+    return {
+        "file": entry.file,
+        "status": "failed" if failure else "done",
+        "reason": failure or problems,
+        "detections": len(listed) if isinstance(listed, list) else 0,
+        "classified": len(positive),
+        "max_score_positive": "" if best is None else f"{best:.6f}",
+        "kept": str(best is not None and best >= threshold),
+    }

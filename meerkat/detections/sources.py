@@ -1,0 +1,169 @@
+"""The crops of each entry of a MegaDetector file: every image and video frame decoded once for all its boxes.
+
+An image is decoded with OpenCV (cv2.imdecode, IMREAD_COLOR), which turns it upright by its EXIF
+orientation as MegaDetector's loader does, so the boxes fall where MegaDetector drew them. A
+video's frames are read in order, grab() for the frames no box needs and retrieve() for those
+that one does (MegaDetector counts frames from 0). A frame-level entry, `video.mp4/frame000123.jpg`,
+is that JPEG where it exists, else frame 123 of video.mp4; consecutive ones of one video share a
+single pass through it.
+
+Images are decoded and cut on --workers threads, a few entries ahead of the caller, so decoding
+overlaps the model (OpenCV releases the GIL). Crops come back in the file's order whatever the
+threads do. An image that is missing or does not decode, or a video that cannot be read as far as
+its boxes go, gives its entry a failure (the reason) and no crops; the others go on.
+"""
+
+import itertools
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from meerkat.detections.crops import crop
+from meerkat.samples.imagefiles import Unreadable, read_bytes
+from meerkat.video.frames import BadVideo, probe
+
+AHEAD = 4  # jobs in flight per thread: enough to keep every thread busy, few crops held
+
+
+@dataclass
+class Cut:
+    """One entry's crops, in the order of its selected detections; or why none could be cut."""
+
+    entry: object  # megadetector.read.Entry
+    crops: list[tuple[object, bytes]] = field(default_factory=list)  # (Detection, JPEG bytes)
+    failure: str | None = None  # what meerkat found wrong with the image or video
+    frame_rate: float | None = None  # a video entry's, as OpenCV reads it
+
+
+def cuts(entries: Iterable, padding: str, workers: int = 1) -> Iterator[Cut]:
+    """A Cut for every entry, in order. Entries that failed in MegaDetector, or that have no
+    selected detection, are not decoded: their Cut is empty."""
+    jobs = _jobs(entries)
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode") as pool:
+        pending: deque = deque()
+        try:
+            for job in jobs:
+                pending.append(pool.submit(_cut, job, padding))
+                if len(pending) >= AHEAD * max(1, workers):
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _needs_decoding(entry) -> bool:
+    return entry.failure is None and bool(entry.detections)
+
+
+def _video_of(entry) -> Path | None:
+    """The video a frame-level entry's frame is read from: its JPEG is missing."""
+    if entry.frame is None or not _needs_decoding(entry) or entry.path.exists():
+        return None
+    return entry.path.parent
+
+
+def _jobs(entries: Iterable) -> Iterator[list]:
+    """Entries in groups decoded together: consecutive frame-level entries of one video, else one."""
+    for video, group in itertools.groupby(entries, key=lambda e: _video_of(e) or object()):
+        if isinstance(video, Path):
+            yield list(group)
+        else:
+            yield from ([e] for e in group)
+
+
+def _cut(job: list, padding: str) -> list[Cut]:
+    first = job[0]
+    if not _needs_decoding(first):
+        return [Cut(first)]
+    if first.video:
+        return _from_video(first.path, job, padding)
+    if first.frame is not None and not first.path.exists():
+        return _from_video(first.path.parent, job, padding)
+    try:
+        image = decode(first.path)
+    except Unreadable as e:
+        return [Cut(first, failure=str(e))]
+    return [Cut(first, [(d, crop(image, d.bbox, padding)) for d in first.detections])]
+
+
+def decode(path: Path) -> np.ndarray:
+    """The image at `path`, upright, BGR; raises Unreadable with the reason it cannot be used."""
+    data = read_bytes(path)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:  # e.g. more pixels than OpenCV's limit
+        raise Unreadable(f"OpenCV cannot decode it: {' '.join(str(e).split())}") from None
+    if image is None:
+        raise Unreadable("OpenCV cannot decode it: not an image, or a damaged one")
+    return image
+
+
+def _frame_of(entry, detection) -> int:
+    return entry.frame if entry.frame is not None else detection.frame_number
+
+
+def _from_video(path: Path, job: list, padding: str) -> list[Cut]:
+    """The Cuts of `job`'s entries, all from the video at `path`, read once up to the last frame
+    needed. An entry whose frames were not all read fails; those read before the video failed stand."""
+    out = {e.index: Cut(e) for e in job}
+    wanted: dict[int, list] = {}
+    for e in job:
+        for d in e.detections:
+            wanted.setdefault(_frame_of(e, d), []).append((e, d))
+    if None in wanted:
+        return [Cut(e, failure="a detection of this video has no frame_number") for e in job]
+    read = set()
+    try:
+        with opened(path) as cap:
+            rate = cap.get(cv2.CAP_PROP_FPS) or None
+            for number, image in frames(cap, sorted(wanted)):
+                for e, d in wanted[number]:
+                    out[e.index].crops.append((d, crop(image, d.bbox, padding)))
+                read.add(number)
+    except BadVideo as failed:
+        for e in job:
+            if any(_frame_of(e, d) not in read for d in e.detections):
+                out[e.index] = Cut(e, failure=str(failed))
+    else:
+        for e in job:
+            out[e.index].frame_rate = rate if e.video else None
+    for cut in out.values():  # each entry's crops in the order of its detections
+        order = {d.index: i for i, d in enumerate(cut.entry.detections)}
+        cut.crops.sort(key=lambda c: order[c[0].index])
+    return list(out.values())
+
+
+@contextmanager
+def opened(path: Path) -> Iterator[cv2.VideoCapture]:
+    """The video at `path`, open; raises BadVideo with frames.py's reasons when OpenCV cannot use it."""
+    probe(path)
+    cap = cv2.VideoCapture(str(path))
+    try:
+        yield cap
+    finally:
+        cap.release()
+
+
+def frames(cap: cv2.VideoCapture, wanted: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame number from 0, BGR image) of each of `wanted` (sorted), read from the start of
+    `cap`; raises BadVideo when the video ends before the last of them."""
+    if wanted and wanted[0] < 0:
+        raise BadVideo(f"a detection names frame {wanted[0]}; frames count from 0")
+    number = -1
+    for want in wanted:
+        while number < want:
+            if not cap.grab():
+                raise BadVideo(f"it ends after frame {number}, before frame {want} that a detection names")
+            number += 1
+        ok, image = cap.retrieve()
+        if not ok:
+            raise BadVideo(f"frame {want} does not decode")
+        yield want, image
