@@ -177,6 +177,7 @@ def test_a_rerun_replaces_meerkats_crops_but_never_a_users_file(camera, cli, tmp
         (["--detections", "md.json", "--stride", "2"], 2, ["--stride is for videos"]),
         (["--detections", "md.json", "--max-crops-per-video", "2"], 2, ["--max-crops-per-video is for videos"]),
         (["videos/", "--categories", "animal"], 2, ["--categories needs --detections FILE"]),
+        (["videos/", "--workers", "2"], 2, ["--workers in clips needs --detections FILE"]),
         (["--detections", "md.json", "--categories", ","], 2, ["--categories takes ids or names"]),
         (["--detections", "nothing.json"], 1, ["nothing.json does not exist"]),
         (["--detections", "notjson.json"], 1, ["notjson.json is not JSON"]),

@@ -262,8 +262,9 @@ SAME_THING = {
     "MEERKAT_SAMPLES": "the Samples folder: createdocs and run read it, doctor checks it",
     "MEERKAT_INPUT_DICT": "createdocs' dict.txt: preprocess labels the records with it, train checks them against it",
     "MEERKAT_THRESHOLD": "the operating point, score_positive >= T is positive: in predict, clips --model and scan",
-    "MEERKAT_SHARD_INDEX": "this array task's share: of the docs CSV in preprocess, of the videos in scan",
+    "MEERKAT_SHARD_INDEX": "this array task's share: of the docs CSV in preprocess, of the videos or boxes in scan",
     "MEERKAT_NUM_SHARDS": "the number of array tasks sharing the work: in preprocess and in scan",
+    "MEERKAT_WORKERS": "how much runs at once on this machine: videos scanned, or with --detections images decoded",
 }
 
 

@@ -341,8 +341,6 @@ class DetectionsConfig:
         min=0,
         max=1,
     )
-    # scan has its own `workers` too (videos at once): one option, MEERKAT_WORKERS, sets both.
-    workers: int = option(1, "With --detections: threads decoding images.", "MEERKAT_WORKERS", min=1, max=MAX_INT)
 
     def __post_init__(self):
         if self.detections is None:
@@ -400,10 +398,15 @@ class ClipsConfig:
     threshold: float = option(
         0.5, "With --model: suggest Positives when score_positive >= T.", "MEERKAT_THRESHOLD", min=0, max=1
     )
+    workers: int = option(
+        1, "With --detections: images decoded at once (threads).", "MEERKAT_WORKERS", min=1, max=MAX_INT
+    )
     force: bool = _force()
 
     def __post_init__(self):
         _check_source(self.videos, self.megadetector, self.motion, {"max_crops_per_video": self.max_crops_per_video})
+        if self.megadetector.detections is None and self.workers != 1:
+            raise UsageError("--workers in clips needs --detections FILE: videos are cut one at a time")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -431,7 +434,7 @@ class ScanConfig:
     batch_size: int = option(64, "Crops per model call.", "MEERKAT_SCAN_BATCH_SIZE", ADVANCED, min=1, max=MAX_INT)
     workers: int = option(
         1,
-        "Videos scanned at once on this machine; with --detections, threads decoding images.",
+        "Videos scanned at once on this machine; with --detections, images decoded at once (threads).",
         "MEERKAT_WORKERS",
         min=1,
         max=MAX_INT,

@@ -44,7 +44,7 @@ def clips(cfg: ClipsConfig) -> list[dict]:
     with atomic.atomic_dir(output / "crops", "the crops") as tmp:
         entries = results.entries
         with Progress("cropping", len(entries), "files") as progress:
-            for done, cut in enumerate(sources.cuts(entries, cfg.motion.padding, cfg.megadetector.workers), 1):
+            for done, cut in enumerate(sources.cuts(entries, cfg.motion.padding, cfg.workers), 1):
                 progress.update(done)
                 skipped += inputs.problems(cut.entry)
                 if cut.failure:

@@ -79,7 +79,7 @@ class Task:
     def score(self, todo: list[int]) -> list:
         """Score the parts `todo`, each written as soon as it is done; return the images and boxes skipped."""
         entries = [e for k in todo for batch in self.planned[k] for e in batch]
-        cuts = sources.cuts(entries, self.cfg.motion.padding, self.cfg.megadetector.workers)
+        cuts = sources.cuts(entries, self.cfg.motion.padding, self.cfg.workers)
         skipped = []
         with Progress("scanning", len(entries), "files") as progress:
             for k in todo:
