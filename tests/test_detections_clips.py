@@ -194,6 +194,7 @@ def test_bad_options_and_files_are_one_line(cli, tmp_path, monkeypatch, args, co
     assert_user_error(result, code, *words)
 
 
+@pytest.mark.slow
 def test_a_video_entry_gives_the_crops_of_its_frames(cli, tmp_path):
     """Format 1.5: frame_rate, frames_processed, 0-based frame_number on each detection."""
     video, drawn = moving_square(tmp_path / "cam" / "clip.avi")  # the square drawn from frame 3 (counted from 1)

@@ -162,6 +162,31 @@ def test_a_boxs_score_is_predicts_score_of_the_crop_clips_cuts(camera, scanned, 
         assert stored.classifications[at] == tuple(float(v) for v in p), c["crop"]
 
 
+def test_clips_model_presorts_the_crops_by_the_scores_scan_gives(camera, scanned, model, tmp_path):
+    root, md = camera
+    data = json.loads((scanned[0] / "detections.json").read_text())
+    scores = sorted(positive(d) for im in data["images"] for d in im["detections"] or [] if "classifications" in d)
+    threshold = f"{(scores[6] + scores[7]) / 2:.7f}"
+    result = invoke("clips", "--detections", md, "--output", tmp_path, "--model", model, "--threshold", threshold)
+    assert result.exit_code == 0, result.output
+    crops = table(tmp_path / "crops.csv")
+    assert list(crops[0])[-2:] == ["score_positive", "suggested"]
+    index = {im["file"]: im for im in data["images"]}
+    for c in crops:
+        assert float(c["score_positive"]) == positive(index[c["file"]]["detections"][int(c["detection"])])
+        assert c["suggested"] == ("positive" if float(c["score_positive"]) >= float(threshold) else "negative")
+    suggested = table(tmp_path / "suggested" / "scores.csv")
+    assert list(suggested[0]) == ["file", "crop", "score_positive", "suggested"]
+    assert [(r["file"], r["crop"], r["suggested"]) for r in suggested] == [
+        (c["file"], c["crop"], c["suggested"]) for c in crops
+    ]
+    for c in crops:
+        folder = "Positives" if c["suggested"] == "positive" else "Negatives"
+        copy = tmp_path / "suggested" / folder / c["crop"]
+        assert copy.read_bytes() == (tmp_path / "crops" / c["crop"]).read_bytes()
+    assert len(list((tmp_path / "suggested" / "Positives").glob("*.jpg"))) == 7
+
+
 def test_the_output_passes_megadetectors_validator_and_tools(camera, scanned, tmp_path):
     root, _ = camera
     out, _ = scanned
