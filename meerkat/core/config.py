@@ -323,7 +323,7 @@ class DetectionsConfig:
 
     detections: Path | None = option(
         None,
-        "MegaDetector results (.json, format 1.1 to 1.6): crop or classify its boxes instead of VIDEOS.",
+        "MegaDetector results (.json, format 1.0 to 1.6): crop or classify its boxes instead of VIDEOS.",
         "MEERKAT_DETECTIONS",
     )
     image_root: Path | None = option(
@@ -441,7 +441,7 @@ class ScanConfig:
     )
     shard_index: int | None = option(
         None,
-        "Which 1/N of the videos (or --detections' files) this task scans (default: $SLURM_ARRAY_TASK_ID, else 0).",
+        "Which 1/N of the videos (or of --detections' boxes) this task scans (default: $SLURM_ARRAY_TASK_ID, else 0).",
         "MEERKAT_SHARD_INDEX",
     )
     num_shards: int | None = option(
