@@ -18,6 +18,19 @@ log = logging.getLogger(__name__)
 SCORE_BATCH = 64
 
 
+def load_scorer(model, threshold: float):
+    """The earlier model that scores the crops, or None without --model; logs its card's note on `threshold`."""
+    if not model:
+        return None
+    from meerkat.apply.card import threshold_note
+    from meerkat.apply.scorer import Scorer
+
+    loaded = Scorer(model)
+    if note := threshold_note(model, threshold):
+        log.info(note)
+    return loaded
+
+
 def scores(scorer, crops: list[bytes]) -> list[float]:
     """P(positive) of each encoded crop, in model calls of SCORE_BATCH, rounded as the CSVs show it."""
     return [round(float(s), 6) for i in range(0, len(crops), SCORE_BATCH) for s in scorer(crops[i : i + SCORE_BATCH])]

@@ -31,14 +31,7 @@ def clips(cfg: ClipsConfig) -> list[dict]:
     results = inputs.load(cfg.megadetector)
     output = atomic.output_dir(cfg.output)
     temporaries.remove_stale(output)  # what killed runs left; a live writer's are locked
-    scorer = None
-    if cfg.model:
-        from meerkat.apply.card import threshold_note
-        from meerkat.apply.scorer import Scorer
-
-        scorer = Scorer(cfg.model)
-        if note := threshold_note(cfg.model, cfg.threshold):
-            log.info(note)
+    scorer = suggest.load_scorer(cfg.model, cfg.threshold)
     names = crops.bases(results.entries)
     rows, waiting, skipped, failed = [], [], [], []
     with atomic.atomic_dir(output / "crops", "the crops") as tmp:
