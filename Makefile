@@ -29,6 +29,10 @@ BASE_IMAGE ?=
 # A CA bundle for builds behind a TLS-intercepting proxy (passed as a build secret, not baked in).
 CA_BUNDLE ?=
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+# Every date inside the image's layers and history: one fixed time, not the commit's. podman's layer
+# cache does not key on --timestamp, so a step cached by an earlier commit kept that commit's time
+# and a warm `make image` differed from a build from nothing. The commit's time is the created label.
+IMAGE_EPOCH := 1767225600
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' meerkat/__init__.py)
 # Baked-in weights: the shared offline MobileNetV2 when it is there, else the default backbone's
 # (downloaded at build time, or taken from weights/ when the file is there).
@@ -40,10 +44,10 @@ endif
 # Reproducible images: the same commit gives the same image id (make image-reproducible checks it).
 # podman: the OCI format, whose config has no build host name and no build container id (the docker
 # format's has both, and so every intermediate image had an id of its own, which the history names);
-# the commit's time for every date and file time; no io.buildah.version label (it would tie the id
+# IMAGE_EPOCH for every date and file time; no io.buildah.version label (it would tie the id
 # to podman's version). Not --omit-history: podman 4.3 then never reuses a cached step, and OCI
 # needs none (docs/containers-reproducible.md).
-PODMAN_REPRO_FLAGS = --format oci --identity-label=false --timestamp $(SOURCE_DATE_EPOCH)
+PODMAN_REPRO_FLAGS = --format oci --identity-label=false --timestamp $(IMAGE_EPOCH)
 # docker (BuildKit) dates the config and the history from the SOURCE_DATE_EPOCH build arg below.
 # Its layers' file times need the exporter's rewrite-timestamp=true (BuildKit 0.13 or later), which
 # is unchecked here (no Docker engine), so it is yours to add, e.g.
@@ -53,7 +57,7 @@ BUILD_FLAGS = $(IMAGE_WEIGHTS_ARGS) \
   $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
   $(if $(CA_BUNDLE),--secret id=ca_bundle$(,)src=$(CA_BUNDLE)) \
   $(if $(filter podman,$(CONTAINER_ENGINE)),$(PODMAN_REPRO_FLAGS),$(DOCKER_REPRO_FLAGS)) \
-  --build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+  --build-arg SOURCE_DATE_EPOCH=$(IMAGE_EPOCH) \
   --build-arg VERSION=$(VERSION) \
   --build-arg REVISION=$(shell git rev-parse HEAD 2>/dev/null || echo unknown) \
   --build-arg SOURCE=$(shell git config --get remote.origin.url 2>/dev/null) \
@@ -221,10 +225,14 @@ slurm-test: install ## Start a one-node SLURM (slurm-wlm + munge), run examples/
 BENCH_ARGS ?=
 # benchmarks/video_bench.py: clips and scan against DeepMeerkat 3.1.4, e.g. BENCH_VIDEO_ARGS="--quick".
 BENCH_VIDEO_ARGS ?=
+# benchmarks/detections_bench.py: scan --detections against clips --detections + predict on 4000x3000
+# frames, e.g. BENCH_DETECTIONS_ARGS="--quick".
+BENCH_DETECTIONS_ARGS ?=
 bench: install ## Measure throughput, run times, cache and memory: BENCH_ARGS="--n 11000 ..."
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 	$(MAKE) --no-print-directory deepmeerkat-env
 	$(BIN)/python benchmarks/video_bench.py $(BENCH_VIDEO_ARGS)
+	$(BIN)/python benchmarks/detections_bench.py $(BENCH_DETECTIONS_ARGS)
 
 clean: ## Remove the venv, build/ and output/
 	rm -rf $(VENV) build output
