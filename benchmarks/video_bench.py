@@ -231,7 +231,7 @@ class Scan:
         self.scanner = VideoScanner(self.cfg)
         self.load_seconds = time.perf_counter() - start
         # The time spent in model calls, to tell scoring from motion detection.
-        self.model_seconds, self.crops, score = 0.0, 0, self.scanner.scorer
+        self.model_seconds, self.crops, score = 0.0, 0, self.scanner.scorer.probabilities
 
         def timed_score(images):
             start = time.perf_counter()
@@ -240,7 +240,7 @@ class Scan:
             self.crops += len(images)
             return scores
 
-        self.scanner.scorer = timed_score
+        self.scanner.scorer.probabilities = timed_score  # what scan calls, on this one instance
 
     def __call__(self, video: Path) -> tuple[tuple[float, float], dict]:
         self.model_seconds, self.crops = 0.0, 0

@@ -131,13 +131,13 @@ def model_calls(monkeypatch):
     """The number of crops in each call of the real model (spied on, not replaced)."""
     from meerkat.apply.scorer import Scorer
 
-    sizes, real = [], Scorer.__call__
+    sizes, real = [], Scorer.probabilities
 
     def spy(self, images):
         sizes.append(len(images))
         return real(self, images)
 
-    monkeypatch.setattr(Scorer, "__call__", spy)
+    monkeypatch.setattr(Scorer, "probabilities", spy)
     return sizes
 
 

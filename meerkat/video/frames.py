@@ -36,6 +36,7 @@ class VideoInfo:
     height: int
     frames: int  # as the container says; 0 when it does not
     stem: str
+    rate: float  # frames a second as the container says (29.97...), or 30.0 as for `fps`: MegaDetector's frame_rate
 
 
 def list_videos(paths) -> list[Path]:
@@ -85,11 +86,12 @@ def probe(path: Path) -> VideoInfo:
         ok, _ = cap.read()
         if not ok or width <= 0 or height <= 0:
             raise BadVideo("OpenCV opens it but decodes no frame: truncated, or a codec this OpenCV build lacks")
-        fps = round(float(cap.get(cv2.CAP_PROP_FPS) or 0)) or 30
+        rate = float(cap.get(cv2.CAP_PROP_FPS) or 0)
+        fps = round(rate) or 30
         frames = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
     finally:
         cap.release()
-    return VideoInfo(Path(path), fps, width, height, frames, Path(path).stem)
+    return VideoInfo(Path(path), fps, width, height, frames, Path(path).stem, rate if round(rate) else 30.0)
 
 
 class Frames:

@@ -8,7 +8,8 @@ For each video, OUTPUT/<stem>/ holds, in DeepMeerkat 3.x's layout (so its review
 it): annotations.csv with every box (label positive or negative, score = P(positive)),
 parameters.csv (model and its sha256, threshold, settings, frames with motion, kept frames,
 return rate, minutes), and frames/<frame>.jpg of each kept frame with its boxes drawn.
-OUTPUT/scan.csv has one row per video, failures included.
+OUTPUT/scan.csv has one row per video, failures included. The same results in MegaDetector's
+format: OUTPUT/<stem>/detections.json and OUTPUT/detections.json (video/detections_file.py).
 
 Each video's folder appears whole once the video is done, and a rerun skips the videos finished
 with the same model and settings, so a killed scan resumes video by video (video/walk.py walks
@@ -30,8 +31,9 @@ from meerkat.core import atomic, codeversion, locks, temporaries
 from meerkat.core.config import ScanConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.core.slurm import array_shard, check_shard
-from meerkat.video import results
-from meerkat.video.frames import VideoInfo, list_videos
+from meerkat.megadetector import write
+from meerkat.video import detections_file, results
+from meerkat.video.frames import VideoInfo, list_videos, stride_for
 from meerkat.video.motion import cut
 from meerkat.video.walk import VideoWalk, check_some_usable
 
@@ -48,6 +50,7 @@ def scan(cfg: ScanConfig) -> list[dict]:
     index, count = array_shard(cfg.shard_index, cfg.num_shards)
     check_shard(index, count)
     videos = list_videos(cfg.videos)[index::count]
+    base = detections_file.base(cfg.videos)  # every task's the same: it is of all the videos
     output = atomic.output_dir(cfg.output)
     temporaries.remove_stale(output)  # what killed scans left; live tasks' work is locked
     if note := threshold_note(cfg.model, cfg.threshold):  # the model card's advice, once
@@ -56,10 +59,16 @@ def scan(cfg: ScanConfig) -> list[dict]:
         context = get_context("spawn")  # TensorFlow does not survive fork
         with ProcessPoolExecutor(min(cfg.workers, len(videos)), context, _start_worker, (cfg,)) as pool:
             summaries = list(pool.map(_scan_in_worker, videos))
+            classifier = pool.submit(_classifier_in_worker).result()
     else:
         scanner = VideoScanner(cfg)
         summaries = [scanner.walk(path) for path in videos]
-    _write_table(output, summaries, index, count)
+        classifier = scanner.classifier
+    entries = [{**s.pop("entry"), "file": detections_file.relative(s["video"], base)} for s in summaries]
+    parts = atomic.ensure_dir(output / "scan-parts")
+    with locks.waiting_lock(parts / ".lock"):  # tasks finishing together would each miss the other's part
+        _write_table(output, parts, summaries, index, count)
+        detections_file.write_all(output, parts, entries, index, count, classifier)
     check_some_usable(summaries)
     return summaries
 
@@ -78,6 +87,10 @@ def _start_worker(cfg: ScanConfig) -> None:
 
 def _scan_in_worker(path: Path) -> dict:
     return _worker["scanner"].walk(path)
+
+
+def _classifier_in_worker():
+    return _worker["scanner"].classifier
 
 
 class VideoScanner(VideoWalk):
@@ -107,9 +120,24 @@ class VideoScanner(VideoWalk):
             "code_key": codeversion.key("scan"),  # an upgrade that changed how videos are scanned redoes them
         }
         super().__init__(cfg.output, cfg.motion, settings, cfg.force)
+        self.classifier = detections_file.classifier(cfg.model, self.scorer.labels, self.scorer.sha256, cfg.threshold)
 
     def start(self, tmp: Path, path: Path, info: VideoInfo) -> "ScannedVideo":
-        return ScannedVideo(tmp, path, info, self.cfg, self.scorer)
+        return ScannedVideo(tmp, path, info, self.cfg, self.scorer, self.classifier)
+
+    def reusable(self, folder: Path) -> bool:
+        return detections_file.read_video(folder) is not None
+
+    def walk(self, path: Path) -> dict:
+        """The video's summary, with its `entry` in detections.json (`file` is the caller's to set)."""
+        summary = super().walk(path)
+        if summary.get("unusable"):  # no folder; one from an earlier run is not this video's
+            summary["entry"] = detections_file.failed_video(path.name, summary["reason"])
+        else:
+            summary["entry"] = detections_file.read_video(self.output / path.stem)
+            if summary["status"] == "failed":  # truncated: the boxes found stay
+                summary["entry"][write.FAILURE] = summary["reason"]
+        return summary
 
     def line(self, params: dict, seconds: float) -> str:
         return (
@@ -120,10 +148,13 @@ class VideoScanner(VideoWalk):
 
 class ScannedVideo:
     """One video's boxes scored in model calls of --batch-size, several frames' at a time; the
-    frames kept are drawn into frames/."""
+    frames kept are drawn into frames/; every box, with the model's probabilities, goes to
+    detections.json."""
 
-    def __init__(self, tmp: Path, path: Path, info: VideoInfo, cfg: ScanConfig, scorer):
+    def __init__(self, tmp: Path, path: Path, info: VideoInfo, cfg: ScanConfig, scorer, classifier):
         self.tmp, self.path, self.fps, self.cfg, self.scorer = tmp, path, info.fps, cfg, scorer
+        self.info, self.classifier = info, classifier
+        self.found: list[tuple] = []  # (0-based frame number, (x, y, w, h), probabilities) of each box
         if cfg.frames:
             (tmp / "frames").mkdir()
         self.held = PENDING_BYTES // (info.width * info.height * 3) if cfg.frames else None
@@ -147,6 +178,16 @@ class ScannedVideo:
             "kept_frames": self.kept,
             "return_rate": round(self.kept / frames, 4) if frames else 0,
         }
+        # Frames 1 + stride, 1 + 2 * stride, ... up to `frames` were looked at (frame 1 only starts the video).
+        stride = stride_for(self.cfg.motion.stride, self.cfg.motion.fps, self.fps)
+        entry = write.motion_entry(
+            self.path.name,
+            frame_rate=self.info.rate,
+            frames_processed=range(stride, frames, stride),
+            size=(self.info.width, self.info.height),
+            boxes=self.found,
+        )
+        detections_file.write_video(self.tmp, entry, self.classifier)
         return self.rows, own
 
     def _classify(self) -> None:
@@ -155,13 +196,16 @@ class ScannedVideo:
         pending, self.pending, self.waiting = self.pending, [], 0
         crops = [c for _, _, _, frame_crops in pending for c in frame_crops]
         size, threshold = self.cfg.batch_size, self.cfg.threshold
+        probabilities = [p for i in range(0, len(crops), size) for p in self.scorer.probabilities(crops[i : i + size])]
         # Rounded as annotations.csv shows them, so that a label, its frame and its colour agree.
-        scores = [round(float(s), 6) for i in range(0, len(crops), size) for s in self.scorer(crops[i : i + size])]
+        scores = [round(float(p[0]), 6) for p in probabilities]  # the positive class is the model's first
         for number, frame, boxes, _ in pending:
             mine, scores = scores[: len(boxes)], scores[len(boxes) :]
-            for box, score in zip(boxes, mine, strict=True):
+            theirs, probabilities = probabilities[: len(boxes)], probabilities[len(boxes) :]
+            for box, score, p in zip(boxes, mine, theirs, strict=True):
                 label = "positive" if score >= threshold else "negative"
                 self.rows.append(results.annotation(number, self.fps, box, label, f"{score:.6f}"))
+                self.found.append((number - 1, (box.x, box.y, box.w, box.h), tuple(map(float, p))))
             if max(mine) < threshold:
                 continue
             self.kept += 1
@@ -174,22 +218,21 @@ class ScannedVideo:
                 atomic.write_file(self.tmp / "frames" / f"{number}.jpg", atomic.jpeg(frame))
 
 
-def _write_table(output: Path, summaries: list[dict], index: int, count: int) -> None:
-    """OUTPUT/scan.csv: every task's rows (scan-parts/), rebuilt by whichever task finishes last."""
+def _write_table(output: Path, parts: Path, summaries: list[dict], index: int, count: int) -> None:
+    """OUTPUT/scan.csv: every task's rows (scan-parts/), rebuilt by whichever task finishes last.
+    The caller holds the parts folder's lock."""
     import pandas as pd
 
-    parts = atomic.ensure_dir(output / "scan-parts")
     columns = ["video", "status", "reason", "total_frames", "motion_frames", "kept_frames", "return_rate", "minutes"]
     mine = pd.DataFrame(summaries, columns=columns)
-    with locks.waiting_lock(parts / ".lock"):  # tasks finishing together would each miss the other's part
-        part = parts / f"{index:05d}-of-{count:05d}.csv"
-        with atomic.writing(part), atomic.atomic_open(part, "w", newline="", **atomic.TEXT) as f:
-            mine.to_csv(f, index=False, lineterminator="\n")
-        tables = [_read_part(p, columns) for p in sorted(parts.glob(f"*-of-{count:05d}.csv"))]
-        table = pd.concat(tables).sort_values("video")
-        with atomic.writing(output / "scan.csv"):
-            with atomic.atomic_open(output / "scan.csv", "w", newline="", **atomic.TEXT) as f:
-                table.to_csv(f, index=False, lineterminator="\n")
+    part = parts / f"{index:05d}-of-{count:05d}.csv"
+    with atomic.writing(part), atomic.atomic_open(part, "w", newline="", **atomic.TEXT) as f:
+        mine.to_csv(f, index=False, lineterminator="\n")
+    tables = [_read_part(p, columns) for p in sorted(parts.glob(f"*-of-{count:05d}.csv"))]
+    table = pd.concat(tables).sort_values("video")
+    with atomic.writing(output / "scan.csv"):
+        with atomic.atomic_open(output / "scan.csv", "w", newline="", **atomic.TEXT) as f:
+            table.to_csv(f, index=False, lineterminator="\n")
     done = table[table.status != "failed"]
     log.info(
         "scan.csv: %d videos (%d failed, %d of %d tasks reported), %d of %d frames kept -> %s",

@@ -65,6 +65,10 @@ class VideoWalk(ABC):
     def line(self, params: dict, seconds: float) -> str:
         """What the log says of a finished video, between its name and its folder."""
 
+    def reusable(self, folder: Path) -> bool:
+        """Whether a folder finished with these settings holds all a rerun takes from it."""
+        return True
+
     def walk(self, path: Path) -> dict:
         """The summary of one video: reused, done, or failed with its reason."""
         try:
@@ -80,7 +84,7 @@ class VideoWalk(ABC):
         folder = self.output / info.stem
         key = results.settings_key(path, self.settings)
         previous = results.read_parameters(folder / "parameters.csv")
-        if not self.force and previous.get("settings_key") == key:
+        if not self.force and previous.get("settings_key") == key and self.reusable(folder):
             log.info("Reusing the finished %s of %s in %s", self.what, path.name, folder)
             return self._summary(path, previous, reused=True)
         with atomic.atomic_dir(folder, f"the {self.what} of {path}") as tmp:
