@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED
+from conftest import ROOT, SHARED, needs_shared
 from megadetector_tools import preview, to_csv, validate
+from scenes import detection, results, samples, scene, write_results
 from typer.testing import CliRunner
 from videos import bad_videos, moving_square, truncated_copy
 
@@ -211,3 +212,50 @@ def test_real_footage_passes_the_validator_with_its_frame_numbers(model, tmp_pat
     rows = annotations(out / "chimp")
     assert rows and sorted(d["frame_number"] for d in entry["detections"]) == sorted(int(r["frame"]) - 1 for r in rows)
 
+
+# --- the SLURM example of scan --detections, run by hand ------------------------------------------------
+
+
+def camera_trap(folder: Path, count: int) -> Path:
+    """FOLDER/cam/*.jpg, `count` small scenes of one sample crop each, and FOLDER/md.json for them:
+    at --batch-size 1, each scene is a batch, and every 50 batches a part (detections/parts.py)."""
+    crops = samples("Positives", count // 2) + samples("Negatives", count - count // 2)
+    images = []
+    for i, crop in enumerate(crops):
+        (bbox,) = scene(folder / "cam" / f"{i:03d}.jpg", [crop], size=(320, 240), seed=i)
+        images.append({"file": f"cam/{i:03d}.jpg", "detections": [detection(bbox)]})
+    return write_results(folder / "md.json", results(images))
+
+
+@needs_shared()
+def test_the_detections_sbatch_example_splits_the_parts_between_array_tasks(model, tmp_path):
+    """examples/slurm/detections.sbatch run by hand as the two tasks of an array (60 scenes at
+    --batch-size 1: two parts), with the meerkat on PATH: the bytes of one process."""
+    md = camera_trap(tmp_path / "images", 60)
+    out = tmp_path / "Classified"
+    env = {k: v for k, v in os.environ.items() if k not in SLURM}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
+        SOURCE_DATE_EPOCH=ENV["SOURCE_DATE_EPOCH"],
+        MEERKAT_SIF="",
+        MEERKAT_SCAN_MODEL=str(model),
+        MEERKAT_DETECTIONS=str(md),
+        MEERKAT_SCAN_OUTPUT=str(out),
+        MEERKAT_SCAN_FLAGS="--batch-size 1",
+    )
+    names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_COUNT")
+    tasks = [
+        dict(zip(names, ("1", "0", "1", "2"), strict=True)),  # task 1 first: task 0 writes the file
+        {**dict(zip(names, ("0", "0", "0", "1"), strict=True)), "MEERKAT_TASKS": "2"},
+    ]  # rerun alone, as submit.sh
+    script = ROOT / "examples" / "slurm" / "detections.sbatch"
+    for task in tasks:
+        proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={**env, **task}, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.name for p in (out / "detections-parts").glob("*.json")) == [
+        "part-00000-of-00002.json", "part-00001-of-00002.json"
+    ]  # fmt: skip
+    single = tmp_path / "single"
+    scan(model, "--detections", md, "--output", single, "--batch-size", "1")
+    for name in ("detections.json", "scan.csv"):
+        assert (out / name).read_bytes() == (single / name).read_bytes(), name

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT, SAMPLES, SHARED, WEIGHTS, needs_shared
+from scenes import detection, results, samples, scene, write_results
 
 from meerkat.embed import tfrecords
 
@@ -63,7 +64,7 @@ def submit(out: Path, *args, **extra) -> dict:
     return dict(
         line.split()[:2]
         for line in proc.stdout.splitlines()
-        if line.split()[0] in ("createdocs", "preprocess", "train")
+        if line.split()[0] in ("createdocs", "preprocess", "train", "detections")
     )
 
 
@@ -180,3 +181,45 @@ def test_scan_array_splits_the_videos_and_reports_them_all(array_run, tmp_path):
         "chimp-b",
         "chimp-c",
     ]
+
+
+def test_detections_array_gives_the_bytes_of_one_process_and_a_lost_part_is_redone_alone(
+    array_run, tmp_path, monkeypatch
+):
+    """examples/slurm/detections.sbatch through `submit.sh detections`: 160 scenes at --batch-size 1
+    are four parts (detections/parts.py), one a task; the model is the array job's."""
+    crops = samples("Positives", 80) + samples("Negatives", 80)
+    images = []
+    for i, crop in enumerate(crops):
+        (bbox,) = scene(tmp_path / "images" / "cam" / f"{i:03d}.jpg", [crop], size=(320, 240), seed=i)
+        images.append({"file": f"cam/{i:03d}.jpg", "detections": [detection(bbox)]})
+    md = write_results(tmp_path / "images" / "md.json", results(images))
+    model = tmp_path / "model"
+    shutil.copytree(array_run / "model", model)  # under tmp_path, which meerkat() binds into the container
+    out = tmp_path / "Output"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the same completion time in every run
+    extra = {"DETECTIONS": str(md), "MODEL": str(model), "CLASSIFIED": str(out / "classified"),
+             "MEERKAT_SCAN_FLAGS": "--batch-size 1"}  # fmt: skip
+    if os.environ.get("TEST_SLURM_SIF"):
+        extra["APPTAINER_BINDS"] = f"{env(out)['APPTAINER_BINDS']} {tmp_path}"
+
+    def logs() -> str:
+        return "\n".join(p.read_text()[-1500:] for p in (out / "slurm-logs").glob("meerkat-detections*"))
+
+    job = submit(out, "detections", **extra)["detections"]
+    assert wait(job) == "COMPLETED", logs()
+    classified = out / "classified"
+    parts = sorted(p.name for p in (classified / "detections-parts").glob("*.json"))
+    assert parts == [f"part-{k:05d}-of-{TASKS:05d}.json" for k in range(TASKS)]
+    single = meerkat("scan", model, "--detections", md, "--output", tmp_path / "single", "--batch-size", "1",
+                     root=tmp_path)  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    expected = {name: (tmp_path / "single" / name).read_bytes() for name in ("detections.json", "scan.csv")}
+    assert {name: (classified / name).read_bytes() for name in expected} == expected
+
+    # Task 2's part lost (as if the task had been killed before it was done): rerun that task alone.
+    (classified / "detections-parts" / parts[2]).unlink()
+    (classified / "detections.json").unlink()
+    job = submit(out, "detections", "2", **extra)["detections"]
+    assert wait(job) == "COMPLETED", logs()
+    assert {name: (classified / name).read_bytes() for name in expected} == expected

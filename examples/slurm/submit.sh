@@ -5,6 +5,8 @@
 #   bash submit.sh rerun 2 5    only preprocess tasks 2 and 5 again (after they failed), then train
 #   bash submit.sh scan         apply OUTPUT/model to the videos in VIDEOS (an array of TASKS tasks)
 #   bash submit.sh scan 3       only scan task 3 again; videos already scanned are reused
+#   bash submit.sh detections   apply the model to MegaDetector's boxes in DETECTIONS (TASKS tasks)
+#   bash submit.sh detections 3 only that task again; the shares already done are reused
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -22,6 +24,11 @@ TASKS=${TASKS:-8}
 VIDEOS=${VIDEOS:-/path/to/Videos}
 SCANS=${SCANS:-$OUTPUT/scans}
 MODEL=${MODEL:-$OUTPUT/model}
+# EDIT 4 (detections only): MegaDetector's results file, the folder its paths start from (empty:
+# the file's folder) and where its classified copy and scan.csv go.
+DETECTIONS=${DETECTIONS:-/path/to/megadetector.json}
+IMAGE_ROOT=${IMAGE_ROOT:-}
+CLASSIFIED=${CLASSIFIED:-$OUTPUT/classified}
 
 # sbatch runs a copy of each script, so they find meerkat.sh through MEERKAT_EXAMPLES.
 export MEERKAT_SAMPLES=$SAMPLES MEERKAT_OUTPUT=$OUTPUT MEERKAT_SIF=$SIF MEERKAT_TASKS=$TASKS MEERKAT_GPUS=$GPUS \
@@ -37,6 +44,15 @@ if [ "${1:-}" = scan ]; then
   indices=${2:-0-$((TASKS - 1))}
   scan=$(sbatch "${common[@]}" "${gres[@]}" --array="$indices" --output="$logs/%x-%A_%a.out" "$here/scan.sbatch")
   echo "scan $scan (array $indices)"
+  exit 0
+fi
+
+if [ "${1:-}" = detections ]; then
+  export MEERKAT_SCAN_MODEL=$MODEL MEERKAT_DETECTIONS=$DETECTIONS MEERKAT_SCAN_OUTPUT=$CLASSIFIED
+  [ -n "$IMAGE_ROOT" ] && export MEERKAT_IMAGE_ROOT=$IMAGE_ROOT
+  indices=${2:-0-$((TASKS - 1))}
+  job=$(sbatch "${common[@]}" "${gres[@]}" --array="$indices" --output="$logs/%x-%A_%a.out" "$here/detections.sbatch")
+  echo "detections $job (array $indices)"
   exit 0
 fi
 
