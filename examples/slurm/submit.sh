@@ -25,7 +25,7 @@ VIDEOS=${VIDEOS:-/path/to/Videos}
 SCANS=${SCANS:-$OUTPUT/scans}
 MODEL=${MODEL:-$OUTPUT/model}
 # EDIT 4 (detections only): MegaDetector's results file, the folder its paths start from (empty:
-# the file's folder) and where its classified copy and scan.csv go.
+# the file's folder) and where its classified copy and scan.csv go. The model is MODEL above.
 DETECTIONS=${DETECTIONS:-/path/to/megadetector.json}
 IMAGE_ROOT=${IMAGE_ROOT:-}
 CLASSIFIED=${CLASSIFIED:-$OUTPUT/classified}
