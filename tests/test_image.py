@@ -105,6 +105,49 @@ def test_clips_and_scan_run_read_only_and_map_the_video_path_for_the_host(smoke,
     assert (work / "scan" / "scan.csv").read_text().count("\n") == 2
 
 
+def test_scan_detections_classifies_megadetectors_boxes_as_the_host_does(smoke, tmp_path):
+    """scan --detections in the image, as docs/megadetector.md shows it: the images (with MegaDetector's
+    file) read-only, the model read-only; every selected box classified, as the host's meerkat does."""
+    from scenes import detection, results, samples, scene, write_results
+    from typer.testing import CliRunner
+
+    from meerkat.cli import app
+
+    out, _ = smoke
+    images = tmp_path / "images"
+    crops = samples("Positives", 3) + samples("Negatives", 3)
+    entries = []
+    for i in range(3):
+        boxes = scene(images / "cam" / f"IMG_{i:04d}.JPG", crops[2 * i : 2 * i + 2], size=(1200, 900), seed=i)
+        entries.append({"file": f"cam/IMG_{i:04d}.JPG", "detections": [detection(b) for b in boxes]})
+    write_results(images / "md.json", results(entries))
+    work = tmp_path / "Work"
+    work.mkdir()
+    os.chown(work, UID, UID)
+    mounts = [f"{images}:/data/Images:ro", f"{out}:/data/Output:ro", f"{work}:/data/Work"]
+    scanned = container(
+        "scan", "/data/Output/model", "--detections", "/data/Images/md.json", "--output", "/data/Work/scan",
+        mounts=mounts,
+    )  # fmt: skip
+    assert scanned.returncode == 0, scanned.stdout + scanned.stderr
+    assert "Traceback" not in scanned.stderr
+    host = CliRunner().invoke(app, ["scan", str(out / "model"), "--detections", str(images / "md.json"),
+                                    "--output", str(tmp_path / "host")])  # fmt: skip
+    assert host.exit_code == 0, host.output
+    inside, outside = (json.loads((d / "detections.json").read_text()) for d in (work / "scan", tmp_path / "host"))
+
+    def scores(data):
+        return [dict(det["classifications"]) for im in data["images"] for det in im["detections"]]
+
+    assert len(scores(inside)) == 6 and all(set(s) == {"0", "1"} for s in scores(inside))
+    for a, b in zip(scores(inside), scores(outside), strict=True):
+        assert abs(a["0"] - b["0"]) <= 1e-5, (a, b)
+    assert inside["classification_categories"] == outside["classification_categories"]
+    assert (work / "scan" / "scan.csv").read_text().count("\n") == 4  # a header and a row per image
+    for p in [work, *work.rglob("*")]:
+        assert p.stat().st_uid == UID, f"{p} is owned by {p.stat().st_uid}"
+
+
 def test_exported_model_meets_the_contract_on_the_host(smoke):
     from contract import check_dict, check_tf1, check_tf2, jpeg_of
 
