@@ -261,7 +261,8 @@ def scan(**options):
     """Apply a trained model to videos: keep the frames where it sees the animal.
 
     Writes OUTPUT/<stem>/{annotations.csv,parameters.csv,frames/} (DeepMeerkat 3.x's review window
-    opens these folders) and OUTPUT/scan.csv. A rerun skips the videos already scanned. With
+    opens these folders), OUTPUT/scan.csv and OUTPUT/detections.json (MegaDetector's format, for
+    Timelapse and MegaDetector's tools). A rerun skips the videos already scanned. With
     --detections FILE instead of videos, it classifies MegaDetector's boxes: OUTPUT/detections.json
     (MegaDetector's format, with meerkat's classes) and OUTPUT/scan.csv.
 

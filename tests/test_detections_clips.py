@@ -217,3 +217,19 @@ def test_a_video_entry_gives_the_crops_of_its_frames(cli, tmp_path):
         frames.append(read[1])
     for r, n in zip(rows, wanted, strict=True):
         assert (tmp_path / "out" / "crops" / r["crop"]).read_bytes() == expected_crop(frames[n], drawn[n + 1], "box")
+
+
+@pytest.mark.slow  # writes a video
+def test_a_scan_of_videos_and_one_of_detections_never_share_an_output_folder(cli, tmp_path):
+    # Both write OUTPUT/scan.csv and OUTPUT/detections.json: the second would replace the first's.
+    md = write_results(tmp_path / "md.json", results([{"file": "a.jpg", "detections": []}]))
+    videos_scanned = tmp_path / "videos-out"
+    (videos_scanned / "scan-parts").mkdir(parents=True)
+    result = cli("scan", tmp_path / "no-model", "--detections", md, "--output", videos_scanned)
+    assert_user_error(result, 1, str(videos_scanned), "scan of videos", "another --output")
+
+    boxes_scanned = tmp_path / "boxes-out"
+    (boxes_scanned / "detections-parts").mkdir(parents=True)
+    video, _ = moving_square(tmp_path / "v.mp4")
+    result = cli("scan", tmp_path / "no-model", video, "--output", boxes_scanned)
+    assert_user_error(result, 1, str(boxes_scanned), "MegaDetector's detections", "another --output")

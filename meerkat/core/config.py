@@ -418,7 +418,8 @@ class ScanConfig:
         None, "Video files or folders of them (searched recursively).", "MEERKAT_VIDEOS", argument=True
     )
     output: Path = required(
-        "Where the results go: OUTPUT/<video stem>/ and OUTPUT/scan.csv (--detections: OUTPUT/detections.json too).",
+        "Where the results go: OUTPUT/scan.csv, OUTPUT/detections.json (MegaDetector's format) "
+        "and, for videos, OUTPUT/<video stem>/.",
         "MEERKAT_SCAN_OUTPUT",
     )
     motion: MotionConfig = field(default_factory=MotionConfig)

@@ -58,6 +58,10 @@ class Task:
         self.cfg = cfg
         self.results = inputs.load(cfg.megadetector)
         self.output = atomic.output_dir(cfg.output)
+        if (self.output / "scan-parts").is_dir():  # a scan of videos: both write detections.json and scan.csv
+            raise MeerkatError(
+                f"{self.output} holds a scan of videos (scan-parts/); give scan --detections another --output"
+            )
         temporaries.remove_stale(self.output)  # what killed tasks left; live tasks' work is locked
         self.scorer = Scorer(cfg.model)
         if note := card.threshold_note(cfg.model, cfg.threshold):  # the model card's advice, once

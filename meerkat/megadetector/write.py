@@ -84,7 +84,10 @@ def completion_time() -> str:
 
 
 def dumps(data: dict) -> bytes:
-    return (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+    """The file's bytes. A name that is not UTF-8 on disk (Python holds its bytes as lone surrogates)
+    is written as JSON's escape `\\udce9`, which Python's json, and so MegaDetector's tools, read
+    back as the name on disk."""
+    return (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
 
 
 def classifications(probabilities: Sequence[float]) -> list[list]:

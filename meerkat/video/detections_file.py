@@ -49,17 +49,7 @@ def write_video(folder: Path, entry: dict, clf: write.Classifier) -> None:
     """FOLDER/detections.json: one video's file."""
     target = folder / NAME
     with atomic.writing(target), atomic.atomic_open(target, "wb") as f:
-        f.write(_dumps(write.motion_output([entry], clf)))
-
-
-def _dumps(data: dict) -> bytes:
-    """write.dumps, but a video's name that is not UTF-8 (bytes of another encoding, which Python
-    holds as lone surrogates) is written as JSON's escape `\\udce9`: Python's json, and so
-    MegaDetector's tools, read it back as the name on disk."""
-    try:
-        return write.dumps(data)
-    except UnicodeEncodeError:
-        return (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
+        f.write(write.dumps(write.motion_output([entry], clf)))
 
 
 def read_video(folder: Path) -> dict | None:
@@ -92,11 +82,11 @@ def write_all(output: Path, parts: Path, entries: list[dict], index: int, count:
     parts folder's lock."""
     part = parts / f"{index:05d}-of-{count:05d}.json"
     with atomic.writing(part), atomic.atomic_open(part, "wb") as f:
-        f.write(_dumps({"format": PART, "entries": entries}))
+        f.write(write.dumps({"format": PART, "entries": entries}))
     found = [_read_part(p) for p in sorted(parts.glob(f"*-of-{count:05d}.json"))]
     target = output / NAME
     with atomic.writing(target), atomic.atomic_open(target, "wb") as f:
-        f.write(_dumps(write.motion_output([e for p in found for e in p], clf)))
+        f.write(write.dumps(write.motion_output([e for p in found for e in p], clf)))
     log.info("%s: %d videos, from %d of %d tasks -> %s", NAME, sum(map(len, found)), len(found), count, target)
 
 

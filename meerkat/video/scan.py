@@ -52,6 +52,10 @@ def scan(cfg: ScanConfig) -> list[dict]:
     videos = list_videos(cfg.videos)[index::count]
     base = detections_file.base(cfg.videos)  # every task's the same: it is of all the videos
     output = atomic.output_dir(cfg.output)
+    if (output / "detections-parts").is_dir():  # scan --detections': both write detections.json and scan.csv
+        raise MeerkatError(
+            f"{output} holds a scan of MegaDetector's detections (detections-parts/); give this scan another --output"
+        )
     temporaries.remove_stale(output)  # what killed scans left; live tasks' work is locked
     if note := threshold_note(cfg.model, cfg.threshold):  # the model card's advice, once
         log.info(note)
