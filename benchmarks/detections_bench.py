@@ -37,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+from timing import Timer
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from video_bench import SAMPLES, model  # noqa: E402  (the model video_bench trains once and caches)
@@ -108,17 +110,6 @@ def frames(count: int, seed: int) -> Path:
     (folder / ".md.json.tmp").write_text(json.dumps(results, indent=1), encoding="utf-8")
     (folder / ".md.json.tmp").replace(folder / "md.json")
     return folder
-
-
-class Timer:
-    """Wall and CPU seconds (this process, all of its threads) of a with-block."""
-
-    def __enter__(self):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
 def load_model_once() -> float:

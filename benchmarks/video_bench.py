@@ -36,6 +36,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from timing import Timer
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -169,21 +171,6 @@ def run_meerkat(*args) -> float:
 
 # ---------------------------------------------------------------------------------------------
 # The timed runs. Each returns (wall seconds, CPU seconds) and what it found.
-
-
-class Timer:
-    """Wall and CPU seconds (this process, all of its threads) of a with-block."""
-
-    def __enter__(self):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
-
-    @property
-    def seconds(self) -> tuple[float, float]:
-        return self.wall, self.cpu
 
 
 def decode(video: Path) -> tuple[tuple[float, float], None]:
