@@ -358,11 +358,12 @@ class DetectionsConfig:
 MOTION_ONLY = ("stride", "fps", "min_area", "roi", "exclude", "motion_scale", "keep_first_frame")
 
 
-def _check_source(videos, source: DetectionsConfig, motion: MotionConfig, video_only: dict) -> None:
+def _check_source(videos, source: DetectionsConfig, motion: MotionConfig, video_only: dict, first: str = "") -> None:
     """VIDEOS or --detections, one of them; with --detections no option that only videos use.
-    `video_only`: the command's own such options, by name, with their values."""
+    `video_only`: the command's own such options, by name, with their values; `first`: the
+    arguments before VIDEO... (scan's MODEL, which takes the first one even with its variable set)."""
     if bool(videos) == (source.detections is not None):
-        raise UsageError("give VIDEO... or --detections FILE" + (", not both" if videos else ""))
+        raise UsageError(f"give {first}VIDEO... or --detections FILE" + (", not both" if videos else ""))
     if source.detections is None:
         return
     defaults = {f.name: f.default for f in fields(MotionConfig)}
@@ -456,7 +457,7 @@ class ScanConfig:
     force: bool = _force()
 
     def __post_init__(self):
-        _check_source(self.videos, self.megadetector, self.motion, {"path_map": self.path_map})
+        _check_source(self.videos, self.megadetector, self.motion, {"path_map": self.path_map}, "MODEL, then ")
         _check_shard_options(self.shard_index, self.num_shards)
         for pair in self.path_map or ():
             if "=" not in pair or not pair.split("=", 1)[0]:
