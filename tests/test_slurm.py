@@ -29,7 +29,8 @@ def env(out: Path, **extra) -> dict:
         e["SIF"] = os.environ["TEST_SLURM_SIF"]
         e["MEERKAT_APPTAINER"] = os.environ.get("APPTAINER", "apptainer")
         e["MEERKAT_APPTAINER_FLAGS"] = "--no-privs" if os.geteuid() == 0 else ""
-        e["APPTAINER_BINDS"] = f"{SAMPLES} {out} {Path(e['SIF']).parent}"  # for scripts/apptainer-here.sh
+        # for scripts/apptainer-here.sh; a test may bind more (its own model and inputs)
+        e["APPTAINER_BINDS"] = extra.get("APPTAINER_BINDS") or f"{SAMPLES} {out} {Path(e['SIF']).parent}"
     else:  # the installed meerkat, with the small offline backbone
         e["SIF"] = ""
         e.update(MEERKAT_BACKBONE="mobilenet_v2", MEERKAT_ALPHA="0.35", MEERKAT_WEIGHTS=str(WEIGHTS))
