@@ -66,21 +66,16 @@ ARG CREATED=1970-01-01T00:00:00Z
 # /etc/shadow's date from it, so the layer below is the same on any day.
 ARG SOURCE_DATE_EPOCH=0
 ARG SOURCE=
-LABEL org.opencontainers.image.title="meerkat" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.licenses="GPL-3.0-or-later"
+# Above the RUN below, build arguments appear in RUN and COPY only: podman 4.3 finds a cached LABEL
+# or ENV step by its text before expansion, so one that expands an argument would be reused from a build
+# with another value (another commit's revision) and the history would name that build's
+# intermediate image. A RUN's cache key holds every argument's value, so they go after it
+# (tests/test_dockerfiles.py checks it).
 ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONNOUSERSITE=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    MEERKAT_BACKBONE=${BACKBONE} \
-    MEERKAT_ALPHA=${ALPHA} \
-    MEERKAT_WEIGHTS=/opt/meerkat/weights/${WEIGHTS_FILE} \
     MEERKAT_WEIGHTS_DIR=/opt/meerkat/weights \
-    MEERKAT_REVISION=${REVISION} \
     MEERKAT_SAMPLES=/data/Samples \
     MEERKAT_OUTPUT=/data/Output
 COPY --from=builder /opt/venv /opt/venv
@@ -94,6 +89,16 @@ RUN useradd --uid 1000 --user-group --no-create-home --home-dir /tmp/meerkat-hom
     && chmod 0777 /data/Output \
     && python -P -m meerkat.doctor --write /opt/meerkat/image.json \
       --revision "${REVISION}" --created "${CREATED}" --variant "${VARIANT}"
+LABEL org.opencontainers.image.title="meerkat" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="GPL-3.0-or-later"
+ENV MEERKAT_BACKBONE=${BACKBONE} \
+    MEERKAT_ALPHA=${ALPHA} \
+    MEERKAT_WEIGHTS=/opt/meerkat/weights/${WEIGHTS_FILE} \
+    MEERKAT_REVISION=${REVISION}
 USER 1000:1000
 WORKDIR /data
 # `tensorboard` serves OUTPUT/logs here (docker run -p 6006:6006 ... tensorboard).

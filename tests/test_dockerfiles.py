@@ -83,6 +83,53 @@ def test_the_last_run_records_the_image_files():
     assert not [w for w in ("\nCOPY ", "\nADD ", "\nRUN ") if runtime.find(w, last) != -1]
 
 
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(KEYWORD, arguments) of each instruction, continuation lines joined, comments left out."""
+    out, current = [], ""
+    for line in text.splitlines():
+        if not current and (not line.strip() or line.startswith("#")):
+            continue
+        current += line.removesuffix("\\") + " "
+        if not line.endswith("\\"):
+            keyword, _, rest = " ".join(current.split()).partition(" ")
+            out.append((keyword.upper(), rest))
+            current = ""
+    return out
+
+
+def unkeyed_expansions(text: str) -> list[str]:
+    """Steps that expand a build argument where podman 4.3's layer cache does not see its value.
+
+    podman keys a cached RUN on every argument's value, a COPY on the copied files' digest, a FROM
+    on its image; any other step (LABEL, ENV, USER, ...) on its text before expansion. Such a step
+    may expand only arguments that a RUN before it in its stage already keyed."""
+    found, declared, keyed = [], set(), set()
+    for keyword, rest in instructions(text):
+        if keyword == "FROM":
+            declared, keyed = set(), set()
+        elif keyword == "ARG":
+            declared.add(rest.split("=")[0].strip())
+        elif keyword == "RUN":
+            keyed |= declared
+        elif keyword not in ("COPY", "ADD"):
+            used = set(re.findall(r"\$\{?(\w+)", rest)) & declared
+            found += [f"{keyword} {rest[:60]}... expands {name}" for name in sorted(used - keyed)]
+    return found
+
+
+def test_every_argument_a_cached_step_expands_is_keyed_by_a_run_before_it():
+    """A CI run on a warm storage rebuilt the image to another id: the LABEL that expands REVISION
+    was taken from the cache of an earlier commit's build, and the history named that build's
+    intermediate images."""
+    assert unkeyed_expansions(FILES["cpu"].read_text()) == []
+    assert unkeyed_expansions("FROM x\nARG REVISION\nLABEL revision=${REVISION}\nRUN true\n") == [
+        "LABEL revision=${REVISION}... expands REVISION"
+    ]
+    assert unkeyed_expansions("FROM x\nARG A\nRUN true\nARG B\nENV A=$A \\\n  B=${B}\n") == [
+        "ENV A=$A B=${B}... expands B"
+    ]
+
+
 def test_files_digest_is_content_mode_and_links_not_times(tmp_path):
     import os
 
