@@ -47,18 +47,18 @@ def test_only_header_and_variant_differ():
     assert cpu[cpu_end + 1 :] == gpu[gpu_end + 1 :]
 
 
-def run_instructions(text: str) -> list[str]:
-    """Each RUN instruction, its continuation lines joined."""
-    runs, current = [], None
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(KEYWORD, arguments) of each instruction, continuation lines joined, comments left out."""
+    out, current = [], ""
     for line in text.splitlines():
-        if current is None and line.startswith("RUN "):
-            current = line
-        elif current is not None:
-            current += "\n" + line
-        if current is not None and not current.endswith("\\"):
-            runs.append(current)
-            current = None
-    return runs
+        if not current and (not line.strip() or line.startswith("#")):
+            continue
+        current += line.removesuffix("\\") + " "
+        if not line.endswith("\\"):
+            keyword, _, rest = " ".join(current.split()).partition(" ")
+            out.append((keyword.upper(), rest))
+            current = ""
+    return out
 
 
 def test_no_shell_instruction_every_chain_sets_eu():
@@ -67,7 +67,7 @@ def test_no_shell_instruction_every_chain_sets_eu():
     on past a failed command. Each RUN that chains with `;` says `set -eu` itself."""
     text = FILES["cpu"].read_text()
     assert not [line for line in text.splitlines() if line.startswith("SHELL")]
-    runs = run_instructions(text)
+    runs = [rest for keyword, rest in instructions(text) if keyword == "RUN"]
     assert len(runs) >= 4
     for run in runs:
         shell = re.sub(r'"[^"]*"', '""', run)  # not the `;` of a quoted python -c program
@@ -81,20 +81,6 @@ def test_the_last_run_records_the_image_files():
     runtime = text[text.index("AS runtime\n") : text.index("AS test\n")]
     last = runtime.rindex("python -P -m meerkat.doctor --write /opt/meerkat/image.json")
     assert not [w for w in ("\nCOPY ", "\nADD ", "\nRUN ") if runtime.find(w, last) != -1]
-
-
-def instructions(text: str) -> list[tuple[str, str]]:
-    """(KEYWORD, arguments) of each instruction, continuation lines joined, comments left out."""
-    out, current = [], ""
-    for line in text.splitlines():
-        if not current and (not line.strip() or line.startswith("#")):
-            continue
-        current += line.removesuffix("\\") + " "
-        if not line.endswith("\\"):
-            keyword, _, rest = " ".join(current.split()).partition(" ")
-            out.append((keyword.upper(), rest))
-            current = ""
-    return out
 
 
 def unkeyed_expansions(text: str) -> list[str]:
