@@ -66,6 +66,27 @@ def _not_empty(value):
     return value
 
 
+def _path(ctx: typer.Context, param, value):
+    """A Path option's or argument's value, refused when empty: Typer would read "" as Path("."), the
+    current folder, and click an empty variable as unset (the default). Typer hands over the text
+    as typed (PATH's path_type=str), so that "" is told from "."."""
+    source = ctx.get_parameter_source(param.name).name
+    if param.envvar and os.environ.get(param.envvar) == "" and source != "COMMANDLINE":
+        raise typer.BadParameter(f"${param.envvar} is empty; set it to a path (. for this folder), or unset it")
+    if value == "":
+        raise typer.BadParameter("it is empty; give a path (. for this folder)")
+    if isinstance(value, list) and "" in value:  # `a "" b`, or a variable `a::b`
+        where = f" in ${param.envvar}" if source == "ENVIRONMENT" else ""
+        raise typer.BadParameter(f"one of its paths is empty{where}; give each one (. for this folder)")
+    if isinstance(value, list):
+        return [Path(v) for v in value]
+    return None if value is None else Path(value)
+
+
+# Every Path option and argument: Typer hands the text over as typed, _path makes it a Path.
+PATH = {"path_type": str, "callback": _path}
+
+
 def _opt(envvar: str, help: str, **kwargs):
     return typer.Option(envvar=envvar, show_envvar=True, help=help, **kwargs)
 
@@ -74,17 +95,19 @@ def _parameter(f, as_argument: bool, required: bool) -> inspect.Parameter:
     meta = f.metadata
     declare = typer.Argument if as_argument else typer.Option
     kinds = get_args(f.type) or (f.type,)
-    check = None
+    checks = {}
     if float in kinds:
-        check = _finite
+        checks = {"callback": _finite}
+    elif Path in kinds or list[Path] in kinds:
+        checks = PATH
     elif (str in kinds or list[str] in kinds) and "parser" not in meta["click"]:
-        check = _not_empty
+        checks = {"callback": _not_empty}
     info = declare(
         envvar=meta["env"],
         show_envvar=True,
         help=meta["help"],
         rich_help_panel=meta["panel"],
-        callback=check,
+        **checks,
         **meta["click"],
     )
     default = inspect.Parameter.empty if f.default is MISSING or required else f.default
@@ -281,15 +304,17 @@ def scan(**options):
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Argument(help="The model/ folder written by train or run.")],
+    model: Annotated[Path, typer.Argument(help="The model/ folder written by train or run.", **PATH)],
     paths: Annotated[
-        list[Path], typer.Argument(help="Image files (any name) or folders (searched recursively for images).")
+        list[Path],
+        typer.Argument(help="Image files (any name) or folders (searched recursively for images).", **PATH),
     ],
     output: Annotated[
         Path | None,
         _opt(
             "MEERKAT_PREDICT_OUTPUT",
             "CSV to write, with the skipped files in CSV-stem.skipped.csv; default: print to stdout.",
+            **PATH,
         ),
     ] = None,
     threshold: Annotated[
@@ -323,7 +348,7 @@ DEMO_MAX = 10_000  # crops per class and set: a demo, not a data set to fill a d
 
 @app.command("demo-samples")
 def demo_samples(
-    folder: Annotated[Path, typer.Argument(help="Where to write Training/ and Testing/.")],
+    folder: Annotated[Path, typer.Argument(help="Where to write Training/ and Testing/.", **PATH)],
     train_per_class: Annotated[
         int, _opt("MEERKAT_DEMO_TRAIN_PER_CLASS", "Training crops per class.", min=2, max=DEMO_MAX)
     ] = 40,
@@ -346,9 +371,9 @@ def demo_samples(
 @app.command()
 def doctor(
     samples: Annotated[
-        Path | None, _opt("MEERKAT_SAMPLES", "Check this Samples folder is there and not empty.")
+        Path | None, _opt("MEERKAT_SAMPLES", "Check this Samples folder is there and not empty.", **PATH)
     ] = None,
-    output: Annotated[Path | None, _opt("MEERKAT_OUTPUT", "Check this output folder is writable.")] = None,
+    output: Annotated[Path | None, _opt("MEERKAT_OUTPUT", "Check this output folder is writable.", **PATH)] = None,
     mounts_only: Annotated[bool, typer.Option(help="Check only the folders (fast: no TensorFlow).")] = False,
 ):
     """Report versions, CUDA build, visible GPUs, baked-in weights and their sha256, and the folders.
@@ -370,7 +395,8 @@ def doctor(
 @app.command()
 def tensorboard(
     output: Annotated[
-        Path, typer.Argument(envvar="MEERKAT_OUTPUT", show_envvar=True, help="Run folder whose logs/ to show.")
+        Path,
+        typer.Argument(envvar="MEERKAT_OUTPUT", show_envvar=True, help="Run folder whose logs/ to show.", **PATH),
     ] = Path("output"),
     port: Annotated[int, _opt("MEERKAT_TENSORBOARD_PORT", "Port to serve on.", min=1, max=65535)] = 6006,
     host: Annotated[

@@ -8,11 +8,13 @@ tests/videos.py) on which it would succeed, so that the bad value is the only th
 The invariant, for a bad value given on the command line or in the option's variable: exit code 1
 or 2, no traceback, and either exactly one `error:` line (meerkat's message, exit 1 or 2) or, for
 exit 2 only, click's usage block (`Usage:` ... an `Error` box) with no `error:` line; and that
-message names the option (its flag, variable or argument name) or the bad value. Click treats an
-empty variable as unset, so empty values are given on the command line only. An empty path is not
-tried: Typer reads it as `.`, the current folder, which is a path.
+message names the option (its flag, variable or argument name) or the bad value. An empty value
+is exit 2: text on the command line (click treats an empty variable as unset), a path on the command
+line or in its variable (Typer would read it as `.`, the current folder; a list, an empty element).
 """
 
+import contextlib
+import os
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -143,7 +145,7 @@ def categories(command: str, param) -> list[str]:
     if kind is str:
         return ["empty", "below a file"]
     if kind is Path:
-        return ["below a file"]  # an empty one is Typer's `.`, the current folder
+        return ["empty", "below a file"] + (["empty variable"] if param.envvar else [])
     raise AssertionError(f"{command} {param.opts[0]}: say here which values of the type {kind} are bad")
 
 
@@ -180,6 +182,8 @@ def bad_values(param, category: str, inputs: dict, on_command_line: bool) -> st.
         return st.floats(min_value=param.max, exclude_min=True, allow_nan=False, allow_infinity=False).map(repr)
     if category == "empty":
         return st.just("") if on_command_line else st.nothing()
+    if category == "empty variable":  # the whole variable, or one path of a list of them
+        return st.sampled_from(["", os.pathsep] if param.nargs == -1 else [""])
     assert category == "below a file"
     # Below a regular file no input is found and no output can be made.
     return st.just(f"{inputs['blocker']}/{param.name}")
@@ -206,18 +210,26 @@ def assert_refused(result, param, value: str, clues: list[str]) -> None:
 def refuse(inputs: dict, command: str, param, category: str, data) -> None:
     """Give `command` one bad value of `param`, on the command line or in its variable."""
     on_command_line = category == "empty" or not param.envvar
-    if not on_command_line and category != "not a boolean":  # a flag takes no value on the command line
+    if category == "empty variable":
+        on_command_line = False
+    elif not on_command_line and category != "not a boolean":  # a flag takes no value on the command line
         on_command_line = data.draw(st.booleans(), label="on the command line")
     value = data.draw(bad_values(param, category, inputs, on_command_line), label=param.name)
     values = valid_values(command, inputs, Path(tempfile.mkdtemp(dir=inputs["root"])))
     env = None
     if on_command_line:
-        values[param.name] = [value] if param.multiple or param.nargs == -1 else value
+        many = param.multiple or param.nargs == -1
+        good = values.get(param.name, []) if category == "empty" else []  # an empty one after good ones
+        values[param.name] = [*good, value] if many else value
     else:
         values.pop(param.name, None)
         env = {param.envvar: value}
-    result = CliRunner().invoke(app, argv(command, values), env=env)
+    # In a folder of its own: a path read as `.` must not write into the checkout.
+    with contextlib.chdir(tempfile.mkdtemp(dir=inputs["root"])):
+        result = CliRunner().invoke(app, argv(command, values), env=env)
     assert_refused(result, param, value, [str(inputs["blocker"])] if category == "below a file" else [])
+    if category.startswith("empty"):
+        assert result.exit_code == 2, result.output
 
 
 CASES = [(c, p, category) for c, p in PARAMS for category in categories(c, p)]
