@@ -73,7 +73,7 @@ def test_a_crop_is_the_motion_crop_of_the_pixel_box(padding):
 
 def entry(index, file, detections=(), root=Path("/data"), **fields) -> Entry:
     """An Entry as megadetector/read.py makes them; `fields`: video, frame, failure."""
-    return Entry(index, file, root / file, fields.get("video", False), fields.get("frame"), fields.get("failure"),
+    return Entry(index, file, root, fields.get("video", False), fields.get("frame"), fields.get("failure"),
                  tuple(detections))  # fmt: skip
 
 

@@ -97,7 +97,7 @@ def test_reads_deepmeerkat_s_file_without_a_roi(tmp_path, video, stride, max_dim
     (entry,) = r.entries
     assert entry.video and entry.path == video and entry.file == video.as_posix()  # outside the JSON's folder
     frames = list(range(0, FRAMES, stride))
-    assert r.data["images"][0]["frames_processed"] == frames and r.data["images"][0]["frame_rate"] == 10.0
+    assert r.entries.raw(0)["frames_processed"] == frames and r.entries.raw(0)["frame_rate"] == 10.0
     assert [d.frame_number for d in entry.detections] == frames  # DeepMeerkat's 1, 2, ... are frames 0, 1, ...
     for d in entry.detections:
         x0, y0, x1, y1 = square(d.frame_number)
@@ -142,7 +142,7 @@ def test_reads_a_folder_made_per_deepmeerkat_s_source(tmp_path):
         (0, (0.25, 0.5, 0.1, 0.2)),
         (1, (0.25, 0.5, 0.1, 0.2)),
     ]
-    assert r.data["info"] == {"format_version": "1.6", "detector": "DeepMeerkat (MegaDetector MDV5A)"}
+    assert r.header["info"] == {"format_version": "1.6", "detector": "DeepMeerkat (MegaDetector MDV5A)"}
 
 
 @pytest.mark.parametrize(

@@ -20,10 +20,10 @@ import pytest
 from conftest import SAMPLES
 from megadetector_tools import preview, to_csv, validate, video_entry, write_results
 from test_megadetector_format import addaxai_file
-from test_megadetector_write import MODEL, all_scores
+from test_megadetector_write import MODEL, all_scores, streamed
 
 from meerkat.megadetector.read import load
-from meerkat.megadetector.write import Scores, dumps, motion_entry, motion_output, output
+from meerkat.megadetector.write import Scores, dumps, motion_entry, motion_output
 
 pytestmark = pytest.mark.slow
 
@@ -146,9 +146,7 @@ def written(inputs, md_files, tmp_path_factory) -> dict:
         (bad,) = [e.index for e in r.entries if e.file == UNREADABLE]
         scores = {k: v for k, v in all_scores(r).classifications.items() if k[0] != bad}
         written[version] = out / f"meerkat-{version}.json"
-        written[version].write_bytes(
-            dumps(output(r, Scores(scores, {bad: "cannot decode it (a corrupt JPEG)"}), MODEL))
-        )
+        written[version].write_bytes(streamed(r, Scores(scores, {bad: "cannot decode it (a corrupt JPEG)"}), MODEL))
     return written
 
 
@@ -235,11 +233,11 @@ def test_other_tools_files_pass_the_validator_once_meerkat_wrote_them(tmp_path):
     cv2.imwrite(str(tmp_path / "a.jpg"), background(zlib.crc32(b"a")))
     (tmp_path / "addax.json").write_text(json.dumps(addax))
     r = load(tmp_path / "addax.json")
-    (tmp_path / "addax-meerkat.json").write_bytes(dumps(output(r, all_scores(r), MODEL)))
+    (tmp_path / "addax-meerkat.json").write_bytes(streamed(r, all_scores(r), MODEL))
     from test_megadetector_deepmeerkat import dm_folder
 
     dm = load(dm_folder(tmp_path / "dm"), image_root=tmp_path / "dm")
-    (tmp_path / "dm-meerkat.json").write_bytes(dumps(output(dm, all_scores(dm), MODEL)))
+    (tmp_path / "dm-meerkat.json").write_bytes(streamed(dm, all_scores(dm), MODEL))
     found = validate([(tmp_path / "addax-meerkat.json", tmp_path), (tmp_path / "dm-meerkat.json", tmp_path / "dm")])
     assert [f["errors"] for f in found] == [[], []]
     assert [f["classification_category_id_to_count"] for f in found] == [{"0": 2, "1": 2}, {"0": 2, "1": 2}]

@@ -65,7 +65,9 @@ def clips(cfg: ClipsConfig) -> list[dict]:
     used = len(results.entries) - len(failed)
     log.info("%d crops from %d files in %s (%d failed)", len(rows), used, output / "crops", len(failed))
     inputs.warn(skipped, output / "crops.skipped.csv")
-    inputs.check_some_usable(sum(bool(e.detections) and not e.failure for e in results.entries), failed, results)
+    entries = results.entries
+    usable = sum(bool(n) and not failed for n, failed in zip(entries.boxes, entries.failed, strict=True))
+    inputs.check_some_usable(usable, failed, results)
     return rows
 
 

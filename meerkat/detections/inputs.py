@@ -21,8 +21,8 @@ def load(cfg: DetectionsConfig) -> read.Results:
     """The file as the options select its boxes, and one line saying what was selected."""
     results = read.load(cfg.detections, cfg.image_root, cfg.category_list(), cfg.detection_threshold)
     names = ", ".join(f"{results.detection_categories.get(c, c)} ({c})" for c in sorted(results.categories))
-    boxes = sum(len(e.detections) for e in results.entries)
-    with_boxes = sum(bool(e.detections) for e in results.entries)
+    boxes = sum(results.entries.boxes)
+    with_boxes = sum(map(bool, results.entries.boxes))
     log.info(
         "%s: %d files, %d boxes of %s at conf >= %g in %d of them",
         results.path,

@@ -5,7 +5,9 @@ on a batch's size and on a crop's place in it), and rounded to 6 decimals that s
 So the model calls are planned from the file alone: a batch is a run of consecutive entries whose
 selected boxes fit in --batch-size together (an entry with more is a batch of its own, scored in
 calls of --batch-size). The same file and options give the same batches, and so the same scores,
-on one machine whatever the tasks.
+on one machine whatever the tasks. Entries without boxes belong to a batch too (they add no crop
+to its calls), so that every entry is some part's: a video's frame rate, which MegaDetector's
+format needs, is read even where no box is cut.
 
 A part is PART_BATCHES consecutive batches, the unit that is written (OUTPUT/detections-parts/,
 through megadetector/merge.py), reused and merged. Task i of N scores parts i, i + N, ...; the task
@@ -15,6 +17,7 @@ that finds every part done writes detections.json and scan.csv. A part is reused
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from meerkat import __version__
@@ -24,24 +27,25 @@ PART_BATCHES = 50  # about 3,200 crops: minutes of work on a CPU, lost at most w
 FOLDER = "detections-parts"
 
 
-def batches(entries, size: int) -> list[list]:
-    """Consecutive entries with selected boxes, grouped into runs of at most `size` boxes."""
-    out: list[list] = []
-    boxes = 0
-    for entry in entries:
-        n = len(entry.detections)
-        if not n or entry.failure is not None:
+def batches(boxes: Sequence[int], failed: Sequence[int], size: int) -> list[range]:
+    """The entries in runs: consecutive entries whose selected boxes fit in `size` together (an
+    entry with more is a run of its own). Every entry is in one run; those without boxes to cut
+    (none selected, or MegaDetector failed on them) add nothing to a model call."""
+    out: list[range] = []
+    start, held = 0, 0
+    for i, n in enumerate(boxes):
+        if not n or failed[i]:
             continue
-        if out and boxes + n <= size:
-            out[-1].append(entry)
-            boxes += n
-        else:
-            out.append([entry])
-            boxes = n
+        if held and held + n > size:
+            out.append(range(start, i))
+            start, held = i, 0
+        held += n
+    if start < len(boxes):
+        out.append(range(start, len(boxes)))
     return out
 
 
-def split(planned: list[list]) -> list[list[list]]:
+def split(planned: list[range]) -> list[list[range]]:
     """The parts: PART_BATCHES consecutive batches each."""
     return [planned[i : i + PART_BATCHES] for i in range(0, len(planned), PART_BATCHES)]
 

@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 COLUMNS = ["file", "status", "reason", "detections", "classified", "max_score_positive", "kept"]
 
 
-def scan(cfg: ScanConfig) -> list[dict] | None:
+def scan(cfg: ScanConfig) -> dict | None:
     """Score this task's parts; write detections.json and scan.csv when every part is done (then
-    return scan.csv's rows)."""
+    return how many files failed and how many were kept)."""
     index, count = array_shard(cfg.shard_index, cfg.num_shards)
     check_shard(index, count)
     task = Task(cfg)
@@ -68,7 +68,8 @@ class Task:
             log.info(note)
         root = cfg.megadetector.image_root or self.results.path.parent
         self.key = parts.key(self.results, root, self.scorer.sha256, cfg.motion.padding, cfg.batch_size)
-        self.planned = parts.split(parts.batches(self.results.entries, cfg.batch_size))
+        entries = self.results.entries
+        self.planned = parts.split(parts.batches(entries.boxes, entries.failed, cfg.batch_size))
 
     def path(self, k: int) -> Path:
         return parts.path(self.output, k, len(self.planned))
@@ -82,16 +83,20 @@ class Task:
 
     def score(self, todo: list[int]) -> list:
         """Score the parts `todo`, each written as soon as it is done; return the images and boxes skipped."""
-        entries = [e for k in todo for batch in self.planned[k] for e in batch]
-        cuts = sources.cuts(entries, self.cfg.motion.padding, self.cfg.workers)
+        entries = self.results.entries
+        count = sum(len(batch) for k in todo for batch in self.planned[k])
+        cuts = sources.cuts(
+            (entries[i] for k in todo for b in self.planned[k] for i in b), self.cfg.motion.padding, self.cfg.workers
+        )
         skipped = []
-        with Progress("scanning", len(entries), "files") as progress:
+        with Progress("scanning", count, "files") as progress:
             for k in todo:
                 found: dict[str, dict] = {"classifications": {}, "failures": {}, "frame_rates": {}}
                 for batch in self.planned[k]:
                     crops = []
-                    for entry in batch:
+                    for _ in batch:
                         cut = next(cuts)
+                        entry = cut.entry
                         progress.update(progress.done + 1)
                         skipped += inputs.problems(entry)
                         if cut.failure:
@@ -114,7 +119,7 @@ class Task:
             for (at, _), p in zip(chunk, self.scorer.probabilities([c for _, c in chunk]), strict=True):
                 into[at] = tuple(float(v) for v in p)
 
-    def merge(self) -> list[dict] | None:
+    def merge(self) -> dict | None:
         """detections.json and scan.csv from every part, by whichever task finds them all done."""
         folder = atomic.ensure_dir(self.output / parts.FOLDER)
         with locks.waiting_lock(folder / ".lock"):  # tasks finishing together would each miss the other's part
@@ -135,42 +140,49 @@ class Task:
                 )
                 return None
             scores = merge.combine(found)
-            rows = self._write(scores)
-        failed = [r for r in rows if r["status"] == "failed"]
+            counts = self._write(scores)
         log.info(
             "scan.csv: %d files (%d failed), %d kept at score_positive >= %g; %d boxes classified -> %s",
-            len(rows),
-            len(failed),
-            sum(r["kept"] == "True" for r in rows),
+            len(self.results.entries),
+            counts["failed"],
+            counts["kept"],
             self.cfg.threshold,
             len(scores.classifications),
             self.output / "detections.json",
         )
-        usable = [e for e in self.results.entries if e.detections]
-        unread = [inputs.Skipped(e.file, None, scores.failures[e.index]) for e in usable if e.index in scores.failures]
+        entries = self.results.entries
+        usable = [i for i, n in enumerate(entries.boxes) if n and not entries.failed[i]]
+        unread = [inputs.Skipped(entries[i].file, None, scores.failures[i]) for i in usable if i in scores.failures]
         inputs.check_some_usable(len(usable), unread, self.results)
-        return rows
+        return counts
 
-    def _write(self, scores: write.Scores) -> list[dict]:
-        """detections.json and scan.csv of the merged scores; scan.csv's rows."""
+    def _write(self, scores: write.Scores) -> dict:
+        """detections.json and scan.csv of the merged scores, an entry at a time; the counts of
+        failed and kept files."""
         recommended = card.recommended(self.cfg.model)
         classifier = write.Classifier(
             labels=self.scorer.labels,
             threshold=float(recommended["threshold"]) if recommended else self.cfg.threshold,
             metadata={"model_sha256": self.scorer.sha256},
         )
-        data = write.output(self.results, scores, classifier)
         target = self.output / "detections.json"
         with atomic.writing(target), atomic.atomic_open(target, "wb") as f:
-            f.write(write.dumps(data))
-        rows = [_row(self.results, e, scores, self.cfg.threshold) for e in self.results.entries]
-        clips.write_table(self.output / "scan.csv", COLUMNS, ([r[c] for c in COLUMNS] for r in rows))
-        return rows
+            write.write(self.results, scores, classifier, f)
+        counts = {"failed": 0, "kept": 0}
+
+        def rows():
+            for entry in self.results.entries:
+                row = _row(entry, scores, self.cfg.threshold)
+                counts["failed"] += row["status"] == "failed"
+                counts["kept"] += row["kept"] == "True"
+                yield [row[c] for c in COLUMNS]
+
+        clips.write_table(self.output / "scan.csv", COLUMNS, rows())
+        return counts
 
 
-def _row(results, entry, scores: write.Scores, threshold: float) -> dict:
+def _row(entry, scores: write.Scores, threshold: float) -> dict:
     """scan.csv's row of one entry. The positive class is the model's first output (core/settings.LABELS)."""
-    listed = results.data["images"][entry.index].get("detections")
     positive = [
         round(scores.classifications[entry.index, d.index][0], write.DIGITS)
         for d in entry.detections
@@ -183,7 +195,7 @@ def _row(results, entry, scores: write.Scores, threshold: float) -> dict:
         "file": entry.file,
         "status": "failed" if failure else "done",
         "reason": failure or problems,
-        "detections": len(listed) if isinstance(listed, list) else 0,
+        "detections": entry.listed,
         "classified": len(positive),
         "max_score_positive": "" if best is None else f"{best:.6f}",
         "kept": str(best is not None and best >= threshold),

@@ -1,8 +1,10 @@
 """Reading MegaDetector's results: formats 1.0 to 1.6, AddaxAI's files and DeepMeerkat 3.x's megadetector_results.json.
 
 `load` returns every entry (image, video, or frame of a video) with the detections that the
-categories and the detection threshold select, boxes clamped into the image. The parsed JSON
-stays untouched in `Results.data`, from which write.py builds meerkat's output.
+categories and the detection threshold select, boxes clamped into the image. A season's file is
+never held parsed (a million images would take gigabytes as Python objects): `Results` keeps the
+file's bytes, its top level and where each entry lies in them (stream.py), and `Results.entries`
+parses an entry each time it is asked for one. write.py streams meerkat's output from the same.
 
 - Versions: `info.format_version` 1.0 to 1.6, a string or a number ("1.6", 1.3). 1.0, the old
   batch API's files, has every field that 1.1 has. A file without a version, or with another
@@ -23,11 +25,15 @@ stays untouched in `Results.data`, from which write.py builds meerkat's output.
 import hashlib
 import json
 import math
+import posixpath
 import re
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from meerkat.core.errors import MeerkatError
+from meerkat.megadetector import stream
 
 # MegaDetector's categories, and the one meerkat classifies unless told otherwise.
 MEGADETECTOR_CATEGORIES = {"1": "animal", "2": "person", "3": "vehicle"}
@@ -45,7 +51,7 @@ FRAME_NAME = re.compile(r"^frame(\d+)\.jpe?g$", re.IGNORECASE)
 ADDAXAI_KEYS = ("addaxai_metadata", "forbidden_classes", "detection_categories_original")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Detection:
     index: int  # position in its entry's `detections` list (meerkat writes back by it)
     category: str  # MegaDetector's category id ("1"); AddaxAI's prev_category where it replaced it
@@ -54,7 +60,7 @@ class Detection:
     frame_number: int | None  # 0-based frame of a video entry, else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Problem:
     """A selected detection that meerkat cannot crop; write.py records it on the detection."""
 
@@ -62,28 +68,74 @@ class Problem:
     reason: str  # one line, e.g. "box [1.2, 0.1, 0.3, 0.2] lies outside the image"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     index: int  # position in images[]
     file: str  # as written in the JSON
-    path: Path  # image_root / file; for a frame-level entry, see `frame`
+    root: Path  # the folder `file` is relative to (--image-root, else the JSON's folder)
     video: bool  # a video entry: frame_number on its detections
     frame: int | None  # frame-level entries `video.mp4/frame000123.jpg`: 123 (the video is path.parent)
     failure: str | None  # the input's own failure, carried through
     detections: tuple[Detection, ...]  # only the selected ones (categories, threshold), in file order
     problems: tuple[Problem, ...] = ()  # selected detections left out of `detections`, and why
+    listed: int = 0  # detections in the input, selected or not
+    frame_rate: float | None = None  # a video entry's, as the input gives it
+
+    @property
+    def path(self) -> Path:
+        """root / file; for a frame-level entry, see `frame`."""
+        return self.root / self.file.replace("\\", "/")
+
+
+class Entries(Sequence):
+    """The file's entries, each parsed from the file's bytes when asked for: `len`, indexing,
+    slices and iteration as a tuple's. `boxes[i]` is entry i's count of selected detections and
+    `failed[i]` whether the input says MegaDetector failed on it, so that work can be planned
+    without parsing anything again."""
+
+    def __init__(self, raw: bytes, spans: array, make):
+        self._raw, self._spans, self._make = raw, spans, make
+        self.boxes = array("l")
+        self.failed = bytearray()
+        for i in range(len(self)):
+            entry = self[i]
+            self.boxes.append(len(entry.detections))
+            self.failed.append(entry.failure is not None)
+
+    def __len__(self) -> int:
+        return len(self._spans) // 2
+
+    def raw(self, i: int) -> dict:
+        """Entry i as the file holds it (a new dict each time: the caller may change it)."""
+        return json.loads(self._raw[self._spans[2 * i] : self._spans[2 * i + 1]])
+
+    def entry(self, i: int, raw: dict) -> Entry:
+        """Entry i from `raw`, its dict as `raw(i)` gave it."""
+        return self._make(i, raw)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._make(i, self.raw(i))
+
+    def __iter__(self) -> Iterator[Entry]:
+        return (self[i] for i in range(len(self)))
 
 
 @dataclass(frozen=True)
 class Results:
     path: Path  # the JSON read
-    data: dict  # the parsed JSON, untouched (for DeepMeerkat's file: its MegaDetector 1.6 equivalent)
+    header: dict  # the top level as read, in its order, but "images", whose value here is None
     version: str  # as found ("1.0".."1.6"; "1.6" for DeepMeerkat's, as converted)
     kind: str  # "megadetector" | "addaxai" | "deepmeerkat"
     detection_categories: dict[str, str]
     categories: frozenset[str]  # the selected category ids
     threshold: float  # the detection threshold used
-    entries: tuple[Entry, ...]
+    entries: Entries  # the file's entries, for DeepMeerkat's its MegaDetector 1.6 equivalent's
     sha256: str  # of the JSON's bytes (for settings keys)
 
 
@@ -93,39 +145,47 @@ def load(path, image_root=None, categories=None, threshold=None) -> Results:
     selected; default the file's typical detection threshold, else 0.2."""
     path = Path(path)
     raw = _read_bytes(path)
-    data = _parse(path, raw)
+    sha256 = hashlib.sha256(raw).hexdigest()
+    seen = Seen(path)
+    header, spans = _parse(path, raw, seen)
     root = Path(image_root) if image_root is not None else path.parent
-    if isinstance(data, dict) and "info" not in data and "video" in data and isinstance(data.get("images"), list):
+    kind = None
+    if "info" not in header and "video" in header:
         from meerkat.megadetector import deepmeerkat
 
-        data, kind = deepmeerkat.convert(path, data, root), "deepmeerkat"
-    else:
-        kind = None
-    version = _version(path, data)
-    detection_categories = _detection_categories(path, data)
-    if kind is None:
-        kind = "addaxai" if _is_addaxai(data) else "megadetector"
-    for i, im in enumerate(data["images"]):
-        _check_entry(path, i, im)
+        # One video's frames: small. Its MegaDetector equivalent is read as any file is.
+        raw = json.dumps(deepmeerkat.convert(path, json.loads(raw.decode("utf-8-sig")), root)).encode("ascii")
+        seen = Seen(path)
+        header, spans = _parse(path, raw, seen)
+        kind = "deepmeerkat"
+    version = _version(path, header)
+    detection_categories = _detection_categories(path, header)
+    if seen.bad is not None:
+        _check_entry(path, *seen.bad)  # raises: after the version and categories, whose errors say more
+    addaxai = seen.addaxai or any(k in header for k in ADDAXAI_KEYS)
+    kind = kind or ("addaxai" if addaxai else "megadetector")
     names = [(k, v) for k, v in detection_categories.items()]
     if kind == "addaxai":
         # AddaxAI renames "animal" ("unidentified animal"); MegaDetector's ids stay in prev_category.
-        original = data.get("detection_categories_original")
+        original = header.get("detection_categories_original")
         aliases = original if isinstance(original, dict) else MEGADETECTOR_CATEGORIES
         names += [(str(k), str(v)) for k, v in aliases.items()]
     selected = _categories(path, categories, names)
-    threshold = _threshold(path, data, threshold)
-    entries = tuple(_entry(path, root, i, im, selected, threshold) for i, im in enumerate(data["images"]))
+    threshold = _threshold(path, header, threshold)
+
+    def make(i: int, im: dict) -> Entry:
+        return _entry(root, i, im, selected, threshold)
+
     return Results(
         path=path,
-        data=data,
+        header=header,
         version=version,
         kind=kind,
         detection_categories=detection_categories,
         categories=selected,
         threshold=threshold,
-        entries=entries,
-        sha256=hashlib.sha256(raw).hexdigest(),
+        entries=Entries(raw, spans, make),
+        sha256=sha256,
     )
 
 
@@ -140,17 +200,31 @@ def _read_bytes(path: Path) -> bytes:
         raise MeerkatError(f"cannot read {path}: {e.strerror or e}") from None
 
 
-def _parse(path: Path, raw: bytes):
+class Seen:
+    """What the first look at each entry finds: the first that is not an entry, and AddaxAI's mark."""
+
+    def __init__(self, path: Path):
+        self.path, self.bad, self.addaxai = path, None, False
+
+    def __call__(self, i: int, im) -> None:
+        if self.bad is None and not _is_entry(im):
+            self.bad = (i, im)
+        elif not self.addaxai and isinstance(im, dict):
+            self.addaxai = _has_prev_category(im)
+
+
+def _parse(path: Path, raw: bytes, seen: Seen) -> tuple[dict, array]:
+    """The top level (keys in order, "images" None) and the entries' spans."""
     fix = "pass the .json file that MegaDetector (or AddaxAI) wrote"
     try:
-        data = json.loads(raw.decode("utf-8-sig"))
+        items, spans = stream.scan(raw, seen)
     except UnicodeDecodeError:
         raise MeerkatError(f"{path} is not text (not UTF-8 JSON); {fix}") from None
-    except json.JSONDecodeError as e:
-        raise MeerkatError(f"{path} is not JSON ({e.msg} at line {e.lineno}); {fix}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise MeerkatError(f'{path} is not MegaDetector results (no "images" list); {fix}')
-    return data
+    except stream.NotJSON as e:
+        raise MeerkatError(f"{path} is not JSON ({e.message} at line {e.line}); {fix}") from None
+    except stream.NotResults:
+        raise MeerkatError(f'{path} is not MegaDetector results (no "images" list); {fix}') from None
+    return dict(items), spans
 
 
 def _version(path: Path, data: dict) -> str:
@@ -181,14 +255,10 @@ def _detection_categories(path: Path, data: dict) -> dict[str, str]:
     return {str(k): str(v) for k, v in cats.items()}
 
 
-def _is_addaxai(data: dict) -> bool:
-    if any(k in data for k in ADDAXAI_KEYS):
-        return True
-    for im in data["images"]:
-        if isinstance(im, dict) and isinstance(im.get("detections"), list):
-            if any(isinstance(d, dict) and "prev_category" in d for d in im["detections"]):
-                return True
-    return False
+def _has_prev_category(im: dict) -> bool:
+    """AddaxAI's mark on an entry: a detection whose category its classifier replaced."""
+    dets = im.get("detections")
+    return isinstance(dets, list) and any(isinstance(d, dict) and "prev_category" in d for d in dets)
 
 
 def _categories(path: Path, spec, names: list[tuple[str, str]]) -> frozenset[str]:
@@ -230,6 +300,15 @@ def _threshold(path: Path, data: dict, threshold) -> float:
     return threshold
 
 
+def _is_entry(im) -> bool:
+    return (
+        isinstance(im, dict)
+        and isinstance(im.get("file"), str)
+        and bool(im["file"])
+        and isinstance(im.get("detections"), list | None)
+    )
+
+
 def _check_entry(path: Path, index: int, im) -> None:
     where = f"{path}: images[{index}]"
     if not isinstance(im, dict) or not isinstance(im.get("file"), str) or not im["file"]:
@@ -238,20 +317,21 @@ def _check_entry(path: Path, index: int, im) -> None:
         raise MeerkatError(f'{where} ({im["file"]}): "detections" is not a list; it is not MegaDetector results')
 
 
-def _entry(path: Path, root: Path, index: int, im: dict, selected: frozenset[str], threshold: float) -> Entry:
+def _entry(root: Path, index: int, im: dict, selected: frozenset[str], threshold: float) -> Entry:
     file = im["file"]
     failure = im.get("failure")
     failure = None if failure is None else str(failure)
     dets = im.get("detections") or []  # null: a failure's, or nothing detected
-    local = Path(file.replace("\\", "/"))
+    local = file.replace("\\", "/")
+    folder, _, name = local.rpartition("/")
     frame = None
-    match = FRAME_NAME.match(local.name)
-    if match and local.parent.suffix.lower() in VIDEO_EXTENSIONS:
+    match = FRAME_NAME.match(name)
+    if match and posixpath.splitext(folder)[1].lower() in VIDEO_EXTENSIONS:
         frame = int(match[1])
     video = frame is None and (
         "frame_rate" in im
         or "frames_processed" in im
-        or local.suffix.lower() in VIDEO_EXTENSIONS
+        or posixpath.splitext(name)[1].lower() in VIDEO_EXTENSIONS
         or any(isinstance(d, dict) and "frame_number" in d for d in dets)
     )
     chosen, problems = [], []
@@ -261,20 +341,24 @@ def _entry(path: Path, root: Path, index: int, im: dict, selected: frozenset[str
             chosen.append(picked)
         elif picked is not None:
             problems.append(Problem(j, picked))
+    rate = _number(im.get("frame_rate"))
     return Entry(
         index=index,
         file=file,
-        path=root / local,
+        root=root,
         video=video,
         frame=frame,
         failure=failure,
         detections=tuple(chosen),
         problems=tuple(problems),
+        listed=len(dets),
+        frame_rate=rate if video and rate is not None and rate > 0 else None,
     )
 
 
 def _number(x) -> float | None:
-    if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x):
+    kind = type(x)
+    if (kind is float or kind is int) and math.isfinite(x):  # not bool, whose type is bool
         return float(x)
     return None
 
@@ -297,14 +381,14 @@ def _detection(j: int, det, video: bool, selected: frozenset[str], threshold: fl
     frame_number = None
     if video:
         frame_number = det.get("frame_number")
-        if not isinstance(frame_number, int) or isinstance(frame_number, bool) or frame_number < 0:
+        if type(frame_number) is not int or frame_number < 0:
             return f"frame_number {json.dumps(frame_number)} is not a frame (0, 1, 2, ...)"
     return Detection(index=j, category=category, conf=conf, bbox=bbox, frame_number=frame_number)
 
 
 def clamp_box(bbox) -> tuple[float, float, float, float] | str:
     """A box clamped into [0, 1] (x_min, y_min, width, height), or why it is not a box in the image."""
-    values = [_number(v) for v in bbox] if isinstance(bbox, list | tuple) and len(bbox) == 4 else None
+    values = list(map(_number, bbox)) if isinstance(bbox, list | tuple) and len(bbox) == 4 else None
     if values is None or None in values:
         return f"bbox {json.dumps(bbox)} is not four numbers [x_min, y_min, width, height]"
     x, y, w, h = values

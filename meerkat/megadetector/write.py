@@ -1,6 +1,7 @@
 """Writing MegaDetector's format: the input file plus meerkat's classes, and motion scans' own files.
 
-`output` builds the file from `Results.data`, changing nothing but what meerkat adds:
+`write` streams the file from `Results` (the input's top level and entries), changing nothing but
+what meerkat adds:
 - `classification_categories`: the model's dict.txt labels, ids "0", "1", ... in its output
   order; a name that equals a detection category's (Timelapse refuses such a file) gets
   " (meerkat)" appended.
@@ -33,6 +34,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from meerkat import __version__
 from meerkat.core.errors import MeerkatError
@@ -96,50 +98,87 @@ def classifications(probabilities: Sequence[float]) -> list[list]:
     return sorted(pairs, key=lambda c: (-c[1], int(c[0])))
 
 
-def output(results: Results, scores: Scores, classifier: Classifier, when: str | None = None) -> dict:
-    """The input file with meerkat's classes (see the module's docstring)."""
-    data = copy.deepcopy(results.data)
-    ours = _is_meerkats(data)
+def write(results: Results, scores: Scores, classifier: Classifier, out: BinaryIO, when: str | None = None) -> None:
+    """The input file with meerkat's classes (see the module's docstring), written to `out` entry
+    by entry: the bytes `dumps` gives of the whole, without ever holding the whole."""
+    header = copy.deepcopy(results.header)
+    ours = _is_meerkats(header)
     if not ours:
-        taken = [k for k in PREV.values() if k in data or k in data["info"]]
+        taken = [k for k in PREV.values() if k in header or k in header["info"]]
         if taken:
             raise MeerkatError(
                 f"{results.path} already holds {taken[0]}: two classifiers' results set aside before meerkat's; "
                 "pass the file as the first classifier wrote it"
             )
-    problems = {(e.index, p.detection): p.reason for e in results.entries for p in e.problems}
-    failed = {**problems, **scores.detection_failures}
-    for i, im in enumerate(data["images"]):
-        dets = im.get("detections") if isinstance(im.get("detections"), list) else []
-        for j, det in enumerate(dets):
-            if not isinstance(det, dict):
-                continue
-            if ours:
-                det.pop("classifications", None)
-                det.pop(FAILURE, None)
-            elif "classifications" in det:
-                _rename(det, "classifications")
-            _upgrade_detection(det)
-            if (i, j) in scores.classifications:
-                det["classifications"] = classifications(scores.classifications[i, j])
-            if (i, j) in failed:
-                det[FAILURE] = failed[i, j]
-        if ours:
-            im.pop(FAILURE, None)
-        if i in scores.failures:
-            im[FAILURE] = scores.failures[i]
-        _upgrade_video(im, dets, scores.frame_rates.get(i))
-    names = {k: v if str(v).strip() else f"category {k}" for k, v in data["detection_categories"].items()}
-    data["detection_categories"] = names
+    names = {k: v if str(v).strip() else f"category {k}" for k, v in header["detection_categories"].items()}
+    header["detection_categories"] = names
     categories = _classification_categories(classifier.labels, names.values())
     if ours:
-        data.pop("classification_category_descriptions", None)
+        header.pop("classification_category_descriptions", None)
     else:
         for key in ("classification_categories", "classification_category_descriptions"):
-            _rename(data, key)
-    data = _insert_after(data, "detection_categories", "classification_categories", categories)
-    _info(data["info"], classifier, ours, when)
-    return data
+            _rename(header, key)
+    header = _insert_after(header, "detection_categories", "classification_categories", categories)
+    _info(header["info"], classifier, ours, when)
+    out.write(b"{\n")
+    for n, (key, value) in enumerate(header.items()):
+        out.write(f" {json.dumps(key, ensure_ascii=False)}: ".encode("utf-8", "backslashreplace"))
+        if key == "images":
+            _images(results, scores, ours, out)
+        else:
+            out.write(_text(value, 1))
+        out.write(b",\n" if n < len(header) - 1 else b"\n")
+    out.write(b"}\n")
+
+
+def _images(results: Results, scores: Scores, ours: bool, out: BinaryIO) -> None:
+    """The "images" list, an entry at a time, indented as json.dumps indents it in the whole."""
+    entries = results.entries
+    if not len(entries):
+        out.write(b"[]")
+        return
+    chunk = []
+    for i in range(len(entries)):
+        im = entries.raw(i)
+        entry = entries.entry(i, im)
+        _entry(i, im, {p.detection: p.reason for p in entry.problems}, scores, ours)
+        chunk.append(b"  " + _text(im, 2))
+        if len(chunk) >= 1000 or i == len(entries) - 1:  # a few hundred kB a write
+            out.write((b"[\n" if i < 1000 else b",\n") + b",\n".join(chunk))
+            chunk = []
+    out.write(b"\n ]")
+
+
+def _text(value, level: int) -> bytes:
+    """`value` as json.dumps writes it `level` deep in a file indented by one space a level."""
+    text = json.dumps(value, indent=1, ensure_ascii=False)
+    if level:
+        text = text.replace("\n", "\n" + " " * level)  # strings hold no raw newline: JSON escapes it
+    return text.encode("utf-8", "backslashreplace")
+
+
+def _entry(i: int, im: dict, problems: dict[int, str], scores: Scores, ours: bool) -> None:
+    """Entry `i` of the input (`im`, changed in place) with meerkat's classes and failures."""
+    dets = im.get("detections") if isinstance(im.get("detections"), list) else []
+    for j, det in enumerate(dets):
+        if not isinstance(det, dict):
+            continue
+        if ours:
+            det.pop("classifications", None)
+            det.pop(FAILURE, None)
+        elif "classifications" in det:
+            _rename(det, "classifications")
+        _upgrade_detection(det)
+        if (i, j) in scores.classifications:
+            det["classifications"] = classifications(scores.classifications[i, j])
+        failure = scores.detection_failures.get((i, j), problems.get(j))
+        if failure is not None:
+            det[FAILURE] = failure
+    if ours:
+        im.pop(FAILURE, None)
+    if i in scores.failures:
+        im[FAILURE] = scores.failures[i]
+    _upgrade_video(im, dets, scores.frame_rates.get(i))
 
 
 def motion_entry(
