@@ -282,6 +282,45 @@ def test_a_video_entry_is_classified_frame_by_frame(model, tmp_path):
     assert (row["file"], row["status"], row["classified"]) == ("cam/clip.avi", "done", "3")
 
 
+def test_every_kind_of_video_entry_passes_megadetectors_validator(model, tmp_path):
+    """A season of videos in an old (1.3) file: most are empty, some hold only people, some cannot be
+    read, MegaDetector failed on some, and some came as frame-level entries. Format 1.6 wants a frame
+    rate on every video: meerkat reads it from each video it can open, and writes one it cannot
+    open as MegaDetector writes a failed video, the detector's boxes set aside."""
+    cam = tmp_path / "cam"
+    _, drawn = moving_square(cam / "clip.avi")
+    moving_square(cam / "empty.avi")
+    moving_square(cam / "people.avi")
+    (cam / "broken.avi").write_bytes(np.random.default_rng(5).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    (cam / "other.avi").mkdir()  # MegaDetector's frame-level layout: the frames of other.avi, as JPEGs
+    scene(cam / "other.avi" / "frame000010.jpg", [samples("Positives", 1)[0]], size=(240, 160), seed=4)
+    box = [drawn[11][0] / 240, drawn[11][1] / 160, drawn[11][2] / 240, drawn[11][3] / 160]
+    old = [
+        {"file": "cam/clip.avi", "detections": [detection(box, 0.9, frame_number=10)]},
+        {"file": "cam/empty.avi", "detections": []},
+        {"file": "cam/people.avi", "detections": [detection(box, 0.9, category="2", frame_number=10)]},
+        {"file": "cam/broken.avi", "detections": [detection(box, 0.9, frame_number=10)]},
+        {"file": "cam/broken.avi", "detections": []},
+        {"file": "cam/failed.avi", "failure": "Failure processing video", "detections": None},
+        {"file": "cam/other.avi/frame000010.jpg", "detections": [detection([0.1, 0.1, 0.5, 0.5], 0.9)]},
+    ]
+    (cam / "failed.avi").write_bytes(b"")
+    md = write_results(tmp_path / "md.json", results(old, version="1.3"))
+    scan(model, md, tmp_path / "out")
+    (found,) = megadetector_tools.validate([(tmp_path / "out" / "detections.json", tmp_path)])
+    assert found["errors"] == [] and found["classification_category_id_to_count"] == {"0": 2, "1": 2}
+    images = json.loads((tmp_path / "out" / "detections.json").read_text())["images"]
+    rates = {im["file"]: im["frame_rate"] for im in images if "frame_rate" in im}
+    assert rates == {f"cam/{n}.avi": 25.0 for n in ("clip", "empty", "people")} | {
+        "cam/broken.avi": -1.0, "cam/failed.avi": -1.0
+    }  # fmt: skip
+    broken = images[3]
+    assert broken["detections"] is None and broken["prev_detections"] == old[3]["detections"]
+    assert broken["failure"].startswith("meerkat could not read the video")
+    rows = table(tmp_path / "out" / "scan.csv")
+    assert [r["status"] for r in rows] == ["done", "done", "done", "failed", "failed", "failed", "done"]
+
+
 def test_when_no_image_can_be_read_scan_exits_1_with_one_error(model, camera, tmp_path):
     moved = write_results(tmp_path / "md.json", json.loads(camera[1].read_text()))  # beside none of the images
     result = invoke("scan", model, "--detections", moved, "--output", tmp_path / "out")

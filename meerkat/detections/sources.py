@@ -10,7 +10,8 @@ single pass through it.
 Images are decoded and cut on --workers threads, a few entries ahead of the caller, so decoding
 overlaps the model (OpenCV releases the GIL). Crops come back in the file's order whatever the
 threads do. An image that is missing or does not decode, or a video that cannot be read as far as
-its boxes go, gives its entry a failure (the reason) and no crops; the others go on.
+its boxes go, gives its entry a failure (the reason) and no crops; the others go on. A video
+without boxes to cut is only opened for its frame rate, where the file gives none.
 """
 
 import itertools
@@ -82,7 +83,7 @@ def _jobs(entries: Iterable) -> Iterator[list]:
 def _cut(job: list, padding: str) -> list[Cut]:
     first = job[0]
     if not _needs_decoding(first):
-        return [Cut(first)]
+        return [_rate_only(first)]
     if first.video:
         return _from_video(first.path, job, padding)
     if first.frame is not None and not first.path.exists():
@@ -92,6 +93,17 @@ def _cut(job: list, padding: str) -> list[Cut]:
     except Unreadable as e:
         return [Cut(first, failure=str(e))]
     return [Cut(first, [(d, crop(image, d.bbox, padding)) for d in first.detections])]
+
+
+def _rate_only(entry) -> Cut:
+    """An entry with nothing to cut. A video's frame rate, which MegaDetector's format wants on
+    every video and old files lack, is read from its container; one that cannot be opened fails."""
+    if not entry.video or entry.frame_rate is not None or entry.failure is not None:
+        return Cut(entry)
+    try:
+        return Cut(entry, frame_rate=probe(entry.path).rate)
+    except BadVideo as e:
+        return Cut(entry, failure=str(e))
 
 
 def decode(path: Path) -> np.ndarray:

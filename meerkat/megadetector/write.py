@@ -18,7 +18,10 @@ what meerkat adds:
 - failures meerkat finds go under `classification_failure` (a string): on the entry (an image or
   video it could not read) or on the detection (a box it could not crop). MegaDetector's own
   `failure` means the detector failed and requires `detections` to be null, which would lose the
-  detector's boxes; the detector did not fail here.
+  detector's boxes; the detector did not fail here. The one exception is a video that an old file
+  gives no frame rate for and that meerkat cannot open: 1.6 requires a rate, and allows -1 only
+  with `failure`, so it is written as MegaDetector writes a failed video, its boxes in
+  `prev_detections`.
 - `info`: `format_version` "1.6", `classifier` "meerkat <version>", `classification_completion_time`
   (UTC, from $SOURCE_DATE_EPOCH when set), `classifier_metadata` with
   `typical_classification_threshold` and meerkat's provenance. What 1.6 requires of an older
@@ -272,16 +275,24 @@ def _upgrade_detection(det: dict) -> None:
 
 
 def _upgrade_video(im: dict, dets: list, frame_rate: float | None) -> None:
-    """frame_rate and frames_processed on a video entry of an older file (required from 1.4 and 1.5)."""
+    """frame_rate and frames_processed on a video entry of an older file (required from 1.4 and 1.5).
+    A video with no frame rate in the file that meerkat could not open either is written as
+    MegaDetector writes a video it could not process (frame rate -1, `failure`, no detections: 1.6
+    allows no other way), the detector's boxes kept as `prev_detections`."""
     file = str(im.get("file", ""))
     if os.path.splitext(file)[1].lower() not in VIDEO_EXTENSIONS:
         return
-    failed = im.get("failure") is not None
     if "frame_rate" not in im:
         if frame_rate is not None:
             im["frame_rate"] = float(frame_rate)
-        elif failed:
+        elif im.get("failure") is not None:
             im["frame_rate"] = -1.0  # MegaDetector's value for a failed video
+        elif im.get(FAILURE) is not None:
+            im["failure"] = f"meerkat could not read the video: {im.pop(FAILURE)}"
+            im["frame_rate"] = -1.0
+            if im.get("detections") is not None:
+                im["prev_detections"] = im["detections"]
+            im["detections"] = None
     if "frames_processed" not in im:
         # Which frames the detector looked at is lost; those it reported boxes in, it looked at.
         numbers = {d.get("frame_number") for d in dets if isinstance(d, dict)}
