@@ -19,6 +19,41 @@ def graph_def(saved_model_pb: bytes):
     return saved_model_pb2.SavedModel.FromString(saved_model_pb).meta_graphs[0].graph_def
 
 
+def names(saved_model_pb: bytes) -> list:
+    """Each node's name and the functions its debug info says it came from."""
+    return [(n.name, *n.experimental_debug_info.original_func_names) for n in graph_def(saved_model_pb).node]
+
+
+def test_the_export_does_not_depend_on_what_the_process_did_before(tmp_path):
+    """A cold run, a resumed one and one on a warm cache trace other functions and build other
+    layers before they export (TensorFlow and Keras number both process-wide): the same model."""
+    import tensorflow as tf
+
+    from meerkat.core.config import BackboneConfig, TrainConfig
+    from meerkat.embed import backbones
+    from meerkat.embed.decode import decode_batch
+    from meerkat.embed.embedder import Embedder
+    from meerkat.train.export import export_model
+    from meerkat.train.fit import build_head
+
+    spec = backbones.resolve(BackboneConfig("mobilenet_v2", 0.35, "none"))  # random, repeatable weights
+
+    def build():
+        return Embedder(spec, ["/CPU:0"]), build_head(spec.arch.embedding_dim(spec.alpha), TrainConfig())
+
+    embedder, head = build()
+    export_model(embedder, head, ["positive", "negative"], tmp_path / "first")
+    tf.function(lambda b: decode_batch(b, 8)).get_concrete_function(tf.TensorSpec([None], tf.string))
+    later_embedder, later_head = build()
+    later_head.set_weights(head.get_weights())
+    export_model(later_embedder, later_head, ["positive", "negative"], tmp_path / "later")
+    first, later = ((tmp_path / d / "saved_model.pb").read_bytes() for d in ("first", "later"))
+    assert names(first) == names(later)
+    assert first == later
+    # Function names are numbered only where they are now: the graph calls no function.
+    assert not graph_def(first).library.function
+
+
 def test_two_runs_are_identical(tmp_path):
     samples = make_samples(tmp_path / "Samples", train=(8, 10), test=(3, 3))
     outs = [tmp_path / "a", tmp_path / "b"]

@@ -33,6 +33,15 @@ def served_scores(model_dir, uris):
     return serve(image_bytes=tf.constant([open(u, "rb").read() for u in uris]))["scores"].numpy()
 
 
+def assert_same_model(out, ref):
+    """ref's saved_model.pb, byte for byte, whatever the process did before exporting; and the card says so."""
+    from meerkat.embed.weights import sha256
+
+    digests = [sha256(d / "model" / "saved_model.pb") for d in (out, ref)]
+    assert digests[0] == digests[1]
+    assert json.loads((out / "model" / "meerkat.json").read_text())["model_sha256"] == digests[0]
+
+
 def _reference(root, samples, flags):
     out = root / "reference"
     proc = meerkat_run(samples, out, flags=flags)
@@ -98,6 +107,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(request, tmp_path, cli, 
     assert "ended without finishing" in again.output
     for name in ("metrics.json", "predictions.csv", "history.csv"):
         assert (out / "report" / name).read_bytes() == (ref / "report" / name).read_bytes(), name
+    assert_same_model(out, ref)  # ref was exported by a fresh process, out by this one after other tests' work
     runs = [json.loads((d / "report" / "run.json").read_text()) for d in (out, ref)]
     for key in ("best_epoch", "stopped_epoch", "epochs_trained", "train_counts", "validation_counts"):
         assert runs[0][key] == runs[1][key], key
@@ -105,6 +115,17 @@ def test_killed_run_resumes_to_the_uninterrupted_result(request, tmp_path, cli, 
     assert np.array_equal(scores, served_scores(ref / "model", uris))
     assert scores[:, 0].std() > 1e-3, "a degenerate model would make this comparison meaningless"
     assert not [p for p in out.rglob("*") if temporaries.is_temp(p)], "no temporaries may survive the rerun"
+
+
+def test_a_run_on_a_warm_embedding_cache_exports_the_cold_runs_model(reference, tmp_path, cli):
+    samples, ref, _, _ = reference
+    out = tmp_path / "warm"
+    warm = cli("run", samples, out, *TINY, *PLAIN, "--cache-dir", ref / "cache")
+    assert warm.exit_code == 0, warm.output
+    assert "12 images, 12 embeddings from the cache, 0 to compute" in warm.output  # so fewer functions traced
+    for name in ("metrics.json", "predictions.csv"):
+        assert (out / "report" / name).read_bytes() == (ref / "report" / name).read_bytes(), name
+    assert_same_model(out, ref)
 
 
 def test_a_finished_run_is_not_redone_unless_forced(reference, cli):
