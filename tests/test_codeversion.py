@@ -41,10 +41,10 @@ def keys() -> dict[str, str]:
     "module, changed",
     [
         ("embed.decode", {"embedding", "shards", "model"}),  # the embeddings, and baked into the model
-        ("video.motion", {"clips", "scan", "detection-scan"}),  # the crop rule, for motion and MegaDetector boxes
+        ("video.motion", {"clips", "scan", "detection-scan", "detection-clips"}),  # the crop rule, for both kinds
         ("report.model_card", {"report"}),
-        ("apply.card", {"report", "clips", "scan", "detection-scan"}),  # the scans read the card's threshold note
-        ("megadetector.read", {"scan", "detection-scan"}),  # both scans write detections.json through it
+        ("apply.card", {"report", "clips", "scan", "detection-scan", "detection-clips"}),  # the card's threshold note
+        ("megadetector.read", {"scan", "detection-scan", "detection-clips"}),  # both read or write MegaDetector's
         ("train.fit", {"model"}),
         ("report.page", {"report"}),
         ("cli", set()),

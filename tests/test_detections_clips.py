@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import assert_user_error, needs_shared
-from scenes import detection, results, samples, scene, write_results
+from scenes import background, detection, results, samples, scene, write_results
 from test_detections_crops import expected_crop
 from videos import moving_square
 
@@ -53,6 +53,9 @@ def camera(tmp_path_factory):
         {"file": "bad.jpg", "detections": [detection([0.1, 0.1, 0.2, 0.2])]},
         {"file": "unopened.jpg", "failure": "Failure image access", "detections": None},
         {"file": "empty.jpg", "detections": []},
+        {"file": "half.jpg", "failure": "Failure image access", "detections": [detection([0.1, 0.1, 0.2, 0.2])]},
+        {"file": "nul\u0000.jpg", "detections": [detection([0.1, 0.1, 0.2, 0.2])]},  # names no file
+        {"file": "\ud800.jpg", "detections": [detection([0.1, 0.1, 0.2, 0.2])]},  # a lone surrogate: neither
     ]
     md = write_results(root / "md.json", results(entries))
     return root, md, entries
@@ -113,15 +116,22 @@ def test_a_box_holds_the_sample_pasted_there(camera):
 def test_images_that_cannot_be_used_are_listed_and_the_others_go_on(clipped):
     out, result = clipped
     skipped = table(out / "crops.skipped.csv")
-    assert [(s["file"], s["detection"], s["reason"]) for s in skipped] == [
+    no_name = "its name holds a NUL character, which no file name can hold"
+    assert [(s["file"], s["detection"], s["reason"]) for s in skipped] == [  # in the file's order
+        ("site2/deep/IMG_0002.JPG", "3", skipped[0]["reason"]),
         ("missing.jpg", "", "file not found"),
         ("bad.jpg", "", "OpenCV cannot decode it: not an image, or a damaged one"),
-        ("site2/deep/IMG_0002.JPG", "3", skipped[2]["reason"]),
+        ("unopened.jpg", "", "MegaDetector: Failure image access"),
+        ("half.jpg", "", "MegaDetector: Failure image access"),
+        ("nul\u0000.jpg", "", no_name),
+        ("\\ud800.jpg", "", "its name holds characters that no file name here can hold"),
     ]
-    assert "lies outside the image" in skipped[2]["reason"]
+    assert "lies outside the image" in skipped[0]["reason"]
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
-    assert warnings == [f"warning: skipped 3 images, videos or boxes (listed in {out / 'crops.skipped.csv'}):"]
-    assert "6 crops from" in result.output and "Traceback" not in result.output
+    assert warnings == [f"warning: skipped 7 images, videos or boxes (listed in {out / 'crops.skipped.csv'}):"]
+    assert "6 crops from 3 files" in result.output and "(6 failed)" in result.output
+    assert "md.json: 10 files, 10 boxes of animal (1) at conf >= 0.2 in 7 of them" in result.output
+    assert "MegaDetector failed on 2 files" in result.output and "Traceback" not in result.output
 
 
 def test_categories_and_the_detection_threshold_choose_the_boxes(camera, cli, tmp_path):
@@ -151,7 +161,7 @@ def test_when_no_image_can_be_read_clips_exits_1_with_one_error(camera, cli, tmp
     _, _, entries = camera
     moved = write_results(tmp_path / "md.json", results(entries))  # beside none of the images
     result = cli("clips", "--detections", moved, "--output", tmp_path / "out")
-    assert_user_error(result, 1, "none of the 5 images or videos with boxes", "site1/IMG_0001.JPG: file not found",
+    assert_user_error(result, 1, "none of the 7 images or videos with boxes", "site1/IMG_0001.JPG: file not found",
                       "--image-root")  # fmt: skip
 
 
@@ -233,3 +243,63 @@ def test_a_scan_of_videos_and_one_of_detections_never_share_an_output_folder(cli
     video, _ = moving_square(tmp_path / "v.mp4")
     result = cli("scan", tmp_path / "no-model", video, "--output", boxes_scanned)
     assert_user_error(result, 1, str(boxes_scanned), "MegaDetector's detections", "another --output")
+
+
+def test_every_detection_gets_a_crop_of_its_own(cli, tmp_path):
+    """q.jpg listed twice (concatenated shards and checkpoints do this), and a frame-level entry
+    beside its video's entry: no crop takes another's name, and each row names its own crop."""
+    image = background((400, 300), seed=2)
+    image[:100, :100] = (0, 0, 255)  # the top-left box is red, the bottom-right one green
+    image[200:, 300:] = (0, 255, 0)
+    cv2.imwrite(str(tmp_path / "q.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    video, drawn = moving_square(tmp_path / "v.mp4")
+    x, y, w, h = drawn[11]
+    frame_box = [x / 240, y / 160, w / 240, h / 160]
+    entries = [
+        {"file": "q.jpg", "detections": [detection([0.0, 0.0, 0.25, 1 / 3], 0.9)]},
+        {"file": "q.jpg", "detections": [detection([0.75, 2 / 3, 0.25, 1 / 3], 0.8)]},
+        {"file": "v.mp4", "frame_rate": 25.0, "detections": [detection(frame_box, 0.9, frame_number=10)]},
+        {"file": "v.mp4/frame000010.jpg", "detections": [detection(frame_box, 0.7)]},
+    ]
+    md = write_results(tmp_path / "md.json", results(entries, version="1.5"))
+    result = cli("clips", "--detections", md, "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    rows = table(tmp_path / "out" / "crops.csv")
+    assert len(rows) == 4 and len({r["crop"].casefold() for r in rows}) == 4
+    assert sorted(p.name for p in (tmp_path / "out" / "crops").glob("*.jpg")) == sorted(r["crop"] for r in rows)
+    first, second = (pixels(tmp_path / "out" / "crops" / r["crop"]) for r in rows[:2])
+    assert first[150, 150, 2] > 200 > first[150, 150, 1]  # red at the centre: the top-left box
+    assert second[150, 150, 1] > 200 > second[150, 150, 2]  # green: the bottom-right one
+    assert [r["conf"] for r in rows[:2]] == ["0.9", "0.8"]
+
+
+@pytest.fixture
+def small_parts(monkeypatch):
+    """Batches of two boxes and parts of one batch: the camera's boxes in five parts."""
+    from meerkat.apply import suggest
+    from meerkat.detections import parts
+
+    monkeypatch.setattr(parts, "PART_BATCHES", 1)
+    monkeypatch.setattr(suggest, "SCORE_BATCH", 2)
+
+
+def crops_of(out: Path) -> dict[str, bytes]:
+    found = {p.name: p.read_bytes() for p in (out / "crops").iterdir() if p.suffix == ".jpg"}
+    return found | {name: (out / name).read_bytes() for name in ("crops.csv", "crops.skipped.csv")}
+
+
+def test_a_killed_run_resumes_with_the_parts_it_finished(camera, cli, small_parts, tmp_path):
+    _, md, _ = camera
+    assert cli("clips", "--detections", md, "--output", tmp_path / "one").exit_code == 0
+    parts = sorted(p.name for p in (tmp_path / "one" / "clips-parts").iterdir() if p.name.startswith("part-"))
+    assert parts == [f"part-{k:05d}-of-00005" for k in range(5)]
+    failed = cli("clips", "--detections", md, "--output", tmp_path / "two",
+                 env={"MEERKAT_FAIL_AT": "detections:clips-part:2"})  # fmt: skip
+    assert failed.exit_code != 0 and not (tmp_path / "two" / "crops.csv").exists()
+    again = cli("clips", "--detections", md, "--output", tmp_path / "two")
+    assert again.exit_code == 0, again.output
+    assert "Reusing 3 finished parts" in again.output
+    assert crops_of(tmp_path / "two") == crops_of(tmp_path / "one")
+    other = cli("clips", "--detections", md, "--output", tmp_path / "two", "--padding", "box")
+    assert other.exit_code == 0 and "Reusing" not in other.output  # other crops: every part cut again
+    assert crops_of(tmp_path / "two") != crops_of(tmp_path / "one")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from videos import moving_square
 
+from meerkat.core.names import folded
 from meerkat.detections import crops, sources
 from meerkat.megadetector.read import Detection, Entry
 
@@ -83,33 +84,61 @@ def det(index, bbox=(0.1, 0.1, 0.5, 0.5), frame_number=None) -> Detection:
 
 def test_crop_names_say_which_image_frame_and_detection():
     entries = [
-        entry(0, "site1/cam2/IMG_0001.JPG"),
-        entry(1, "IMG_0002.jpeg"),
-        entry(2, "site1/v.mp4", video=True),
-        entry(3, "site1/v2.mp4/frame000123.jpg", frame=123),
-        entry(4, ".hidden.jpg"),
-        entry(5, "site.2\\win.jpg"),
+        entry(0, "site1/cam2/IMG_0001.JPG", [det(3)]),
+        entry(1, "IMG_0002.jpeg", [det(0)]),
+        entry(2, "site1/v.mp4", [det(0, frame_number=45)], video=True),
+        entry(3, "site1/v2.mp4/frame000123.jpg", [det(0)], frame=123),
+        entry(4, ".hidden.jpg", [det(1)]),
+        entry(5, "site.2\\win.jpg", [det(0)]),
     ]
-    bases = crops.bases(entries)
-    assert bases == {0: "site1_cam2_IMG_0001", 1: "IMG_0002", 2: "site1_v", 3: "site1_v2_frame000123", 4: "hidden",
-                     5: "site.2_win"}  # fmt: skip
-    assert crops.crop_name(bases[0], det(3)) == "site1_cam2_IMG_0001_3.jpg"
-    assert crops.crop_name(bases[2], det(0, frame_number=45)) == "site1_v_frame000045_0.jpg"
+    names = crops.Names(entries)
+    assert [names(e, d) for e in entries for d in e.detections] == [
+        "site1_cam2_IMG_0001_3.jpg", "IMG_0002_0.jpg", "site1_v_frame000045_0.jpg", "site1_v2_frame000123_0.jpg",
+        "hidden_1.jpg", "site.2_win_0.jpg",
+    ]  # fmt: skip
 
 
-def test_crop_names_are_unique_across_folders_and_cases():
-    files = ["a/IMG_0001.JPG", "b/IMG_0001.JPG", "a_b/c.jpg", "a/b_c.jpg", "x/Y.jpg", "X/y.jpg", "IMG_0001.JPG"]
-    bases = crops.bases([entry(i, f) for i, f in enumerate(files)])
-    assert len({b.casefold() for b in bases.values()}) == len(files)
-    assert bases[6] == "IMG_0001"  # no clash, no digest
-    assert bases[2].startswith("a_b_c_") and bases[3].startswith("a_b_c_") and len(bases[2]) == len("a_b_c_") + 8
+def test_crops_that_would_share_a_name_each_get_one_of_their_own():
+    entries = [
+        entry(0, "q.jpg", [det(0, (0.0, 0.0, 0.2, 0.2))]),
+        entry(1, "q.jpg", [det(0, (0.8, 0.8, 0.2, 0.2))]),  # the same image again (concatenated shards)
+        entry(2, "v.mp4", [det(0, frame_number=10)], video=True),
+        entry(3, "v.mp4/frame000010.jpg", [det(0)], frame=10),  # its frame, as a frame-level entry
+        entry(4, "a_b/c.jpg", [det(0)]),
+        entry(5, "a/b_c.jpg", [det(0)]),
+        entry(6, "x/Y.jpg", [det(0)]),
+        entry(7, "X/y.jpg", [det(0)]),
+        entry(8, "IMG_0001.JPG", [det(0)]),
+    ]
+    names = crops.Names(entries)
+    found = [names(e, d) for e in entries for d in e.detections]
+    assert len({folded(n) for n in found}) == len(found)
+    assert found[8] == "IMG_0001_0.jpg"  # no clash, no digest
+    assert found[0].startswith("q_") and found[1].startswith("q_") and len(found[0]) == len("q_12345678_0.jpg")
+    assert crops.Names(entries)(entries[1], entries[1].detections[0]) == found[1]  # the same file, the same names
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a/IMG.JPG", "A/img.jpg", "a_IMG.jpg", "v.mp4", "v.mp4/frame000002.jpg",
+                                           "v_frame000002.jpg", "É/x.jpg", "é/X.jpg"]),
+                          st.lists(st.integers(0, 3), max_size=3)), max_size=12))  # fmt: skip
+def test_no_two_detections_share_a_crop_name(listed):
+    """Whatever a file lists, and however often: one name a crop, also where case does not count."""
+    entries = []
+    for i, (file, frames) in enumerate(listed):
+        video, frame = file == "v.mp4", 2 if file.endswith("frame000002.jpg") else None
+        dets = [det(j, frame_number=n if video else None) for j, n in enumerate(frames)]
+        entries.append(entry(i, file, dets, video=video, frame=frame))
+    names = crops.Names(entries)
+    found = [names(e, d) for e in entries for d in e.detections]
+    assert len({folded(n) for n in found}) == len(found)
 
 
 def test_a_very_long_path_gives_a_name_a_file_system_takes():
     deep = "/".join(["folder_with_a_long_name"] * 20) + "/IMG_0001.JPG"
-    (base,) = crops.bases([entry(0, deep)]).values()
-    assert len(crops.crop_name(base, det(12, frame_number=123456)).encode()) < 255
-    assert base.endswith("folder_with_a_long_name_IMG_0001")
+    long = entry(0, deep, [det(12, frame_number=123456)])
+    name = crops.Names([long])(long, long.detections[0])
+    assert len(name.encode()) < 255 and name.endswith("folder_with_a_long_name_IMG_0001_frame123456_12.jpg")
 
 
 # --- decoding ----------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ PARTS = {
     "scan": (("video.scan",), ("opencv", "tensorflow")),
     # The scores of MegaDetector's boxes (scan --detections): its task parts.
     "detection-scan": (("detections.scan",), ("opencv", "tensorflow")),
+    # The crops of MegaDetector's boxes (clips --detections): its parts, with --model their scores.
+    "detection-clips": (("detections.clips",), ("opencv", "tensorflow")),
 }
 
 # Modules that shape how results are written, checked or reported on the terminal, never their

@@ -2,98 +2,206 @@
 
 OUTPUT/crops/ holds the crops, named so that they stay apart in one Samples folder
 (detections/crops.py), and OUTPUT/crops.csv maps each to its file, frame, detection index,
-category, conf and box. OUTPUT/crops.skipped.csv lists the images, videos and boxes that could not
-be used, with the reason. With --model, an earlier model scores every crop (crops.csv gets
-score_positive and suggested) and OUTPUT/suggested/{Positives,Negatives} gets a copy of each, as
-for videos (apply/suggest.py).
+category, conf and box. OUTPUT/crops.skipped.csv lists, in the file's order, the images and
+videos that could not be used (MegaDetector's own failures too) and the boxes that are not boxes
+in their image, with the reason. With --model, an earlier model scores every crop (crops.csv
+gets score_positive and suggested) and OUTPUT/suggested/{Positives,Negatives} gets a copy of
+each, as for videos (apply/suggest.py).
 
-crops/ appears whole when every crop is cut; a rerun cuts them again and replaces only meerkat's
-own files (core/atomic.py).
+The work is cut into parts as scan --detections cuts it (detections/parts.py: planned from the
+file alone, so the model's calls, and so its scores, are scan's). Each part's crops and rows
+appear whole in OUTPUT/clips-parts/ as soon as the part is done, so a killed run, run again, cuts
+only the parts it had not finished. Once every part is done, crops/ is made from them (hard links:
+no second copy where the file system has them) and takes the place of the earlier crops/ whole,
+with crops.csv and crops.skipped.csv; only meerkat's own files are ever replaced (core/atomic.py).
 """
 
 import csv
+import hashlib
 import json
 import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
+from meerkat import __version__
 from meerkat.apply import suggest
-from meerkat.core import atomic, temporaries
+from meerkat.core import atomic, codeversion, faults, ownership, temporaries
 from meerkat.core.config import ClipsConfig
+from meerkat.core.errors import MeerkatError
 from meerkat.core.progress import Progress
-from meerkat.detections import crops, inputs, sources
+from meerkat.detections import crops, inputs, parts, sources
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["crop", "file", "frame_number", "detection", "category", "conf", "bbox"]
+SCORED = ["score_positive", "suggested"]
+FOLDER = "clips-parts"
+PART = "meerkat clips part 1"
 
 
-def clips(cfg: ClipsConfig) -> list[dict]:
-    """Cut the crops of cfg.megadetector's boxes into cfg.output; one row of crops.csv per crop."""
+def clips(cfg: ClipsConfig) -> int:
+    """Cut the crops of cfg.megadetector's boxes into cfg.output; the number of crops."""
     results = inputs.load(cfg.megadetector)
     output = atomic.output_dir(cfg.output)
     temporaries.remove_stale(output)  # what killed runs left; a live writer's are locked
+    temporaries.remove_stale(output / FOLDER)
     scorer = suggest.load_scorer(cfg.model, cfg.threshold)
-    names = crops.bases(results.entries)
-    rows, waiting, skipped, failed = [], [], [], []
-    with atomic.atomic_dir(output / "crops", "the crops") as tmp:
-        entries = results.entries
-        with Progress("cropping", len(entries), "files") as progress:
-            for done, cut in enumerate(sources.cuts(entries, cfg.motion.padding, cfg.workers), 1):
-                progress.update(done)
-                skipped += inputs.problems(cut.entry)
-                if cut.failure:
-                    failed.append(inputs.Skipped(cut.entry.file, None, cut.failure))
-                for detection, data in cut.crops:
-                    row = _row(crops.crop_name(names[cut.entry.index], detection), cut.entry.file, detection)
-                    atomic.write_file(tmp / row["crop"], data)
-                    rows.append(row)
-                    if scorer is not None:
-                        waiting.append((row, data))
-                        if len(waiting) >= suggest.SCORE_BATCH:
-                            _score(waiting, scorer, cfg.threshold)
-        if waiting:
-            _score(waiting, scorer, cfg.threshold)
-    columns = COLUMNS + (["score_positive", "suggested"] if scorer is not None else [])
-    write_table(output / "crops.csv", columns, ([r[c] for c in columns] for r in rows))
-    skipped = failed + skipped
-    _write_skipped(output / "crops.skipped.csv", skipped)
-    if scorer is not None:
-        listed = [
-            suggest.Suggestion(r["file"], output / "crops" / r["crop"], r["score_positive"], r["suggested"])
-            for r in rows
-        ]
-        suggest.suggest(output, listed, cfg.threshold, "file")
-    used = len(results.entries) - len(failed)
-    log.info("%d crops from %d files in %s (%d failed)", len(rows), used, output / "crops", len(failed))
-    inputs.warn(skipped, output / "crops.skipped.csv")
     entries = results.entries
-    usable = sum(bool(n) and not failed for n, failed in zip(entries.boxes, entries.failed, strict=True))
-    inputs.check_some_usable(usable, failed, results)
-    return rows
+    planned = parts.split(parts.batches(entries.boxes, entries.failed, suggest.SCORE_BATCH))
+    work = Parts(output, len(planned), _key(cfg, results, scorer))
+    todo = [k for k in range(len(planned)) if cfg.force or not work.finished(k)]
+    if len(todo) < len(planned):
+        log.info("Reusing %d finished parts in %s", len(planned) - len(todo), output / FOLDER)
+    if todo:
+        names = crops.Names(entries)  # one pass over the whole file: a name clashes with any part's
+        wanted = (entries[i] for k in todo for batch in planned[k] for i in batch)
+        cuts = sources.cuts(wanted, cfg.motion.padding, cfg.workers, rates=False)
+        with Progress("cropping", sum(len(b) for k in todo for b in planned[k]), "files") as progress:
+            for k in todo:
+                batches = [[_cut(next(cuts), names, progress) for _ in batch] for batch in planned[k]]
+                work.write(k, batches, scorer, cfg.threshold)
+                faults.point(f"detections:clips-part:{k}")
+    return _finish(cfg, results, work, scorer)
 
 
-def _row(name: str, file: str, detection) -> dict:
-    return {
-        "crop": name,
-        "file": file,
-        "frame_number": "" if detection.frame_number is None else detection.frame_number,
-        "detection": detection.index,
-        "category": detection.category,
-        "conf": detection.conf,
-        "bbox": json.dumps(list(detection.bbox)),
+class Parts:
+    """OUTPUT/clips-parts/part-K-of-N/: a part's crops and part.json (its key, rows and skipped)."""
+
+    def __init__(self, output: Path, count: int, key: str):
+        self.output, self.count, self.key = output, count, key
+
+    def folder(self, k: int) -> Path:
+        return self.output / FOLDER / f"part-{k:05d}-of-{self.count:05d}"
+
+    def read(self, k: int) -> dict | None:
+        try:
+            found = json.loads((self.folder(k) / "part.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        ok = isinstance(found, dict) and found.get("format") == PART and found.get("key") == self.key
+        return found if ok else None
+
+    def finished(self, k: int) -> bool:
+        return self.read(k) is not None
+
+    def write(self, k: int, batches: list[list["Cut"]], scorer, threshold: float) -> None:
+        """Part k from its batches' entries, each batch's crops scored together when there is a
+        model (the calls scan makes, so the scores scan gives)."""
+        cut = [c for batch in batches for c in batch]
+        rows = [row for c in cut for row in c.rows]
+        data = [d for c in cut for d in c.data]
+        if scorer is not None:
+            scores = [s for batch in batches for s in suggest.scores(scorer, [d for c in batch for d in c.data])]
+            for row, score in zip(rows, scores, strict=True):
+                row += [f"{score:.6f}", suggest.label(score, threshold)]
+        atomic.ensure_dir(self.output / FOLDER)
+        with atomic.atomic_dir(self.folder(k), "a part of the crops") as tmp:
+            for row, crop in zip(rows, data, strict=True):
+                atomic.write_file(tmp / row[0], crop)
+            payload = {
+                "format": PART,
+                "key": self.key,
+                "rows": rows,
+                "skipped": [s for c in cut for s in c.skipped],
+                "unread": [[c.file, c.failure] for c in cut if c.failure],
+            }
+            atomic.write_file(tmp / "part.json", json.dumps(payload).encode("ascii"))
+
+
+@dataclass
+class Cut:
+    """One entry's share of a part: crops.csv rows, the crops' bytes, crops.skipped.csv rows, and
+    why meerkat could not read it (MegaDetector's own failures aside)."""
+
+    file: str
+    rows: list[list]
+    data: list[bytes]
+    skipped: list[list]
+    failure: str | None
+
+
+def _cut(cut: sources.Cut, names: crops.Names, progress: Progress) -> Cut:
+    progress.update(progress.done + 1)
+    entry = cut.entry
+    whole = inputs.failed(entry, cut.failure)
+    skipped = [] if whole is None else [[entry.file, "", whole.reason]]
+    skipped += [[s.file, s.detection, s.reason] for s in inputs.problems(entry)]
+    rows = [_row(names(entry, d), entry.file, d) for d, _ in cut.crops]
+    return Cut(entry.file, rows, [data for _, data in cut.crops], skipped, cut.failure)
+
+
+def _row(name: str, file: str, detection) -> list:
+    frame = "" if detection.frame_number is None else detection.frame_number
+    bbox = json.dumps(list(detection.bbox))
+    return [name, file, frame, detection.index, detection.category, detection.conf, bbox]
+
+
+def _key(cfg: ClipsConfig, results, scorer) -> str:
+    """What a part depends on; a part with another key is cut again."""
+    settings = {
+        "detections_sha256": results.sha256,
+        "image_root": str(Path(cfg.megadetector.image_root or results.path.parent).resolve()),
+        "categories": sorted(results.categories),
+        "detection_threshold": results.threshold,
+        "padding": cfg.motion.padding,
+        "model_sha256": scorer.sha256 if scorer else None,
+        "threshold": cfg.threshold if scorer else None,
+        "meerkat_version": __version__,
+        "code_key": codeversion.key("detection-clips"),  # an upgrade that changed how crops are cut redoes them
     }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _score(waiting: list, scorer, threshold: float) -> None:
-    """Score the crops waiting, in model calls of SCORE_BATCH; their rows get the score and the label."""
-    for (row, _), score in zip(waiting, suggest.scores(scorer, [data for _, data in waiting]), strict=True):
-        row["score_positive"], row["suggested"] = f"{score:.6f}", suggest.label(score, threshold)
-    waiting.clear()
+def _finish(cfg: ClipsConfig, results, work: Parts, scorer) -> int:
+    """crops/, crops.csv, crops.skipped.csv (and suggested/) from every part; the number of crops."""
+    output = work.output
+    found = [work.read(k) for k in range(work.count)]
+    if any(part is None for part in found):  # another process changed them under us
+        raise MeerkatError(f"a part in {output / FOLDER} changed while clips ran; run clips again")
+    with atomic.atomic_dir(output / "crops", "the crops") as tmp:
+        for k, part in enumerate(found):
+            for row in part["rows"]:
+                _link(work.folder(k) / row[0], tmp / row[0])
+    columns = COLUMNS + (SCORED if scorer is not None else [])
+    write_table(output / "crops.csv", columns, (row for part in found for row in part["rows"]))
+    skipped = [row for part in found for row in part["skipped"]]
+    write_table(output / "crops.skipped.csv", ["file", "detection", "reason"], skipped)
+    _remove_others(output / FOLDER, {work.folder(k).name for k in range(work.count)})
+    count = sum(len(part["rows"]) for part in found)
+    if scorer is not None:
+        listed = [suggest.Suggestion(r[1], output / "crops" / r[0], r[-2], r[-1]) for p in found for r in p["rows"]]
+        suggest.suggest(output, listed, cfg.threshold, "file")
+    whole = [s for s in skipped if s[1] == ""]
+    used = len({row[1] for part in found for row in part["rows"]})
+    log.info("%d crops from %d files in %s (%d failed)", count, used, output / "crops", len(whole))
+    inputs.warn([inputs.Skipped(*s) for s in skipped], output / "crops.skipped.csv")
+    _check_some_usable(results, found)
+    return count
 
 
-def _write_skipped(path, skipped: list) -> None:
-    """Always written, so that a rerun never leaves an older run's list beside the new crops."""
-    rows = [(s.file, "" if s.detection is None else s.detection, s.reason) for s in skipped]
-    write_table(path, ["file", "detection", "reason"], rows)
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links: a copy
+        with atomic.writing(target):
+            shutil.copyfile(source, target)
+
+
+def _remove_others(folder: Path, keep: set[str]) -> None:
+    """The parts of earlier runs planned otherwise: meerkat's, and of no use now."""
+    for path in sorted(folder.iterdir()):
+        if path.is_dir() and path.name not in keep and path.name.startswith("part-"):
+            ownership.remove(path, "an earlier run's part of the crops")
+
+
+def _check_some_usable(results, found: list[dict]) -> None:
+    """One error when every image or video with a selected box could not be read."""
+    entries = results.entries
+    needed = sum(bool(n) and not failed for n, failed in zip(entries.boxes, entries.failed, strict=True))
+    unread = [inputs.Skipped(file, None, reason) for part in found for file, reason in part["unread"]]
+    inputs.check_some_usable(needed, unread, results)
 
 
 def write_table(path, header: list[str], rows) -> None:
@@ -101,4 +209,18 @@ def write_table(path, header: list[str], rows) -> None:
     with atomic.writing(path), atomic.atomic_open(path, "w", newline="", **atomic.TEXT) as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerows(map(_cells, rows))
+
+
+def _cells(row: list) -> list:
+    """A name that stands for no bytes (a lone surrogate escaped in the JSON) as its escape, `\\ud800`;
+    any other name as its own bytes, which read back as the name."""
+    out = []
+    for value in row:
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode(**atomic.TEXT)
+            except UnicodeEncodeError:
+                value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        out.append(value)
+    return out

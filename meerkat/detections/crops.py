@@ -10,17 +10,17 @@ gives the box.
 Crop names are unique in one folder whatever folders the images come from: the image's path with
 its folders joined by "_" (`site1/cam2/IMG_0001.JPG` -> `site1_cam2_IMG_0001`), then the frame of a
 video (`_frame000123`, 0-based as MegaDetector counts) and the detection's index in its entry
-(`_0`). Paths that would still give one name (`a_b/c.jpg` and `a/b_c.jpg`, or names that differ in
-case only, which clash on macOS and Windows) each get 8 hex digits of their path's sha256.
+(`_0`). Crops that would still share a name (`Names`) each get 8 hex digits of their entry.
 """
 
 import hashlib
 import math
-from collections import defaultdict
+from collections.abc import Iterable
 
 import numpy as np
 
 from meerkat.core import atomic
+from meerkat.core.names import folded
 from meerkat.video.motion import Box, cut
 
 # Float noise, in pixels: (0.2 + 0.4) * 100 is 60.00000000000001, whose ceiling would add a row.
@@ -58,32 +58,51 @@ def _stem(name: str) -> str:
     return stem if dot and stem else name
 
 
+def _size(name: str) -> int:
+    return len(name.encode("utf-8", "surrogatepass"))  # a byte of a non-UTF-8 name counts 3: on the safe side
+
+
 def _short(name: str, file: str) -> str:
-    if len(name.encode("utf-8", "surrogateescape")) <= MAX_NAME_BYTES:
+    if _size(name) <= MAX_NAME_BYTES:
         return name
-    while len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES - 9:
+    while _size(name) > MAX_NAME_BYTES - 9:
         name = name[1:]  # the end says most: the file's own name
     return f"{_digest(file)}_{name}"
 
 
-def _digest(file: str) -> str:
-    return hashlib.sha256(file.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
-def bases(entries) -> dict[int, str]:
-    """{entry index: the start of its crops' names}, unique ignoring case."""
-    found = {e.index: _short(_base(e), e.file) for e in entries}
-    groups = defaultdict(list)
-    for e in entries:
-        groups[found[e.index].casefold()].append(e)
-    for group in groups.values():
-        if len(group) > 1:
-            for e in group:
-                found[e.index] = _short(f"{_base(e)}_{_digest(e.file)}", e.file)
-    return found
+def _frame(detection) -> str:
+    return f"_frame{detection.frame_number:06d}" if detection.frame_number is not None else ""
 
 
-def crop_name(base: str, detection) -> str:
-    """The crop's file name: base, the frame of a video's detection, the detection's index."""
-    frame = f"_frame{detection.frame_number:06d}" if detection.frame_number is not None else ""
-    return f"{base}{frame}_{detection.index}.jpg"
+def _plain(entry, detection) -> str:
+    return f"{_short(_base(entry), entry.file)}{_frame(detection)}_{detection.index}.jpg"
+
+
+def _hash(name: str) -> int:
+    """64 bits of a name as a case-ignoring file system sees it: the clash check holds 8 bytes a crop."""
+    return int.from_bytes(hashlib.blake2b(folded(name).encode("utf-8", "surrogatepass"), digest_size=8).digest())
+
+
+class Names:
+    """The crop names of a file's entries, unique in one folder ignoring case.
+
+    A crop is named after its image, frame and detection (`_plain`). Where two crops would take one
+    name (the same image listed twice, as concatenated shards and checkpoints list it; a
+    frame-level entry beside its video's; paths that join to one name, or differ in case only),
+    each of them takes 8 hex digits of its entry's place and path after the image's part."""
+
+    def __init__(self, entries: Iterable):
+        hashes = np.fromiter((_hash(_plain(e, d)) for e in entries for d in e.detections), np.uint64)
+        values, counts = np.unique(hashes, return_counts=True)
+        self._clashing = frozenset(values[counts > 1].tolist())
+
+    def __call__(self, entry, detection) -> str:
+        name = _plain(entry, detection)
+        if _hash(name) not in self._clashing:
+            return name
+        mark = _digest(f"{entry.index}\n{entry.file}")
+        return f"{_short(_base(entry), entry.file)}_{mark}{_frame(detection)}_{detection.index}.jpg"

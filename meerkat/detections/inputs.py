@@ -21,18 +21,20 @@ def load(cfg: DetectionsConfig) -> read.Results:
     """The file as the options select its boxes, and one line saying what was selected."""
     results = read.load(cfg.detections, cfg.image_root, cfg.category_list(), cfg.detection_threshold)
     names = ", ".join(f"{results.detection_categories.get(c, c)} ({c})" for c in sorted(results.categories))
-    boxes = sum(results.entries.boxes)
-    with_boxes = sum(map(bool, results.entries.boxes))
+    entries = results.entries
+    usable = [n for n, failed in zip(entries.boxes, entries.failed, strict=True) if not failed]
+    failed = sum(entries.failed)
     log.info(
-        "%s: %d files, %d boxes of %s at conf >= %g in %d of them",
+        "%s: %d files, %d boxes of %s at conf >= %g in %d of them%s",
         results.path,
-        len(results.entries),
-        boxes,
+        len(entries),
+        sum(usable),
         names,
         results.threshold,
-        with_boxes,
+        sum(map(bool, usable)),
+        f"; MegaDetector failed on {failed} files (listed as skipped)" if failed else "",
     )
-    if not boxes:
+    if not sum(usable):
         log.warning("warning: %s has no box of %s at conf >= %g; nothing to do", results.path, names, results.threshold)
     return results
 
@@ -47,6 +49,17 @@ class Skipped:
 def problems(entry) -> list[Skipped]:
     """The selected boxes of `entry` that the reader found unusable (read.Entry.problems)."""
     return [Skipped(entry.file, p.detection, p.reason) for p in entry.problems]
+
+
+def failed(entry, failure: str | None) -> Skipped | None:
+    """`entry` skipped whole: MegaDetector failed on it, or meerkat could not read it (`failure`)."""
+    if entry.failure is not None:
+        return Skipped(entry.file, None, megadetector_failure(entry))
+    return Skipped(entry.file, None, failure) if failure else None
+
+
+def megadetector_failure(entry) -> str:
+    return f"MegaDetector: {entry.failure}"
 
 
 def warn(skipped: list[Skipped], listed_in) -> None:

@@ -15,6 +15,7 @@ without boxes to cut is only opened for its frame rate, where the file gives non
 """
 
 import itertools
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,15 +43,16 @@ class Cut:
     frame_rate: float | None = None  # a video entry's, as OpenCV reads it
 
 
-def cuts(entries: Iterable, padding: str, workers: int = 1) -> Iterator[Cut]:
+def cuts(entries: Iterable, padding: str, workers: int = 1, rates: bool = True) -> Iterator[Cut]:
     """A Cut for every entry, in order. Entries that failed in MegaDetector, or that have no
-    selected detection, are not decoded: their Cut is empty."""
+    selected detection, are not decoded: their Cut is empty (`rates`: but for a video's frame
+    rate, where the file gives none)."""
     jobs = _jobs(entries)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode") as pool:
         pending: deque = deque()
         try:
             for job in jobs:
-                pending.append(pool.submit(_cut, job, padding))
+                pending.append(pool.submit(_cut, job, padding, rates))
                 if len(pending) >= AHEAD * max(1, workers):
                     yield from pending.popleft().result()
             while pending:
@@ -80,10 +82,12 @@ def _jobs(entries: Iterable) -> Iterator[list]:
             yield from ([e] for e in group)
 
 
-def _cut(job: list, padding: str) -> list[Cut]:
+def _cut(job: list, padding: str, rates: bool) -> list[Cut]:
     first = job[0]
     if not _needs_decoding(first):
-        return [_rate_only(first)]
+        return [_rate_only(first) if rates else Cut(first)]
+    if unnamed := unnameable(first.path):
+        return [Cut(e, failure=unnamed) for e in job]
     if first.video:
         return _from_video(first.path, job, padding)
     if first.frame is not None and not first.path.exists():
@@ -95,11 +99,25 @@ def _cut(job: list, padding: str) -> list[Cut]:
     return [Cut(first, [(d, crop(image, d.bbox, padding)) for d in first.detections])]
 
 
+def unnameable(path: Path) -> str | None:
+    """Why the path an entry gives can name no file here, if it cannot: the rest of the file goes on."""
+    text = str(path)
+    if "\0" in text:
+        return "its name holds a NUL character, which no file name can hold"
+    try:
+        os.fsencode(text)
+    except UnicodeError:  # a lone surrogate escaped in the JSON: no bytes on disk are that name
+        return "its name holds characters that no file name here can hold"
+    return None
+
+
 def _rate_only(entry) -> Cut:
     """An entry with nothing to cut. A video's frame rate, which MegaDetector's format wants on
     every video and old files lack, is read from its container; one that cannot be opened fails."""
     if not entry.video or entry.frame_rate is not None or entry.failure is not None:
         return Cut(entry)
+    if unnamed := unnameable(entry.path):
+        return Cut(entry, failure=unnamed)
     try:
         return Cut(entry, frame_rate=probe(entry.path).rate)
     except BadVideo as e:
