@@ -189,6 +189,9 @@ def test_a_rerun_replaces_meerkats_crops_but_never_a_users_file(camera, cli, tmp
         (["videos/", "--categories", "animal"], 2, ["--categories needs --detections FILE"]),
         (["videos/", "--workers", "2"], 2, ["--workers in clips needs --detections FILE"]),
         (["--detections", "md.json", "--categories", ","], 2, ["--categories takes ids or names"]),
+        (["--detections", "md.json", "--path-prefix", "=/data"], 2, ["--path-prefix takes PREFIX=FOLDER"]),
+        (["--detections", "md.json", "--path-prefix", "C:\\cams"], 2, ["--path-prefix takes PREFIX=FOLDER"]),
+        (["videos/", "--path-prefix", "C:\\cams=/data"], 2, ["--path-prefix needs --detections FILE"]),
         (["--detections", "nothing.json"], 1, ["nothing.json does not exist"]),
         (["--detections", "notjson.json"], 1, ["notjson.json is not JSON"]),
         (["--detections", "v9.json"], 1, ['format_version "9.9" is not one meerkat reads']),
@@ -303,3 +306,26 @@ def test_a_killed_run_resumes_with_the_parts_it_finished(camera, cli, small_part
     other = cli("clips", "--detections", md, "--output", tmp_path / "two", "--padding", "box")
     assert other.exit_code == 0 and "Reusing" not in other.output  # other crops: every part cut again
     assert crops_of(tmp_path / "two") != crops_of(tmp_path / "one")
+
+
+@pytest.mark.parametrize(
+    "there, prefix",
+    [
+        ("C:\\Users\\me\\cams", "c:\\users\\ME\\cams\\"),  # Windows (MegaDetector's default): case does not count
+        ("\\\\nas\\traps\\cams", "//nas/traps/cams"),  # a share: either separator
+        ("/home/me/cams", "/home/me/cams"),
+    ],
+)
+def test_absolute_paths_from_another_machine_map_onto_a_folder_here(camera, cli, tmp_path, there, prefix):
+    root, _, entries = camera
+    sep = "/" if there.startswith("/") else "\\"
+    moved = [{**e, "file": there + sep + e["file"].replace("/", sep)} for e in entries[:3]]
+    md = write_results(tmp_path / "md.json", results(moved))
+    refused = cli("clips", "--detections", md, "--output", tmp_path / "out")
+    assert_user_error(refused, 1, "none of the 3 images", "its path is absolute",
+                      f"--path-prefix '{there}=/folder/here'")  # fmt: skip
+    result = cli("clips", "--detections", md, "--output", tmp_path / "out", "--path-prefix", f"{prefix}={root}")
+    assert result.exit_code == 0, result.output
+    rows = table(tmp_path / "out" / "crops.csv")
+    assert [r["file"] for r in rows] == [e["file"] for e in moved for _ in range(2)]  # the file as MegaDetector wrote it
+    assert len(list((tmp_path / "out" / "crops").glob("*.jpg"))) == 6

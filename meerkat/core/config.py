@@ -341,17 +341,35 @@ class DetectionsConfig:
         min=0,
         max=1,
     )
+    path_prefix: list[str] | None = option(
+        None,
+        "With --detections: read the files whose path in it starts with PREFIX from FOLDER here, PREFIX=FOLDER "
+        "(a file written on another machine, e.g. 'C:\\Users\\me\\cams=/data/cams'); repeatable.",
+        "MEERKAT_PATH_PREFIX",
+        metavar="PREFIX=FOLDER",
+    )
 
     def __post_init__(self):
         if self.detections is None:
-            given = [n for n in ("image_root", "categories", "detection_threshold") if getattr(self, n) is not None]
+            names = ("image_root", "categories", "detection_threshold", "path_prefix")
+            given = [n for n in names if getattr(self, n) is not None]
             if given:
                 raise UsageError(f"--{given[0].replace('_', '-')} needs --detections FILE")
         if self.categories is not None and not [c for c in self.categories.split(",") if c.strip()]:
             raise UsageError(f"--categories takes ids or names, e.g. 1 or animal,person; received {self.categories!r}")
+        for pair in self.path_prefix or ():
+            prefix, _, folder = pair.partition("=")
+            if not prefix.strip(" /\\") or not folder.strip():
+                raise UsageError(
+                    f"--path-prefix takes PREFIX=FOLDER, e.g. 'C:\\Users\\me\\cams=/data/cams'; received {pair!r}"
+                )
 
     def category_list(self) -> list[str] | None:
         return [c.strip() for c in self.categories.split(",") if c.strip()] if self.categories else None
+
+    def prefixes(self) -> list[tuple[str, Path]]:
+        """--path-prefix as (PREFIX, FOLDER) pairs."""
+        return [(prefix, Path(folder)) for prefix, _, folder in (p.partition("=") for p in self.path_prefix or ())]
 
 
 # Options of motion detection that mean nothing for MegaDetector's boxes (--padding does: it cuts the crops).

@@ -143,6 +143,7 @@ def _key(cfg: ClipsConfig, results, scorer) -> str:
     settings = {
         "detections_sha256": results.sha256,
         "image_root": str(Path(cfg.megadetector.image_root or results.path.parent).resolve()),
+        "path_prefix": [[prefix, str(folder.resolve())] for prefix, folder in cfg.megadetector.prefixes()],
         "categories": sorted(results.categories),
         "detection_threshold": results.threshold,
         "padding": cfg.motion.padding,

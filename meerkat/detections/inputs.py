@@ -8,6 +8,8 @@ error: the file is likely given the wrong --image-root.
 """
 
 import logging
+import ntpath
+import posixpath
 from dataclasses import dataclass
 
 from meerkat.core.config import DetectionsConfig
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def load(cfg: DetectionsConfig) -> read.Results:
     """The file as the options select its boxes, and one line saying what was selected."""
-    results = read.load(cfg.detections, cfg.image_root, cfg.category_list(), cfg.detection_threshold)
+    results = read.load(cfg.detections, cfg.image_root, cfg.category_list(), cfg.detection_threshold, cfg.prefixes())
     names = ", ".join(f"{results.detection_categories.get(c, c)} ({c})" for c in sorted(results.categories))
     entries = results.entries
     usable = [n for n, failed in zip(entries.boxes, entries.failed, strict=True) if not failed]
@@ -75,10 +77,27 @@ def warn(skipped: list[Skipped], listed_in) -> None:
 
 
 def check_some_usable(needed: int, failed: list[Skipped], results: read.Results) -> None:
-    """One error when every image or video with a selected box failed, naming the first and why."""
+    """One error when every image or video with a selected box failed, naming the first and why,
+    and the option that would find them."""
     if needed and len(failed) >= needed:
         first = failed[0]
         raise MeerkatError(
             f"none of the {needed} images or videos with boxes in {results.path} could be used; the first, "
-            f"{first.file}: {first.reason} (is --image-root the folder MegaDetector ran on?)"
+            f"{first.file}: {first.reason} ({_hint([f.file for f in failed])})"
         )
+
+
+def _hint(files: list[str]) -> str:
+    """Where to look: the paths are the machine's MegaDetector ran on (absolute), or relative to a folder."""
+    absolute = [f for f in files if read.is_absolute(f)]
+    if not absolute:
+        return "is --image-root the folder MegaDetector ran on?"
+    flavour = ntpath if any("\\" in f or ntpath.splitdrive(f)[0] for f in absolute) else posixpath
+    try:
+        common = flavour.commonpath([flavour.dirname(f) for f in absolute])
+    except ValueError:  # on two drives
+        common = flavour.dirname(absolute[0])
+    return (
+        f"its path is absolute, from the machine MegaDetector ran on: give the folder that is {common} there "
+        f"as it is here, --path-prefix '{common}=/folder/here'"
+    )

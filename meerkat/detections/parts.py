@@ -54,11 +54,12 @@ def path(output: Path, number: int, total: int) -> Path:
     return output / FOLDER / f"part-{number:05d}-of-{total:05d}.json"
 
 
-def key(results, image_root: Path, model_sha256: str, padding: str, batch_size: int) -> str:
+def key(results, image_root: Path, prefixes: list, model_sha256: str, padding: str, batch_size: int) -> str:
     """What a part's scores depend on; a part with another key is done again."""
     settings = {
         "detections_sha256": results.sha256,
         "image_root": str(Path(image_root).resolve()),
+        "path_prefix": [[prefix, str(Path(folder).resolve())] for prefix, folder in prefixes],
         "categories": sorted(results.categories),
         "detection_threshold": results.threshold,
         "model_sha256": model_sha256,

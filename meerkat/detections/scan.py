@@ -67,7 +67,8 @@ class Task:
         if note := card.threshold_note(cfg.model, cfg.threshold):  # the model card's advice, once
             log.info(note)
         root = cfg.megadetector.image_root or self.results.path.parent
-        self.key = parts.key(self.results, root, self.scorer.sha256, cfg.motion.padding, cfg.batch_size)
+        prefixes = cfg.megadetector.prefixes()
+        self.key = parts.key(self.results, root, prefixes, self.scorer.sha256, cfg.motion.padding, cfg.batch_size)
         entries = self.results.entries
         self.planned = parts.split(parts.batches(entries.boxes, entries.failed, cfg.batch_size))
 

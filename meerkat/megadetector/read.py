@@ -72,7 +72,7 @@ class Problem:
 class Entry:
     index: int  # position in images[]
     file: str  # as written in the JSON
-    root: Path  # the folder `file` is relative to (--image-root, else the JSON's folder)
+    root: Path  # the folder its path is below (--image-root, else the JSON's folder; or --path-prefix's)
     video: bool  # a video entry: frame_number on its detections
     frame: int | None  # frame-level entries `video.mp4/frame000123.jpg`: 123 (the video is path.parent)
     failure: str | None  # the input's own failure, carried through
@@ -80,11 +80,44 @@ class Entry:
     problems: tuple[Problem, ...] = ()  # selected detections left out of `detections`, and why
     listed: int = 0  # detections in the input, selected or not
     frame_rate: float | None = None  # a video entry's, as the input gives it
+    local: str | None = None  # its path below `root`, "/"-separated; None: `file` is
 
     @property
     def path(self) -> Path:
-        """root / file; for a frame-level entry, see `frame`."""
-        return self.root / self.file.replace("\\", "/")
+        """Where the file is here; for a frame-level entry, see `frame`."""
+        return self.root / (self.file.replace("\\", "/") if self.local is None else self.local)
+
+
+_ABSOLUTE = re.compile(r"^([A-Za-z]:)?/|^//")  # C:/..., /..., //server/share/... once \\ became /
+
+
+class Prefixes:
+    """Where an entry's file is: below the image root, or, where its path starts with a PREFIX of
+    --path-prefix (the folder MegaDetector ran on, on the machine it ran on), below that FOLDER.
+    Separators compare as one (`\\` or `/`), the longest PREFIX wins, and a Windows path's case
+    does not count, as Windows does not count it."""
+
+    def __init__(self, root: Path, prefixes=()):
+        self.root = root
+        found = []
+        for prefix, folder in prefixes:
+            text = str(prefix).replace("\\", "/").rstrip("/")
+            windows = bool(re.match(r"^[A-Za-z]:|^//", text))
+            found.append((text.casefold() if windows else text, windows, Path(folder)))
+        self._prefixes = sorted(found, key=lambda p: -len(p[0]))
+
+    def locate(self, local: str) -> tuple[Path, str | None]:
+        """(the folder, the path below it) of a "/"-separated path from the file."""
+        for prefix, windows, folder in self._prefixes:
+            key = local.casefold() if windows else local
+            if key == prefix or key.startswith(prefix + "/"):
+                return folder, local[len(prefix) :].lstrip("/")
+        return self.root, None
+
+
+def is_absolute(file: str) -> bool:
+    """A path written absolute on whatever machine MegaDetector ran on: /..., C:\\..., \\\\server\\..."""
+    return bool(_ABSOLUTE.match(file.replace("\\", "/")))
 
 
 class Entries(Sequence):
@@ -139,10 +172,11 @@ class Results:
     sha256: str  # of the JSON's bytes (for settings keys)
 
 
-def load(path, image_root=None, categories=None, threshold=None) -> Results:
+def load(path, image_root=None, categories=None, threshold=None, prefixes=()) -> Results:
     """Read a results file. `categories`: ids or names (case-insensitive), as a list or one
     comma-separated string; default the animal category "1". `threshold`: the lowest `conf`
-    selected; default the file's typical detection threshold, else 0.2."""
+    selected; default the file's typical detection threshold, else 0.2. `prefixes`: (PREFIX,
+    FOLDER) pairs: a file whose path starts with PREFIX lies in FOLDER (`Prefixes`)."""
     path = Path(path)
     raw = _read_bytes(path)
     sha256 = hashlib.sha256(raw).hexdigest()
@@ -173,8 +207,10 @@ def load(path, image_root=None, categories=None, threshold=None) -> Results:
     selected = _categories(path, categories, names)
     threshold = _threshold(path, header, threshold)
 
+    places = Prefixes(root, prefixes)
+
     def make(i: int, im: dict) -> Entry:
-        return _entry(root, i, im, selected, threshold)
+        return _entry(places, i, im, selected, threshold)
 
     return Results(
         path=path,
@@ -317,12 +353,13 @@ def _check_entry(path: Path, index: int, im) -> None:
         raise MeerkatError(f'{where} ({im["file"]}): "detections" is not a list; it is not MegaDetector results')
 
 
-def _entry(root: Path, index: int, im: dict, selected: frozenset[str], threshold: float) -> Entry:
+def _entry(places: "Prefixes", index: int, im: dict, selected: frozenset[str], threshold: float) -> Entry:
     file = im["file"]
     failure = im.get("failure")
     failure = None if failure is None else str(failure)
     dets = im.get("detections") or []  # null: a failure's, or nothing detected
     local = file.replace("\\", "/")
+    root, below = places.locate(local)
     folder, _, name = local.rpartition("/")
     frame = None
     match = FRAME_NAME.match(name)
@@ -346,6 +383,7 @@ def _entry(root: Path, index: int, im: dict, selected: frozenset[str], threshold
         index=index,
         file=file,
         root=root,
+        local=below,
         video=video,
         frame=frame,
         failure=failure,
