@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meerkat.core import atomic, faults, ownership
+from meerkat.core import atomic, faults, nesting, ownership
 from meerkat.core.config import DocsConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.core.progress import Progress
@@ -104,7 +104,14 @@ def _warn_overlap(training: list[Path], testing: list[Path]) -> None:
         )
 
 
+def check_apart(cfg: DocsConfig, output_name: str = "--output") -> None:
+    """Refuse an output folder inside SAMPLES (its report PNGs would be read back as crops), or
+    SAMPLES inside it, before any work."""
+    nesting.check_apart(cfg.output, [("SAMPLES", cfg.samples)], output_name)
+
+
 def createdocs(cfg: DocsConfig) -> Docs:
+    check_apart(cfg)
     samples = Path(cfg.samples)
     if not samples.is_dir():
         raise MeerkatError(

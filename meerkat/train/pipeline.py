@@ -14,12 +14,12 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from meerkat.core import atomic, faults, locks, ownership, temporaries
+from meerkat.core import atomic, faults, locks, nesting, ownership, temporaries
 from meerkat.core.config import PreprocessConfig, RecordsConfig, RunConfig, TrainConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.core.settings import IMAGES_PER_SHARD
 from meerkat.embed import backbones, devices, tfrecords
-from meerkat.samples.createdocs import createdocs
+from meerkat.samples.createdocs import check_apart, createdocs
 from meerkat.samples.docs import read_csv, read_dict
 from meerkat.train import run_json
 
@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 def run(cfg: RunConfig) -> dict:
     """createdocs -> preprocess (train and eval) -> train -> export -> report, in cfg.docs.output."""
+    if cfg.preprocessed_train_set is None:  # else SAMPLES is not read
+        check_apart(cfg.docs, "OUTPUT")
+        if cfg.cache_dir is not None:  # meerkat never writes into Samples; a cache that holds them is fine
+            nesting.check_outside(cfg.cache_dir, [("SAMPLES", cfg.docs.samples)], "--cache-dir")
     output = atomic.output_dir(cfg.docs.output)
     with _locked(output):
         start = time.perf_counter()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from meerkat import __version__
 from meerkat.apply import suggest
-from meerkat.core import atomic, codeversion, temporaries
+from meerkat.core import atomic, codeversion, nesting, temporaries
 from meerkat.core.config import ClipsConfig
 from meerkat.video import results
 from meerkat.video.frames import VideoInfo, list_videos
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 def clips(cfg: ClipsConfig) -> list[dict]:
     """Crop every video of cfg.videos into cfg.output; one summary dict per video."""
+    nesting.check_apart(cfg.output, [("VIDEO", v) for v in cfg.videos], "--output")
     videos = list_videos(cfg.videos)
     output = atomic.output_dir(cfg.output)
     temporaries.remove_stale(output)  # what killed runs left; a live writer's are locked

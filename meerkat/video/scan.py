@@ -27,7 +27,7 @@ import cv2
 
 from meerkat import __version__
 from meerkat.apply.card import threshold_note
-from meerkat.core import atomic, codeversion, locks, temporaries
+from meerkat.core import atomic, codeversion, locks, nesting, temporaries
 from meerkat.core.config import ScanConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.core.slurm import array_shard, check_shard
@@ -47,6 +47,7 @@ POSITIVE, NEGATIVE = (0, 0, 255), (0, 200, 255)  # BGR: red, amber
 
 def scan(cfg: ScanConfig) -> list[dict]:
     """Scan this task's share of cfg.videos; return one summary dict per video."""
+    nesting.check_apart(cfg.output, [("VIDEO", v) for v in cfg.videos], "--output")
     index, count = array_shard(cfg.shard_index, cfg.num_shards)
     check_shard(index, count)
     videos = list_videos(cfg.videos)[index::count]
