@@ -19,6 +19,7 @@ import typer
 
 from meerkat import __version__
 from meerkat.core import config
+from meerkat.core.atomic import shown
 from meerkat.core.config import (
     ADVANCED,
     MAX_INT,
@@ -148,13 +149,13 @@ def user_errors():
     except MeerkatError as e:
         if state["debug"]:
             raise
-        typer.echo(f"error: {e}", err=True)
+        typer.echo(f"error: {shown(str(e))}", err=True)  # a name that is not UTF-8 shows its bytes as \xNN
         raise typer.Exit(e.exit_code) from None
     except OSError as e:
         if state["debug"]:
             raise
         where = f"{e.filename}: " if e.filename else ""
-        typer.echo(f"error: {where}{describe_os_error(e)} (rerun with --debug for details)", err=True)
+        typer.echo(shown(f"error: {where}{describe_os_error(e)} (rerun with --debug for details)"), err=True)
         raise typer.Exit(1) from None
     except Exception as e:
         # TensorFlow's own file I/O (shards, the SavedModel) reports a full disk as an OpError.
@@ -365,7 +366,7 @@ def demo_samples(
 
     with user_errors():
         make_demo_samples(folder, train_per_class, test_per_class, seed)
-        typer.echo(f"Wrote {2 * (train_per_class + test_per_class)} crops to {folder}")
+        typer.echo(shown(f"Wrote {2 * (train_per_class + test_per_class)} crops to {folder}"))
 
 
 @app.command()
@@ -389,7 +390,7 @@ def doctor(
             checks.check_mounts(samples, output)
         else:
             for line in checks.report(samples, output):
-                typer.echo(line)
+                typer.echo(shown(line))
 
 
 @app.command()

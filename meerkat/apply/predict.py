@@ -89,14 +89,17 @@ def predict(model_dir, paths, output=None, batch_size: int = 32, threshold: floa
         )
     table = pd.DataFrame(rows, columns=["path", "label", "score_positive"])
     if output:
-        with atomic.atomic_open(output, "w", newline="", encoding="utf-8") as f:
+        with atomic.atomic_open(output, "w", newline="", **atomic.TEXT) as f:
             table.to_csv(f, index=False, lineterminator="\n", float_format="%.6f")
         # Always written, so that a rerun never leaves an older run's list beside the new scores.
         write_skipped(skipped_path(output), skipped)
-    else:
-        table.to_csv(sys.stdout, index=False, lineterminator="\n", float_format="%.6f")
+    else:  # the bytes the file would hold: stdout's own encoding may refuse a name that is not UTF-8
+        text = table.to_csv(index=False, lineterminator="\n", float_format="%.6f")
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode(**atomic.TEXT))
+        sys.stdout.buffer.flush()
     warn_skipped(skipped, skipped_path(output) if output else None)
     # The summary goes where the CSV does not, so that `meerkat predict ... > scores.csv` stays clean.
     summary = f"Scored {len(rows)} images, skipped {len(skipped)}" + (f" -> {output}" if output else "")
-    print(summary, file=sys.stdout if output else sys.stderr, flush=True)
+    print(atomic.shown(summary), file=sys.stdout if output else sys.stderr, flush=True)
     return rows

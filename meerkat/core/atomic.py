@@ -160,8 +160,18 @@ def _probe(folder: Path) -> None:
 
 # --- checked writes inside a temporary folder ---------------------------------------------------
 
-# A path whose bytes are no UTF-8 (a Latin-1 file name) is written as those very bytes.
+# A path whose bytes are no UTF-8 (a Latin-1 file name) is written as those very bytes, and read
+# back as the same name: for CSVs and lists of names (and a name's bytes, `name.encode(**TEXT)`).
 TEXT = {"encoding": "utf-8", "errors": "surrogateescape"}
+
+
+def shown(text: str) -> str:
+    """`text` for what must stay valid UTF-8 (HTML, Markdown, the logs): a byte of a name that is
+    not UTF-8, which Python holds as a lone surrogate, is shown as `\\xNN`, the byte it is."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte (a JSON escape): as \\udXXX
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @contextmanager

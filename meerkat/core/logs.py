@@ -7,12 +7,14 @@ since it begins with Python's default logging.
 import logging
 import sys
 
+from meerkat.core.atomic import shown
+
 
 class _ToStream(logging.Handler):
     def emit(self, record):
         # The streams of the moment, not those at set-up: a test or a progress bar may swap them.
         stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
-        print(self.format(record), file=stream, flush=True)
+        print(shown(self.format(record)), file=stream, flush=True)  # a name's bytes that are not UTF-8 as \xNN
 
 
 def configure_logging(debug: bool) -> None:

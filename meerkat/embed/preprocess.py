@@ -42,9 +42,9 @@ def _input_key(rows, labels, spec: BackboneSpec) -> str:
     for path, label in rows:
         try:
             st = os.stat(path)
-            h.update(f"{path}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(f"{path}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode(**atomic.TEXT))
         except OSError:
-            h.update(f"{path}\0{label}\0missing\n".encode())
+            h.update(f"{path}\0{label}\0missing\n".encode(**atomic.TEXT))
     return h.hexdigest()
 
 
@@ -232,7 +232,8 @@ def _compute(todo_files, todo_converted, embedder: Embedder, cache: EmbeddingCac
                 continue  # changed since the scan: not stored, so diagnosed below
 
     hashes = tf.constant([h for h, _ in todo_files], tf.string, shape=[len(todo_files)])
-    paths = tf.constant([p for _, p in todo_files], tf.string, shape=[len(todo_files)])
+    # The names' bytes: a str tensor would be UTF-8, which a name that is not UTF-8 cannot be.
+    paths = tf.constant([p.encode(**atomic.TEXT) for _, p in todo_files], tf.string, shape=[len(todo_files)])
     as_is = tf.data.Dataset.from_tensor_slices((hashes, paths)).map(lambda h, p: (h, tf.io.read_file(p)))
     spec = (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string))
     ds = as_is.concatenate(tf.data.Dataset.from_generator(converted, output_signature=spec))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from meerkat.core.atomic import TEXT
 from meerkat.core.errors import MeerkatError
 from meerkat.embed.backbones import BackboneSpec
 
@@ -39,7 +40,7 @@ def encode_example(uri: str, label: int, embedding) -> bytes:
     import tensorflow as tf
 
     feature = {
-        "image_uri": tf.train.Feature(bytes_list=tf.train.BytesList(value=[uri.encode("utf-8")])),
+        "image_uri": tf.train.Feature(bytes_list=tf.train.BytesList(value=[uri.encode(**TEXT)])),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
         "embedding": tf.train.Feature(
             float_list=tf.train.FloatList(value=embedding.tolist())
@@ -124,7 +125,7 @@ def read_shards(shards: list[Path], dim: int) -> tuple[list[str], np.ndarray, np
     ds = ds.batch(4096).map(lambda x: tf.io.parse_example(x, spec))
     uris, labels, embeddings = [], [], []
     for batch in ds.as_numpy_iterator():
-        uris += [u.decode("utf-8") for u in batch["image_uri"]]
+        uris += [u.decode(**TEXT) for u in batch["image_uri"]]  # a name that is not UTF-8 is its bytes
         labels.append(batch["label"])
         embeddings.append(batch["embedding"])
     if not uris:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from meerkat.core.atomic import TEXT
 from meerkat.core.settings import IMAGE_EXTENSIONS
 from meerkat.embed import tfrecords
 from meerkat.report.mistakes import Mistake
@@ -83,7 +84,7 @@ def _skipped(pattern: str, what: str) -> list[tuple[str, str, str]]:
     for shard in shards:
         path = tfrecords.skipped_path(shard)
         if path.is_file():
-            table = pd.read_csv(path, keep_default_na=False, dtype=str)
+            table = pd.read_csv(path, keep_default_na=False, dtype=str, encoding_errors=TEXT["errors"])
             rows += [(what, p, r) for p, r in zip(table["path"], table["reason"], strict=True)]
     return rows
 
@@ -107,7 +108,7 @@ def _ignored(manifest: dict) -> list[tuple[str, str]]:
     path = Path(source).parent / "ignored.txt" if source else None
     if not path or not path.is_file():
         return []
-    return [(p, ignored_reason(p)) for p in path.read_text(encoding="utf-8").splitlines() if p]
+    return [(p, ignored_reason(p)) for p in path.read_text(**TEXT).splitlines() if p]
 
 
 def _history(output: Path) -> pd.DataFrame | None:

@@ -236,7 +236,7 @@ def write_report(report_dir, uris, labels, scores, names) -> dict:
             "score_positive": scores[:, 0],
         }
     )
-    with atomic.atomic_open(report_dir / "predictions.csv", "w", newline="", encoding="utf-8") as f:
+    with atomic.atomic_open(report_dir / "predictions.csv", "w", newline="", **atomic.TEXT) as f:
         table.to_csv(f, index=False, lineterminator="\n", float_format="%.6f")
     with atomic.atomic_open(report_dir / "thresholds.csv", "w", newline="", encoding="utf-8") as f:
         pd.DataFrame(evaluation["table"]).to_csv(f, index=False, lineterminator="\n")

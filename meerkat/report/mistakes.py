@@ -122,5 +122,5 @@ def sheet(mistakes: list[Mistake]) -> np.ndarray | None:
 
 def _short(text: str, width: int) -> str:
     """The file name, cut from the left to `width` characters."""
-    name = Path(text).name
+    name = atomic.shown(Path(text).name)
     return name if len(name) <= width else "…" + name[-(width - 1) :]

@@ -35,7 +35,7 @@ def write(facts: Facts, model_dir) -> dict:
     model_dir = Path(model_dir)
     card = build(facts, sha256(model_dir / "saved_model.pb"))
     atomic.write_text(model_dir / CARD_JSON, json.dumps(card, indent=2) + "\n")
-    atomic.write_text(model_dir / CARD_README, render(card))
+    atomic.write_text(model_dir / CARD_README, atomic.shown(render(card)))  # JSON escapes such a name's bytes
     return card
 
 

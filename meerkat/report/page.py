@@ -31,7 +31,8 @@ CSP = "default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'
 
 
 def _e(value) -> str:
-    return html.escape(str(value), quote=True)
+    """Escaped for HTML; a name's bytes that are not UTF-8 shown as \\xNN (the page stays UTF-8)."""
+    return html.escape(atomic.shown(str(value)), quote=True)
 
 
 def _table(head: list[str], rows: list[list], numeric: set[int] = frozenset(), classes=None) -> str:

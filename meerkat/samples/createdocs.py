@@ -47,7 +47,7 @@ def _match_dir(parent: Path, names: tuple, what: str) -> Path | None:
 
 def _held_out(path: Path, class_dir: Path, seed: int) -> bool:
     # Hash of the path inside its class folder: a file's side never changes when others are added.
-    key = f"{seed}/{path.relative_to(class_dir).as_posix()}".encode()
+    key = f"{seed}/{path.relative_to(class_dir).as_posix()}".encode(**atomic.TEXT)
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % HOLDOUT_EVERY == 0
 
 
@@ -172,7 +172,8 @@ def createdocs(cfg: DocsConfig) -> Docs:
     if not docs.ignored and os.path.lexists(ignored_txt):
         ownership.remove(ignored_txt, "an earlier run's list of ignored files")  # the report would list them
     if docs.ignored:
-        atomic.write_text(ignored_txt, "".join(f"{p}\n" for p in docs.ignored))
+        with atomic.atomic_open(ignored_txt, "w", **atomic.TEXT) as f:  # the names' bytes, as in the CSVs
+            f.write("".join(f"{p}\n" for p in docs.ignored))
         shown = ", ".join(str(p) for p in docs.ignored[:5])
         more = f" and {len(docs.ignored) - 5} more" if len(docs.ignored) > 5 else ""
         log.info("Ignored %d non-image files (listed in %s): %s%s", len(docs.ignored), ignored_txt, shown, more)

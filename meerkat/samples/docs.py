@@ -2,6 +2,7 @@
 train read them (DeepMeerkat's CreateDocs.py format)."""
 
 import csv
+import io
 from pathlib import Path
 
 from meerkat.core import atomic
@@ -11,7 +12,7 @@ from meerkat.core.settings import LABELS
 
 def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
     """`path,label` rows, no header, written atomically."""
-    with atomic.atomic_open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic.atomic_open(path, "w", newline="", **atomic.TEXT) as f:
         csv.writer(f, lineterminator="\n").writerows(rows)
 
 
@@ -21,9 +22,12 @@ def read_csv(path) -> list[tuple[str, str]]:
     if not path.is_file():
         raise MeerkatError(f"CSV not found: {path}; run `meerkat createdocs` first or fix --input-path")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except (UnicodeDecodeError, csv.Error) as e:
+        with open(path, newline="", **atomic.TEXT) as f:  # a name that is not UTF-8: its bytes, as written
+            text = f.read()
+        if "\0" in text:  # any bytes decode so; a NUL says they are no text
+            raise csv.Error("binary data, not text")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as e:
         raise MeerkatError(
             f"{path} is not a docs CSV ({e}); pass trainingdata.csv or testingdata.csv from `meerkat createdocs`"
         ) from None

@@ -112,7 +112,7 @@ def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
 
 def write_skipped(path, skipped: list[tuple[str, str]]) -> None:
     """The `path,reason` list of files that could not be used, written atomically."""
-    with atomic.atomic_open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic.atomic_open(path, "w", newline="", **atomic.TEXT) as f:
         csv.writer(f, lineterminator="\n").writerows([("path", "reason"), *skipped])
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from meerkat.core import atomic
 from meerkat.core.errors import MeerkatError
 from meerkat.core.settings import MIN_IMAGES_PER_CLASS
 from meerkat.embed import tfrecords
@@ -67,7 +68,7 @@ def validation_size(n_class: int, fraction: float) -> int:
 
 
 def _rank(seed: int, uri: str) -> tuple[bytes, str]:
-    return hashlib.sha256(f"{seed}/{uri.rsplit('/', 1)[-1]}".encode()).digest(), uri
+    return hashlib.sha256(f"{seed}/{uri.rsplit('/', 1)[-1]}".encode(**atomic.TEXT)).digest(), uri
 
 
 def split(data: Embeddings, fraction: float, seed: int) -> tuple[Embeddings, Embeddings | None]:
