@@ -260,9 +260,9 @@ def test_two_array_tasks_together_write_a_scan_csv_of_every_video(model, videos,
     assert "2 of 2 tasks reported" in second.output
     rows = table(tmp_path / "scan.csv")
     assert list(rows[0]) == [
-        "video", "status", "reason", "total_frames", "motion_frames", "kept_frames", "return_rate", "minutes",
+        "video", "status", "reason", "total_frames", "motion_frames", "kept_frames", "return_rate", "minutes", "folder",
     ]  # fmt: skip
-    assert [Path(r["video"]).name for r in rows] == ["a.avi", "b.avi", "c.mkv"]
+    assert [(Path(r["video"]).name, r["folder"]) for r in rows] == [("a.avi", "a"), ("b.avi", "b"), ("c.mkv", "c")]
     assert [(r["status"], r["total_frames"], r["motion_frames"]) for r in rows] == [
         ("done", "40", "38"),
         ("done", "24", "22"),

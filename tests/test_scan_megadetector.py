@@ -116,6 +116,7 @@ def test_each_video_is_one_entry_with_the_boxes_and_scores_of_annotations_csv(on
             assert scores["0"] == float(row["score"]) and abs(scores["0"] + scores["1"] - 1) < 1e-5
             assert det["classifications"][0][1] >= det["classifications"][1][1]  # highest first
         alone = load(one / stem / "detections.json")
+        assert entry.pop("meerkat_folder") == stem  # the folder of OUTPUT that holds the video's results
         assert alone["images"] == [{**entry, "file": Path(file).name}]
         assert {k: alone[k] for k in ("info", "classification_categories")} == {
             k: data[k] for k in ("info", "classification_categories")

@@ -1,8 +1,10 @@
 """Videos -> training crops, as DeepMeerkat's training mode makes them.
 
-For each video, OUTPUT/<stem>/ holds the crops `<stem>_<frame>_<i>.jpg` (299x299 JPEG, frames
-counted from 1, `i` the box's index in its frame), annotations.csv (one row a crop) and
-parameters.csv, in DeepMeerkat 3.x's layout. With --model, an earlier model scores every crop
+For each video, its folder OUTPUT/<stem>/ holds the crops `<stem>_<frame>_<i>.jpg` (299x299 JPEG,
+frames counted from 1, `i` the box's index in its frame), annotations.csv (one row a crop) and
+parameters.csv, in DeepMeerkat 3.x's layout. A video whose stem another video has gets the folder
+`<stem>_<hash>` instead (video/folders.py), and its crops are named after it, so that no two crops
+of a run share a name. With --model, an earlier model scores every crop
 and OUTPUT/suggested/{Positives,Negatives} get a copy of each, with suggested/scores.csv, so a
 second round of labelling means reviewing suggestions rather than sorting from scratch.
 
@@ -21,7 +23,7 @@ from meerkat import __version__
 from meerkat.apply import suggest
 from meerkat.core import atomic, codeversion, nesting, temporaries
 from meerkat.core.config import ClipsConfig
-from meerkat.video import results
+from meerkat.video import folders, results
 from meerkat.video.frames import VideoInfo, list_videos
 from meerkat.video.motion import cut
 from meerkat.video.walk import VideoWalk, check_some_usable
@@ -35,8 +37,10 @@ def clips(cfg: ClipsConfig) -> list[dict]:
     videos = list_videos(cfg.videos)
     output = atomic.output_dir(cfg.output)
     temporaries.remove_stale(output)  # what killed runs left; a live writer's are locked
+    chosen = folders.assign(videos, output)
+    chosen.note_others(output, f"the counts below{' and suggested/' if cfg.model else ''} cover this run's videos only")
     scorer = suggest.load_scorer(cfg.model, cfg.threshold)
-    clipper = VideoClipper(cfg, scorer)
+    clipper = VideoClipper(cfg, scorer, chosen.names)
     summaries = [clipper.walk(path) for path in videos]
     if scorer is not None:
         _suggest(output, [s for s in summaries if s["status"] != "failed"], cfg.threshold)
@@ -53,7 +57,7 @@ class VideoClipper(VideoWalk):
     stage, what, partial = "clips", "crops", "; crops cover those"
     summary = {"frames": ("total_frames", int), "crops": ("crops", int)}
 
-    def __init__(self, cfg: ClipsConfig, scorer):
+    def __init__(self, cfg: ClipsConfig, scorer, names: dict[Path, str]):
         settings = {
             **asdict(cfg.motion),
             "max_crops_per_video": cfg.max_crops_per_video,
@@ -62,11 +66,11 @@ class VideoClipper(VideoWalk):
             "meerkat_version": __version__,
             "code_key": codeversion.key("clips"),  # an upgrade that changed how crops are cut redoes them
         }
-        super().__init__(cfg.output, cfg.motion, settings, cfg.force)
+        super().__init__(cfg.output, cfg.motion, settings, cfg.force, names)
         self.cfg, self.scorer = cfg, scorer
 
-    def start(self, tmp: Path, path: Path, info: VideoInfo) -> "VideoCrops":
-        return VideoCrops(tmp, path, info, self.cfg, self.scorer)
+    def start(self, tmp: Path, path: Path, info: VideoInfo, name: str) -> "VideoCrops":
+        return VideoCrops(tmp, path, info, name, self.cfg, self.scorer)
 
     def line(self, params: dict, seconds: float) -> str:
         rate = params["total_frames"] / seconds if seconds else 0
@@ -77,17 +81,18 @@ class VideoClipper(VideoWalk):
 
 
 class VideoCrops:
-    """One video's crops, up to --max-crops-per-video, with a row of annotations.csv each."""
+    """One video's crops, up to --max-crops-per-video, with a row of annotations.csv each; named
+    after the video's folder `name` (DeepMeerkat's `<stem>_<frame>_<i>.jpg` where that is the stem)."""
 
-    def __init__(self, tmp: Path, path: Path, info: VideoInfo, cfg: ClipsConfig, scorer):
-        self.tmp, self.path, self.info, self.cfg, self.scorer = tmp, path, info, cfg, scorer
+    def __init__(self, tmp: Path, path: Path, info: VideoInfo, name: str, cfg: ClipsConfig, scorer):
+        self.tmp, self.path, self.info, self.name, self.cfg, self.scorer = tmp, path, info, name, cfg, scorer
         self.rows: list[dict] = []
 
     def boxes(self, number, frame, watched, boxes, full) -> bool:
         limit = self.cfg.max_crops_per_video
         room = limit - len(self.rows) if limit else None
         for i, (box, at) in enumerate(zip(boxes[:room], full[:room], strict=True)):
-            name = f"{self.info.stem}_{number}_{i}.jpg"
+            name = f"{self.name}_{number}_{i}.jpg"
             atomic.write_file(self.tmp / name, atomic.jpeg(cut(watched, box, self.cfg.motion.padding)))
             self.rows.append({**results.annotation(number, self.info.fps, at, "motion", 1.0), "crop": name})
         if limit and len(self.rows) >= limit:
@@ -114,7 +119,7 @@ def _suggest(output: Path, done: list[dict], threshold: float) -> None:
     """OUTPUT/suggested/ from the scores.csv of each video done."""
     crops = []
     for summary in done:
-        folder = output / Path(summary["video"]).stem
+        folder = output / summary["folder"]
         with open(folder / "scores.csv", newline="", **atomic.TEXT) as f:
             for row in csv.DictReader(f):
                 crops.append(

@@ -7,11 +7,12 @@ the subtractor, then every --stride'th) and the motion boxes as detections of th
 "motion" (conf 1.0), each with meerkat's `classifications`. Frame numbers are 0-based, as
 MegaDetector counts them: frame N of annotations.csv (DeepMeerkat counts from 1) is frame_number N - 1.
 
-- OUTPUT/<stem>/detections.json: that video alone, `file` its name (relative to the folder the
-  video is in). It is written with the folder, so a rerun that reuses the folder has it too.
-- OUTPUT/detections.json: every video, `file` relative to the common folder of the VIDEO
-  arguments (a folder itself, a file's parent): a scan of one folder is relative to that folder, as
-  MegaDetector's paths are relative to the folder it ran on. A video that could not be read has
+- detections.json in each video's folder: that video alone, `file` its name (relative to the folder
+  the video is in). It is written with the folder, so a rerun that reuses the folder has it too.
+- OUTPUT/detections.json: every video of the run, `file` relative to the common folder of the
+  VIDEO arguments (a folder itself, a file's parent): a scan of one folder is relative to that
+  folder, as MegaDetector's paths are relative to the folder it ran on. `meerkat_folder` names
+  the video's folder in OUTPUT (absent when the video left none). A video that could not be read has
   MegaDetector's `failure` (and `detections: null`); a truncated one keeps the boxes found, with
   `classification_failure` saying why. Each array task writes its videos' entries to
   scan-parts/<task>-of-<tasks>.json, and the task that writes scan.csv writes this file from
@@ -73,8 +74,11 @@ def base(paths: Iterable) -> Path:
     return Path(os.path.commonpath(folders))
 
 
-def relative(video, start: Path) -> str:
-    return Path(os.path.abspath(video)).relative_to(start).as_posix()
+def listed(entry: dict, video, start: Path, folder: str) -> dict:
+    """A video's entry as OUTPUT/detections.json lists it: `file` relative to `start` (base()),
+    and the folder of OUTPUT that holds its results ("": none)."""
+    file = Path(os.path.abspath(video)).relative_to(start).as_posix()
+    return {**entry, "file": file, **({"meerkat_folder": folder} if folder else {})}
 
 
 def write_all(output: Path, parts: Path, entries: list[dict], index: int, count: int, clf: write.Classifier) -> None:

@@ -53,12 +53,7 @@ def list_videos(paths) -> list[Path]:
         raise MeerkatError(
             f"no videos in {', '.join(map(str, paths))} (looked for {', '.join(sorted(VIDEO_SUFFIXES))})"
         )
-    stems: dict[str, Path] = {}
-    for v in found:
-        if v.stem in stems and stems[v.stem] != v:
-            raise MeerkatError(f"{stems[v.stem]} and {v} would both write to the folder {v.stem}/; rename one of them")
-        stems[v.stem] = v
-    return found
+    return found  # videos of one stem get folders of their own: video/folders.py
 
 
 def _capture(path: Path) -> cv2.VideoCapture:

@@ -4,12 +4,14 @@ Motion detection and crops are those of `clips`, so the model sees what it was t
 go through the exported SavedModel in batches (several frames' boxes per call, never one call per
 box). A frame is kept when any of its boxes has score_positive >= --threshold.
 
-For each video, OUTPUT/<stem>/ holds, in DeepMeerkat 3.x's layout (so its review window opens
-it): annotations.csv with every box (label positive or negative, score = P(positive)),
-parameters.csv (model and its sha256, threshold, settings, frames with motion, kept frames,
-return rate, minutes), and frames/<frame>.jpg of each kept frame with its boxes drawn.
-OUTPUT/scan.csv has one row per video, failures included. The same results in MegaDetector's
-format: OUTPUT/<stem>/detections.json and OUTPUT/detections.json (video/detections_file.py).
+For each video, its folder OUTPUT/<stem>/ (or `<stem>_<hash>` when another video has that stem:
+video/folders.py) holds, in DeepMeerkat 3.x's layout (so its review window opens it):
+annotations.csv with every box (label positive or negative, score = P(positive)), parameters.csv
+(model and its sha256, threshold, settings, frames with motion, kept frames, return rate,
+minutes), and frames/<frame>.jpg of each kept frame with its boxes drawn.
+OUTPUT/scan.csv has one row per video of this run, failures included, its last column the folder
+that holds it. The same results in MegaDetector's format: each folder's detections.json and
+OUTPUT/detections.json (video/detections_file.py).
 
 Each video's folder appears whole once the video is done, and a rerun skips the videos finished
 with the same model and settings, so a killed scan resumes video by video (video/walk.py walks
@@ -32,7 +34,7 @@ from meerkat.core.config import ScanConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.core.slurm import array_shard, check_shard
 from meerkat.megadetector import write
-from meerkat.video import detections_file, results
+from meerkat.video import detections_file, folders, results
 from meerkat.video.frames import VideoInfo, list_videos, stride_for
 from meerkat.video.motion import cut
 from meerkat.video.walk import VideoWalk, check_some_usable
@@ -50,7 +52,7 @@ def scan(cfg: ScanConfig) -> list[dict]:
     nesting.check_apart(cfg.output, [("VIDEO", v) for v in cfg.videos], "--output")
     index, count = array_shard(cfg.shard_index, cfg.num_shards)
     check_shard(index, count)
-    videos = list_videos(cfg.videos)[index::count]
+    every = list_videos(cfg.videos)
     base = detections_file.base(cfg.videos)  # every task's the same: it is of all the videos
     output = atomic.output_dir(cfg.output)
     if (output / "detections-parts").is_dir():  # scan --detections': both write detections.json and scan.csv
@@ -58,18 +60,21 @@ def scan(cfg: ScanConfig) -> list[dict]:
             f"{output} holds a scan of MegaDetector's detections (detections-parts/); give this scan another --output"
         )
     temporaries.remove_stale(output)  # what killed scans left; live tasks' work is locked
+    chosen = folders.assign(every, output, cfg.path_map)  # of every task's videos, so that all tasks agree
+    chosen.note_others(output, "scan.csv and detections.json list this run's videos only")
+    videos = every[index::count]
     if note := threshold_note(cfg.model, cfg.threshold):  # the model card's advice, once
         log.info(note)
     if cfg.workers > 1 and len(videos) > 1:
         context = get_context("spawn")  # TensorFlow does not survive fork
-        with ProcessPoolExecutor(min(cfg.workers, len(videos)), context, _start_worker, (cfg,)) as pool:
+        with ProcessPoolExecutor(min(cfg.workers, len(videos)), context, _start_worker, (cfg, chosen.names)) as pool:
             summaries = list(pool.map(_scan_in_worker, videos))
             classifier = pool.submit(_classifier_in_worker).result()
     else:
-        scanner = VideoScanner(cfg)
+        scanner = VideoScanner(cfg, chosen.names)
         summaries = [scanner.walk(path) for path in videos]
         classifier = scanner.classifier
-    entries = [{**s.pop("entry"), "file": detections_file.relative(s["video"], base)} for s in summaries]
+    entries = [detections_file.listed(s.pop("entry"), s["video"], base, s["folder"]) for s in summaries]
     parts = atomic.ensure_dir(output / "scan-parts")
     with locks.waiting_lock(parts / ".lock"):  # tasks finishing together would each miss the other's part
         _write_table(output, parts, summaries, index, count)
@@ -81,13 +86,13 @@ def scan(cfg: ScanConfig) -> list[dict]:
 _worker = {}
 
 
-def _start_worker(cfg: ScanConfig) -> None:
+def _start_worker(cfg: ScanConfig, names: dict[Path, str]) -> None:
     from meerkat.core.logs import configure_logging
     from meerkat.core.quiet import hush
 
     hush()  # a spawned worker imports TensorFlow afresh
     configure_logging(debug=False)
-    _worker["scanner"] = VideoScanner(cfg)
+    _worker["scanner"] = VideoScanner(cfg, names)
 
 
 def _scan_in_worker(path: Path) -> dict:
@@ -110,7 +115,7 @@ class VideoScanner(VideoWalk):
         "minutes": ("minutes", float),
     }
 
-    def __init__(self, cfg: ScanConfig):
+    def __init__(self, cfg: ScanConfig, names: dict[Path, str]):
         from meerkat.apply.scorer import Scorer
 
         self.cfg = cfg
@@ -124,10 +129,10 @@ class VideoScanner(VideoWalk):
             "meerkat_version": __version__,
             "code_key": codeversion.key("scan"),  # an upgrade that changed how videos are scanned redoes them
         }
-        super().__init__(cfg.output, cfg.motion, settings, cfg.force)
+        super().__init__(cfg.output, cfg.motion, settings, cfg.force, names)
         self.classifier = detections_file.classifier(cfg.model, self.scorer.labels, self.scorer.sha256, cfg.threshold)
 
-    def start(self, tmp: Path, path: Path, info: VideoInfo) -> "ScannedVideo":
+    def start(self, tmp: Path, path: Path, info: VideoInfo, name: str) -> "ScannedVideo":
         return ScannedVideo(tmp, path, info, self.cfg, self.scorer, self.classifier)
 
     def reusable(self, folder: Path) -> bool:
@@ -139,7 +144,7 @@ class VideoScanner(VideoWalk):
         if summary.get("unusable"):  # no folder; one from an earlier run is not this video's
             summary["entry"] = detections_file.failed_video(path.name, summary["reason"])
         else:
-            summary["entry"] = detections_file.read_video(self.output / path.stem)
+            summary["entry"] = detections_file.read_video(self.output / summary["folder"])
             if summary["status"] == "failed":  # truncated: the boxes found stay
                 summary["entry"][write.FAILURE] = summary["reason"]
         return summary
@@ -228,7 +233,9 @@ def _write_table(output: Path, parts: Path, summaries: list[dict], index: int, c
     The caller holds the parts folder's lock."""
     import pandas as pd
 
-    columns = ["video", "status", "reason", "total_frames", "motion_frames", "kept_frames", "return_rate", "minutes"]
+    columns = [
+        "video", "status", "reason", "total_frames", "motion_frames", "kept_frames", "return_rate", "minutes", "folder",
+    ]  # fmt: skip
     mine = pd.DataFrame(summaries, columns=columns)
     part = parts / f"{index:05d}-of-{count:05d}.csv"
     with atomic.writing(part), atomic.atomic_open(part, "w", newline="", **atomic.TEXT) as f:

@@ -1,13 +1,15 @@
-"""The walk clips and scan share: video by video into OUTPUT/<stem>/, frame by frame within one.
+"""The walk clips and scan share: video by video into its folder of OUTPUT, frame by frame within one.
 
-A video is probed and its --roi/--exclude checked; a folder finished with the same settings (its
-parameters.csv holds their settings_key) is reused. Else the folder is written in a temporary that
-takes its place whole (atomic.atomic_dir): frame 1 only starts the video, as in DeepMeerkat, and
-the boxes of each later frame with motion go to the command's Video; then annotations.csv and
-parameters.csv, DeepMeerkat's block with the command's own values. A video that decodes well short
-of the frames its container states is truncated: its results stay, marked failed. A video that
-cannot be used (BadVideo) is logged and listed as failed and leaves nothing, so a rerun tries it
-again; the others go on.
+Each video's folder is named by video/folders.py (`<stem>`, or `<stem>_<hash>` when another video
+has that stem) and records the video in parameters.csv's `source_path`. A video is probed and its
+--roi/--exclude checked; a folder finished with the same settings (its parameters.csv holds their
+settings_key) is reused. Else the folder is written in a temporary that takes its place whole
+(atomic.atomic_dir): frame 1 only starts the video, as in DeepMeerkat, and the boxes of each later
+frame with motion go to the command's Video; then annotations.csv and parameters.csv,
+DeepMeerkat's block with the command's own values. A video that decodes well short of the frames
+its container states is truncated: its results stay, marked failed. A video that cannot be used
+(BadVideo) is logged and listed as failed and leaves nothing, so a rerun tries it again; the
+others go on.
 """
 
 import logging
@@ -22,7 +24,7 @@ from meerkat.core import atomic, faults
 from meerkat.core.config import MotionConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.core.progress import Progress
-from meerkat.video import results
+from meerkat.video import folders, results
 from meerkat.video.frames import BadVideo, Frames, VideoInfo, probe, stride_for
 from meerkat.video.motion import Box, MotionDetector, check_regions, parameters
 
@@ -54,12 +56,13 @@ class VideoWalk(ABC):
     summary: dict[str, tuple[str, type]]
     partial = ""
 
-    def __init__(self, output: Path, motion: MotionConfig, settings: dict, force: bool):
+    def __init__(self, output: Path, motion: MotionConfig, settings: dict, force: bool, names: dict[Path, str]):
         self.output, self.motion, self.settings, self.force = Path(output), motion, settings, force
+        self.folder_names = names  # each video -> the name of its folder in OUTPUT (video/folders.py)
 
     @abstractmethod
-    def start(self, tmp: Path, path: Path, info: VideoInfo) -> Video:
-        """The Video that writes the results of `path` into the folder `tmp`."""
+    def start(self, tmp: Path, path: Path, info: VideoInfo, name: str) -> Video:
+        """The Video that writes the results of `path` into the folder `tmp`, to be named `name`."""
 
     @abstractmethod
     def line(self, params: dict, seconds: float) -> str:
@@ -76,12 +79,12 @@ class VideoWalk(ABC):
         except BadVideo as e:
             log.warning("warning: %s: %s; skipped", path, e)
             log.debug("why %s failed:", path, exc_info=e)
-            return {**self._summary(path, {}), "status": "failed", "reason": str(e), "unusable": e.failed}
+            return {**self._summary(path, {}), "status": "failed", "reason": str(e), "unusable": e.failed, "folder": ""}
 
     def _walk(self, path: Path) -> dict:
         info = probe(path)
         check_regions(self.motion, info.width, info.height)
-        folder = self.output / info.stem
+        folder = self.output / self.folder_names[path]
         key = results.settings_key(path, self.settings)
         previous = results.read_parameters(folder / "parameters.csv")
         if not self.force and previous.get("settings_key") == key and self.reusable(folder):
@@ -97,7 +100,7 @@ class VideoWalk(ABC):
     def _write(self, tmp: Path, path: Path, info: VideoInfo, key: str) -> tuple[dict, float]:
         """The results of `path` in `tmp`; its parameters.csv values and the seconds it took."""
         start = time.perf_counter()
-        video = self.start(tmp, path, info)
+        video = self.start(tmp, path, info, self.folder_names[path])
         frames, motion_frames, stopped = _feed(video, path, info, self.motion, f"{self.stage}:{info.stem}")
         rows, own = video.finish(frames)
         results.write_annotations(tmp / "annotations.csv", rows)
@@ -112,18 +115,21 @@ class VideoWalk(ABC):
             "motion_events": motion_frames,  # DeepMeerkat's name for the frames with motion
             "minutes": round(seconds / 60, 4),
             "settings_key": key,
+            folders.RECORD: folders.identity(path),  # which video the folder holds, whatever --path-map says
             **_completeness(info, frames, stopped, self.partial),
         }
         results.write_parameters(tmp / "parameters.csv", params)
         return params, seconds
 
     def _summary(self, path: Path, params: dict[str, str], reused: bool = False) -> dict:
+        """`folder`: the name of the folder that holds the video's results."""
         status = params.get("status", "done")
         return {
             "video": str(path),
             "status": "reused" if reused and status == "done" else status,
             "reason": params.get("reason", ""),
             **{field: kind(params.get(name, 0)) for field, (name, kind) in self.summary.items()},
+            "folder": self.folder_names[path],
         }
 
 
