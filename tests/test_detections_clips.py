@@ -129,6 +129,7 @@ def test_images_that_cannot_be_used_are_listed_and_the_others_go_on(clipped):
     assert "lies outside the image" in skipped[0]["reason"]
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert warnings == [f"warning: skipped 7 images, videos or boxes (listed in {out / 'crops.skipped.csv'}):"]
+    assert "  missing.jpg: file not found" in result.output
     assert "6 crops from 3 files" in result.output and "(6 failed)" in result.output
     assert "md.json: 10 files, 10 boxes of animal (1) at conf >= 0.2 in 7 of them" in result.output
     assert "MegaDetector failed on 2 files" in result.output and "Traceback" not in result.output
@@ -329,3 +330,31 @@ def test_absolute_paths_from_another_machine_map_onto_a_folder_here(camera, cli,
     rows = table(tmp_path / "out" / "crops.csv")
     assert [r["file"] for r in rows] == [e["file"] for e in moved for _ in range(2)]  # the file as MegaDetector wrote it
     assert len(list((tmp_path / "out" / "crops").glob("*.jpg"))) == 6
+
+
+@pytest.mark.parametrize("command", ["clips", "scan"])
+def test_an_output_inside_an_input_or_holding_one_is_refused(camera, cli, tmp_path, command):
+    """The crops and frames meerkat writes are images: inside the images' folder, MegaDetector run
+    there again takes them for the camera's. Refused before any work, one line naming both."""
+    root, md, entries = camera
+    model = ["model/"] if command == "scan" else []  # refused before the model is read
+    cases = [
+        (["--image-root", root, "--output", root / "crops"], "--output", "lies inside --image-root"),
+        (["--path-prefix", f"C:\\cams={root}", "--output", root / "site1" / "out"], "--path-prefix's FOLDER",
+         "lies inside"),
+        (["--output", md.parent], "--detections", "lies inside --output"),  # it would overwrite detections.json
+        (["--output", root / "beside"], None, None),  # beside the file, its folder not named: allowed
+        (["--image-root", root / "site1", "--output", root / "site1" / "deep"], "--output", "lies inside --image-root"),
+        (["--image-root", root / "site1", "--output", root], "lies inside --output", "where meerkat writes"),
+    ]  # fmt: skip
+    for args, *words in cases:
+        result = cli(command, *model, "--detections", md, *args)
+        if words[0] is None:
+            assert "lies inside" not in result.output
+        else:
+            assert_user_error(result, 2, *words)
+    assert not (root / "crops").exists() and not (root / "site1" / "out").exists()
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    hidden = cli(command, *model, "--detections", md, "--image-root", root, "--output", link / "crops")
+    assert_user_error(hidden, 2, "lies inside --image-root")

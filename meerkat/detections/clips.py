@@ -43,6 +43,7 @@ PART = "meerkat clips part 1"
 
 def clips(cfg: ClipsConfig) -> int:
     """Cut the crops of cfg.megadetector's boxes into cfg.output; the number of crops."""
+    inputs.check_apart(cfg.megadetector, cfg.output)
     results = inputs.load(cfg.megadetector)
     output = atomic.output_dir(cfg.output)
     temporaries.remove_stale(output)  # what killed runs left; a live writer's are locked
@@ -177,7 +178,10 @@ def _finish(cfg: ClipsConfig, results, work: Parts, scorer) -> int:
     whole = [s for s in skipped if s[1] == ""]
     used = len({row[1] for part in found for row in part["rows"]})
     log.info("%d crops from %d files in %s (%d failed)", count, used, output / "crops", len(whole))
-    inputs.warn([inputs.Skipped(*s) for s in skipped], output / "crops.skipped.csv")
+    inputs.warn(
+        [inputs.Skipped(file, None if box == "" else box, why) for file, box, why in skipped],
+        output / "crops.skipped.csv",
+    )
     _check_some_usable(results, found)
     return count
 

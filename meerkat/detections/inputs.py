@@ -12,6 +12,7 @@ import ntpath
 import posixpath
 from dataclasses import dataclass
 
+from meerkat.core import nesting
 from meerkat.core.config import DetectionsConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.megadetector import read
@@ -39,6 +40,19 @@ def load(cfg: DetectionsConfig) -> read.Results:
     if not sum(usable):
         log.warning("warning: %s has no box of %s at conf >= %g; nothing to do", results.path, names, results.threshold)
     return results
+
+
+def check_apart(cfg: DetectionsConfig, output) -> None:
+    """--output outside --image-root and each --path-prefix FOLDER (the crops and frames meerkat
+    writes are images that MegaDetector, run there again, would take for the camera's), and
+    holding none of them, nor the file itself, which would be where meerkat writes its own
+    detections.json. The JSON's own folder, the default root, often holds a whole project: an
+    output beside the file is allowed."""
+    inputs = [("--detections", cfg.detections)]
+    if cfg.image_root is not None:
+        inputs.append(("--image-root", cfg.image_root))
+    inputs += [("--path-prefix's FOLDER", folder) for _, folder in cfg.prefixes()]
+    nesting.check_apart(output, inputs, "--output")
 
 
 @dataclass(frozen=True)

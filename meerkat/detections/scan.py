@@ -56,6 +56,7 @@ class Task:
         from meerkat.apply.scorer import Scorer
 
         self.cfg = cfg
+        inputs.check_apart(cfg.megadetector, cfg.output)
         self.results = inputs.load(cfg.megadetector)
         self.output = atomic.output_dir(cfg.output)
         if (self.output / "scan-parts").is_dir():  # a scan of videos: both write detections.json and scan.csv
@@ -99,10 +100,11 @@ class Task:
                         cut = next(cuts)
                         entry = cut.entry
                         progress.update(progress.done + 1)
+                        if whole := inputs.failed(entry, cut.failure):
+                            skipped.append(whole)
                         skipped += inputs.problems(entry)
                         if cut.failure:
                             found["failures"][entry.index] = cut.failure
-                            skipped.append(inputs.Skipped(entry.file, None, cut.failure))
                         if cut.frame_rate:
                             found["frame_rates"][entry.index] = cut.frame_rate
                         crops += [((entry.index, d.index), data) for d, data in cut.crops]
