@@ -10,6 +10,7 @@ where it fails.
 - preview: `postprocess_batch_results.process_batch_results`, the HTML preview page.
 - to_csv: `convert_output_format.convert_json_to_csv`, one row per image.
 - write_results / video_entry: MegaDetector's own writers, to make the inputs the tests read.
+- load_images: `load_image`, the pixels MegaDetector's detector sees (EXIF orientation its way).
 """
 
 import csv
@@ -75,6 +76,16 @@ print(json.dumps(_video_results_to_md_format(spec["file"], spec["frame_rate"], s
 """
 
 
+# visualization_utils.load_image: how MegaDetector reads an image before it draws boxes on it.
+LOAD_IMAGE = """
+import json, sys
+import numpy as np
+from megadetector.visualization.visualization_utils import load_image
+for path, out in json.loads(sys.argv[1]):
+    np.save(out, np.asarray(load_image(path)))
+"""
+
+
 def missing(what: str):
     """Skip, or under CI=true (where `make test` provides everything) fail."""
     if CI:
@@ -127,6 +138,15 @@ def write_results(specs: list[dict]) -> None:
     """Files as MegaDetector's run_detector_batch writes them: each spec {path, results (its per-image
     dicts), info (None: MegaDetector's own, format 1.6), include_max_conf (files up to 1.2 had it)}."""
     run(WRITE_RESULTS, json.dumps([{"info": None, "include_max_conf": False} | s for s in specs], default=str))
+
+
+def load_images(paths: list[Path], folder: Path) -> list:
+    """Each image as MegaDetector's loader gives it to the detector: RGB arrays, upright as it turns them."""
+    import numpy as np
+
+    outs = [folder / f"md-{i}.npy" for i in range(len(paths))]
+    run(LOAD_IMAGE, json.dumps([[str(p), str(o)] for p, o in zip(paths, outs, strict=True)]))
+    return [np.load(o) for o in outs]
 
 
 def video_entry(file: str, frame_rate: float, frames: list[dict]) -> dict:

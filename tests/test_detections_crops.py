@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import cv2
+import megadetector_tools
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -144,22 +145,26 @@ def test_a_very_long_path_gives_a_name_a_file_system_takes():
 # --- decoding ----------------------------------------------------------------------------------------
 
 
-def test_an_image_is_decoded_upright_by_its_exif_orientation_as_megadetector_loads_it(tmp_path):
-    # Stored 60 wide and 40 high, with orientation 6 (rotate 90 degrees clockwise to view): upright it is 40 x 60.
-    stored = np.zeros((40, 60, 3), np.uint8)
-    stored[:, :30] = (0, 0, 255)  # left half red (RGB (255, 0, 0))
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    buf = io.BytesIO()
-    Image.fromarray(stored[:, :, ::-1]).save(buf, "JPEG", exif=exif.tobytes(), quality=100)
-    (tmp_path / "r.jpg").write_bytes(buf.getvalue())
-    image = sources.decode(tmp_path / "r.jpg")
-    assert image.shape == (60, 40, 3)
-    assert image[:25, 20, 2].min() > 200 and image[35:, 20, 2].max() < 60  # red on top once upright
-    with Image.open(tmp_path / "r.jpg") as pil:  # MegaDetector's loader: PIL, then exif_transpose
-        from PIL import ImageOps
-
-        assert ImageOps.exif_transpose(pil).size == (40, 60)
+def test_every_exif_orientation_is_read_as_megadetector_reads_it(tmp_path):
+    """MegaDetector's loader turns the image for orientations 3, 6 and 8 and leaves the mirrored
+    ones (2, 4, 5, 7) as stored; OpenCV would mirror those too, and swap width and height for 5
+    and 7. The boxes fall where MegaDetector drew them only on MegaDetector's pixels."""
+    stored = np.zeros((40, 60, 3), np.uint8)  # 60 wide, 40 high: a quadrant each of red, green, blue, white
+    stored[:20, :30], stored[:20, 30:], stored[20:, :30], stored[20:, 30:] = (0, 0, 255), (0, 255, 0), (255, 0, 0), 255
+    paths = []
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        buf = io.BytesIO()
+        Image.fromarray(stored[:, :, ::-1]).save(buf, "JPEG", exif=exif.tobytes(), quality=100, subsampling=0)
+        paths.append(tmp_path / f"o{orientation}.jpg")
+        paths[-1].write_bytes(buf.getvalue())
+    theirs = megadetector_tools.load_images(paths, tmp_path)
+    for orientation, path, want in zip(range(1, 9), paths, theirs, strict=True):
+        ours = sources.decode(path)[:, :, ::-1]  # BGR -> RGB
+        assert ours.shape == want.shape, orientation
+        assert np.abs(ours.astype(int) - want).max() < 8, orientation  # two JPEG decoders, one picture
+    assert [t.shape[:2] for t in theirs] == [(40, 60)] * 5 + [(60, 40), (40, 60), (60, 40)]  # 6 and 8 turned
 
 
 def write_jpeg(path: Path, image) -> Path:

@@ -1,7 +1,7 @@
 """The crops of each entry of a MegaDetector file: every image and video frame decoded once for all its boxes.
 
-An image is decoded with OpenCV (cv2.imdecode, IMREAD_COLOR), which turns it upright by its EXIF
-orientation as MegaDetector's loader does, so the boxes fall where MegaDetector drew them. A
+An image is decoded with OpenCV (cv2.imdecode) and turned by its EXIF orientation as MegaDetector's
+loader turns it (`decode`), so the boxes fall where MegaDetector drew them. A
 video's frames are read in order, grab() for the frames no box needs and retrieve() for those
 that one does (MegaDetector counts frames from 0). A frame-level entry, `video.mp4/frame000123.jpg`,
 is that JPEG where it exists, else frame 123 of video.mp4; consecutive ones of one video share a
@@ -14,6 +14,7 @@ its boxes go, gives its entry a failure (the reason) and no crops; the others go
 without boxes to cut is only opened for its frame rate, where the file gives none.
 """
 
+import io
 import itertools
 import os
 from collections import deque
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from meerkat.detections.crops import crop
 from meerkat.samples.imagefiles import Unreadable, read_bytes
@@ -125,15 +127,33 @@ def _rate_only(entry) -> Cut:
 
 
 def decode(path: Path) -> np.ndarray:
-    """The image at `path`, upright, BGR; raises Unreadable with the reason it cannot be used."""
+    """The image at `path`, BGR, turned as MegaDetector's loader turns it; raises Unreadable with
+    the reason it cannot be used."""
     data = read_bytes(path)
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error as e:  # e.g. more pixels than OpenCV's limit
         raise Unreadable(f"OpenCV cannot decode it: {' '.join(str(e).split())}") from None
     if image is None:
         raise Unreadable("OpenCV cannot decode it: not an image, or a damaged one")
-    return image
+    turn = ROTATIONS.get(_orientation(data))
+    return image if turn is None else cv2.rotate(image, turn)
+
+
+# MegaDetector's loader (visualization_utils.open_image) turns an image by its EXIF orientation
+# only for these three; it leaves the mirrored ones (2, 4, 5, 7) as stored, where OpenCV would
+# mirror them, and so it draws its boxes on those pixels.
+ROTATIONS = {3: cv2.ROTATE_180, 6: cv2.ROTATE_90_CLOCKWISE, 8: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+def _orientation(data: bytes) -> int | None:
+    """The EXIF orientation as MegaDetector's loader reads it: PIL's `_getexif`, which only the
+    formats that carry EXIF that way have (JPEG, MPO, WebP); anything unreadable is no rotation."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image._getexif().get(0x0112)
+    except Exception:  # as MegaDetector's loader: no EXIF, a damaged one, a format without it
+        return None
 
 
 def _frame_of(entry, detection) -> int:
