@@ -328,7 +328,7 @@ def test_absolute_paths_from_another_machine_map_onto_a_folder_here(camera, cli,
     result = cli("clips", "--detections", md, "--output", tmp_path / "out", "--path-prefix", f"{prefix}={root}")
     assert result.exit_code == 0, result.output
     rows = table(tmp_path / "out" / "crops.csv")
-    assert [r["file"] for r in rows] == [e["file"] for e in moved for _ in range(2)]  # the file as MegaDetector wrote it
+    assert [r["file"] for r in rows] == [e["file"] for e in moved for _ in range(2)]  # as MegaDetector wrote it
     assert len(list((tmp_path / "out" / "crops").glob("*.jpg"))) == 6
 
 
