@@ -215,7 +215,7 @@ class Scan:
             values["batch_size"] = batch_size
         self.cfg = config.build(ScanConfig, values)
         start = time.perf_counter()
-        self.scanner = VideoScanner(self.cfg)
+        self.scanner = VideoScanner(self.cfg, {})  # each video's folder is named as it comes
         self.load_seconds = time.perf_counter() - start
         # The time spent in model calls, to tell scoring from motion detection.
         self.model_seconds, self.crops, score = 0.0, 0, self.scanner.scorer.probabilities
@@ -231,6 +231,7 @@ class Scan:
 
     def __call__(self, video: Path) -> tuple[tuple[float, float], dict]:
         self.model_seconds, self.crops = 0.0, 0
+        self.scanner.folder_names[video] = video.stem  # the bench's videos have stems of their own
         with Timer() as t:
             summary = self.scanner.walk(video)
         return t.seconds, {**summary, "seconds": t.wall, "model_seconds": self.model_seconds, "crops": self.crops}
