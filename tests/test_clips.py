@@ -668,7 +668,7 @@ def test_a_name_that_is_not_utf8_fails_that_video_instead_of_crashing(square, tm
     proc = run_clips(folder, "--output", tmp_path / "out")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert warnings(proc.stderr) == [
-        f"warning: {folder}/caf\\udce9.avi: its name is not UTF-8, which OpenCV cannot open; rename it; skipped"
+        f"warning: {folder}/caf\\xe9.avi: its name is not UTF-8, which OpenCV cannot open; rename it; skipped"
     ]
     assert crops(tmp_path / "out" / "sq") == sorted(f"sq_{n}_0.jpg" for n in PINNED)
     alone = run_clips(latin1, "--output", tmp_path / "alone")

@@ -191,7 +191,8 @@ def test_cuts_come_in_file_order_with_failures_for_what_cannot_be_read(tmp_path)
     ]
     decoded = [cv2.imdecode(np.frombuffer((tmp_path / f"{n}.jpg").read_bytes(), np.uint8), 1) for n in "ab"]
     for workers in (1, 3):
-        cut = list(sources.cuts(entries, "box", workers))
+        with sources.Cuts(entries, "box", workers) as cuts:
+            cut = list(cuts)
         assert [c.entry.index for c in cut] == list(range(7))
         assert [(d.index, data) for d, data in cut[0].crops] == [
             (0, crops.crop(decoded[0], (0.1, 0.1, 0.5, 0.5), "box")),
@@ -240,7 +241,8 @@ def test_video_entries_and_frame_level_entries_give_the_crops_of_their_frames(vi
         entry(4, "cam/v.avi/frame000050.jpg", [det(0, box)], frame=50, root=root),
         entry(5, "cam/gone.avi", [det(0, box, 1)], video=True, root=root),
     ]
-    cut = list(sources.cuts(entries, "deepmeerkat", 2))
+    with sources.Cuts(entries, "deepmeerkat", 2) as cuts:
+        cut = list(cuts)
     want = {n: crops.crop(frames[n], box, "deepmeerkat") for n in (2, 5, 12, 20)}
     assert cut[0].crops == [(entries[0].detections[0], want[12]), (entries[0].detections[1], want[2]),
                             (entries[0].detections[2], want[12])]  # fmt: skip

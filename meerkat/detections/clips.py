@@ -27,6 +27,7 @@ from pathlib import Path
 
 from meerkat import __version__
 from meerkat.apply import suggest
+from meerkat.apply.scorer import model_sha256 as scorer_sha256
 from meerkat.core import atomic, codeversion, faults, ownership, temporaries
 from meerkat.core.config import ClipsConfig
 from meerkat.core.errors import MeerkatError
@@ -48,23 +49,25 @@ def clips(cfg: ClipsConfig) -> int:
     output = atomic.output_dir(cfg.output)
     temporaries.remove_stale(output)  # what killed runs left; a live writer's are locked
     temporaries.remove_stale(output / FOLDER)
-    scorer = suggest.load_scorer(cfg.model, cfg.threshold)
     entries = results.entries
     planned = parts.split(parts.batches(entries.boxes, entries.failed, suggest.SCORE_BATCH))
-    work = Parts(output, len(planned), _key(cfg, results, scorer))
+    model_sha256 = scorer_sha256(cfg.model) if cfg.model else None
+    work = Parts(output, len(planned), _key(cfg, results, model_sha256))
     todo = [k for k in range(len(planned)) if cfg.force or not work.finished(k)]
     if len(todo) < len(planned):
         log.info("Reusing %d finished parts in %s", len(planned) - len(todo), output / FOLDER)
+    scorer = None
     if todo:
         names = crops.Names(entries)  # one pass over the whole file: a name clashes with any part's
         wanted = (entries[i] for k in todo for batch in planned[k] for i in batch)
-        cuts = sources.cuts(wanted, cfg.motion.padding, cfg.workers, rates=False)
-        with Progress("cropping", sum(len(b) for k in todo for b in planned[k]), "files") as progress:
-            for k in todo:
-                batches = [[_cut(next(cuts), names, progress) for _ in batch] for batch in planned[k]]
-                work.write(k, batches, scorer, cfg.threshold)
-                faults.point(f"detections:clips-part:{k}")
-    return _finish(cfg, results, work, scorer)
+        with sources.Cuts(wanted, cfg.motion.padding, cfg.workers, rates=False) as cuts:
+            scorer = suggest.load_scorer(cfg.model, cfg.threshold)  # while the first images decode
+            with Progress("cropping", sum(len(b) for k in todo for b in planned[k]), "files") as progress:
+                for k in todo:
+                    batches = [[_cut(next(cuts), names, progress) for _ in batch] for batch in planned[k]]
+                    work.write(k, batches, scorer, cfg.threshold)
+                    faults.point(f"detections:clips-part:{k}")
+    return _finish(cfg, results, work, model_sha256 is not None)
 
 
 class Parts:
@@ -139,7 +142,7 @@ def _row(name: str, file: str, detection) -> list:
     return [name, file, frame, detection.index, detection.category, detection.conf, bbox]
 
 
-def _key(cfg: ClipsConfig, results, scorer) -> str:
+def _key(cfg: ClipsConfig, results, model_sha256: str | None) -> str:
     """What a part depends on; a part with another key is cut again."""
     settings = {
         "detections_sha256": results.sha256,
@@ -148,15 +151,15 @@ def _key(cfg: ClipsConfig, results, scorer) -> str:
         "categories": sorted(results.categories),
         "detection_threshold": results.threshold,
         "padding": cfg.motion.padding,
-        "model_sha256": scorer.sha256 if scorer else None,
-        "threshold": cfg.threshold if scorer else None,
+        "model_sha256": model_sha256,
+        "threshold": cfg.threshold if model_sha256 else None,
         "meerkat_version": __version__,
         "code_key": codeversion.key("detection-clips"),  # an upgrade that changed how crops are cut redoes them
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _finish(cfg: ClipsConfig, results, work: Parts, scorer) -> int:
+def _finish(cfg: ClipsConfig, results, work: Parts, scored: bool) -> int:
     """crops/, crops.csv, crops.skipped.csv (and suggested/) from every part; the number of crops."""
     output = work.output
     found = [work.read(k) for k in range(work.count)]
@@ -166,13 +169,13 @@ def _finish(cfg: ClipsConfig, results, work: Parts, scorer) -> int:
         for k, part in enumerate(found):
             for row in part["rows"]:
                 _link(work.folder(k) / row[0], tmp / row[0])
-    columns = COLUMNS + (SCORED if scorer is not None else [])
+    columns = COLUMNS + (SCORED if scored else [])
     write_table(output / "crops.csv", columns, (row for part in found for row in part["rows"]))
     skipped = [row for part in found for row in part["skipped"]]
     write_table(output / "crops.skipped.csv", ["file", "detection", "reason"], skipped)
     _remove_others(output / FOLDER, {work.folder(k).name for k in range(work.count)})
     count = sum(len(part["rows"]) for part in found)
-    if scorer is not None:
+    if scored:
         listed = [suggest.Suggestion(r[1], output / "crops" / r[0], r[-2], r[-1]) for p in found for r in p["rows"]]
         suggest.suggest(output, listed, cfg.threshold, "file")
     whole = [s for s in skipped if s[1] == ""]

@@ -20,7 +20,7 @@ as one process.
 import logging
 from pathlib import Path
 
-from meerkat.apply import card
+from meerkat.apply import card, scorer
 from meerkat.core import atomic, faults, locks, temporaries
 from meerkat.core.config import ScanConfig
 from meerkat.core.errors import MeerkatError
@@ -50,11 +50,11 @@ def scan(cfg: ScanConfig) -> dict | None:
 
 
 class Task:
-    """One task of a scan: the file, the model, and the parts planned (detections/parts.py)."""
+    """One task of a scan: the file, the model, and the parts planned (detections/parts.py).
+    TensorFlow and the model load only when there are parts to score, and after their frames
+    have begun to decode: a task that only merges never imports it."""
 
     def __init__(self, cfg: ScanConfig):
-        from meerkat.apply.scorer import Scorer
-
         self.cfg = cfg
         inputs.check_apart(cfg.megadetector, cfg.output)
         self.results = inputs.load(cfg.megadetector)
@@ -64,12 +64,10 @@ class Task:
                 f"{self.output} holds a scan of videos (scan-parts/); give scan --detections another --output"
             )
         temporaries.remove_stale(self.output)  # what killed tasks left; live tasks' work is locked
-        self.scorer = Scorer(cfg.model)
-        if note := card.threshold_note(cfg.model, cfg.threshold):  # the model card's advice, once
-            log.info(note)
+        self.model_sha256 = scorer.model_sha256(cfg.model)  # a wrong MODEL fails here, before any work
         root = cfg.megadetector.image_root or self.results.path.parent
         prefixes = cfg.megadetector.prefixes()
-        self.key = parts.key(self.results, root, prefixes, self.scorer.sha256, cfg.motion.padding, cfg.batch_size)
+        self.key = parts.key(self.results, root, prefixes, self.model_sha256, cfg.motion.padding, cfg.batch_size)
         entries = self.results.entries
         self.planned = parts.split(parts.batches(entries.boxes, entries.failed, cfg.batch_size))
 
@@ -87,39 +85,41 @@ class Task:
         """Score the parts `todo`, each written as soon as it is done; return the images and boxes skipped."""
         entries = self.results.entries
         count = sum(len(batch) for k in todo for batch in self.planned[k])
-        cuts = sources.cuts(
-            (entries[i] for k in todo for b in self.planned[k] for i in b), self.cfg.motion.padding, self.cfg.workers
-        )
+        wanted = (entries[i] for k in todo for b in self.planned[k] for i in b)
         skipped = []
-        with Progress("scanning", count, "files") as progress:
-            for k in todo:
-                found: dict[str, dict] = {"classifications": {}, "failures": {}, "frame_rates": {}}
-                for batch in self.planned[k]:
-                    crops = []
-                    for _ in batch:
-                        cut = next(cuts)
-                        entry = cut.entry
-                        progress.update(progress.done + 1)
-                        if whole := inputs.failed(entry, cut.failure):
-                            skipped.append(whole)
-                        skipped += inputs.problems(entry)
-                        if cut.failure:
-                            found["failures"][entry.index] = cut.failure
-                        if cut.frame_rate:
-                            found["frame_rates"][entry.index] = cut.frame_rate
-                        crops += [((entry.index, d.index), data) for d, data in cut.crops]
-                    self._classify(crops, found["classifications"])
-                with atomic.writing(self.path(k)), atomic.atomic_open(self.path(k), "wb") as f:
-                    f.write(merge.dumps_part(write.Scores(**found), self.key))
-                faults.point(f"detections:part:{k}")
+        with sources.Cuts(wanted, self.cfg.motion.padding, self.cfg.workers) as cuts:
+            model = scorer.Scorer(self.cfg.model)  # while the first frames decode
+            if note := card.threshold_note(self.cfg.model, self.cfg.threshold):  # the model card's advice, once
+                log.info(note)
+            with Progress("scanning", count, "files") as progress:
+                for k in todo:
+                    found: dict[str, dict] = {"classifications": {}, "failures": {}, "frame_rates": {}}
+                    for batch in self.planned[k]:
+                        crops = []
+                        for _ in batch:
+                            cut = next(cuts)
+                            entry = cut.entry
+                            progress.update(progress.done + 1)
+                            if whole := inputs.failed(entry, cut.failure):
+                                skipped.append(whole)
+                            skipped += inputs.problems(entry)
+                            if cut.failure:
+                                found["failures"][entry.index] = cut.failure
+                            if cut.frame_rate:
+                                found["frame_rates"][entry.index] = cut.frame_rate
+                            crops += [((entry.index, d.index), data) for d, data in cut.crops]
+                        self._classify(model, crops, found["classifications"])
+                    with atomic.writing(self.path(k)), atomic.atomic_open(self.path(k), "wb") as f:
+                        f.write(merge.dumps_part(write.Scores(**found), self.key))
+                    faults.point(f"detections:part:{k}")
         return skipped
 
-    def _classify(self, crops: list, into: dict) -> None:
+    def _classify(self, model, crops: list, into: dict) -> None:
         """The model's probabilities of each crop, in calls of --batch-size."""
         size = self.cfg.batch_size
         for i in range(0, len(crops), size):
             chunk = crops[i : i + size]
-            for (at, _), p in zip(chunk, self.scorer.probabilities([c for _, c in chunk]), strict=True):
+            for (at, _), p in zip(chunk, model.probabilities([c for _, c in chunk]), strict=True):
                 into[at] = tuple(float(v) for v in p)
 
     def merge(self) -> dict | None:
@@ -164,9 +164,9 @@ class Task:
         failed and kept files."""
         recommended = card.recommended(self.cfg.model)
         classifier = write.Classifier(
-            labels=self.scorer.labels,
+            labels=scorer.labels(self.cfg.model),
             threshold=float(recommended["threshold"]) if recommended else self.cfg.threshold,
-            metadata={"model_sha256": self.scorer.sha256},
+            metadata={"model_sha256": self.model_sha256},
         )
         target = self.output / "detections.json"
         with atomic.writing(target), atomic.atomic_open(target, "wb") as f:

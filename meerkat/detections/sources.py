@@ -7,8 +7,8 @@ that one does (MegaDetector counts frames from 0). A frame-level entry, `video.m
 is that JPEG where it exists, else frame 123 of video.mp4; consecutive ones of one video share a
 single pass through it.
 
-Images are decoded and cut on --workers threads, a few entries ahead of the caller, so decoding
-overlaps the model (OpenCV releases the GIL). Crops come back in the file's order whatever the
+Images are decoded and cut on --workers threads, entries ahead of the caller, so decoding overlaps
+loading the model and the model's calls (OpenCV releases the GIL). Crops come back in the file's order whatever the
 threads do. An image that is missing or does not decode, or a video that cannot be read as far as
 its boxes go, gives its entry a failure (the reason) and no crops; the others go on. A video
 without boxes to cut is only opened for its frame rate, where the file gives none.
@@ -32,8 +32,6 @@ from meerkat.detections.crops import crop
 from meerkat.samples.imagefiles import Unreadable, read_bytes
 from meerkat.video.frames import BadVideo, probe
 
-AHEAD = 4  # jobs in flight per thread: enough to keep every thread busy, few crops held
-
 
 @dataclass
 class Cut:
@@ -45,23 +43,53 @@ class Cut:
     frame_rate: float | None = None  # a video entry's, as OpenCV reads it
 
 
-def cuts(entries: Iterable, padding: str, workers: int = 1, rates: bool = True) -> Iterator[Cut]:
-    """A Cut for every entry, in order. Entries that failed in MegaDetector, or that have no
-    selected detection, are not decoded: their Cut is empty (`rates`: but for a video's frame
-    rate, where the file gives none)."""
-    jobs = _jobs(entries)
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode") as pool:
-        pending: deque = deque()
-        try:
-            for job in jobs:
-                pending.append(pool.submit(_cut, job, padding, rates))
-                if len(pending) >= AHEAD * max(1, workers):
-                    yield from pending.popleft().result()
-            while pending:
-                yield from pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+# Jobs in flight or done ahead of the caller, per thread. A job done holds only its crops (a few
+# tens of kB), one in progress its frame: so the threads can decode through a whole model call
+# (64 crops of the default backbone take about a second on a CPU) instead of waiting for it.
+AHEAD = 32
+
+
+class Cuts:
+    """A Cut for every entry, in order, decoded on `workers` threads from the moment it is made:
+    scan starts it before it loads TensorFlow and the model, so the frames decode meanwhile.
+    Entries that failed in MegaDetector, or that have no selected detection, are not decoded:
+    their Cut is empty (`rates`: but for a video's frame rate, where the file gives none).
+    Use it in a `with` block, which stops the threads."""
+
+    def __init__(self, entries: Iterable, padding: str, workers: int = 1, rates: bool = True):
+        self._jobs = _jobs(entries)
+        self._padding, self._rates = padding, rates
+        self._limit = AHEAD * max(1, workers)
+        self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode")
+        self._pending: deque = deque()
+        self._ready: deque = deque()
+        self._fill()
+
+    def _fill(self) -> None:
+        while len(self._pending) < self._limit:
+            job = next(self._jobs, None)
+            if job is None:
+                return
+            self._pending.append(self._pool.submit(_cut, job, self._padding, self._rates))
+
+    def __iter__(self) -> Iterator[Cut]:
+        return self
+
+    def __next__(self) -> Cut:
+        while not self._ready:
+            if not self._pending:
+                raise StopIteration
+            self._ready.extend(self._pending.popleft().result())
+            self._fill()
+        return self._ready.popleft()
+
+    def __enter__(self) -> "Cuts":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True)
 
 
 def _needs_decoding(entry) -> bool:
