@@ -232,11 +232,15 @@ BENCH_VIDEO_ARGS ?=
 # benchmarks/detections_bench.py: scan --detections against clips --detections + predict on 4000x3000
 # frames, e.g. BENCH_DETECTIONS_ARGS="--quick".
 BENCH_DETECTIONS_ARGS ?=
+# benchmarks/season_bench.py: memory and seconds of a season's MegaDetector file (read, merge, write),
+# e.g. BENCH_SEASON_ARGS="--images 1000000".
+BENCH_SEASON_ARGS ?=
 bench: install ## Measure throughput, run times, cache and memory: BENCH_ARGS="--n 11000 ..."
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 	$(MAKE) --no-print-directory deepmeerkat-env
 	$(BIN)/python benchmarks/video_bench.py $(BENCH_VIDEO_ARGS)
 	$(BIN)/python benchmarks/detections_bench.py $(BENCH_DETECTIONS_ARGS)
+	$(BIN)/python benchmarks/season_bench.py $(BENCH_SEASON_ARGS)
 
 clean: ## Remove the venv, build/ and output/
 	rm -rf $(VENV) build output

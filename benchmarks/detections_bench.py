@@ -8,7 +8,9 @@ cached in build/bench/detections/), it times
     crops scored in batches, detections.json written);
   - two passes: `clips --detections md.json` (the crops written as JPEG files), then
     `predict MODEL crops/` (read back and scored);
-each with --workers 1 and --workers 2 (threads decoding the frames; predict has no such option).
+each with --workers 1 and --workers 2 (threads decoding the frames; predict has no such option),
+scored by a model of meerkat's default backbone (--backbone: efficientnet_v2_b0, random weights,
+which time as trained ones do).
 They are timed inside this process, as benchmarks/video_bench.py times clips and scan: the stage
 functions are called with configs from meerkat.core.config.build and the model is loaded once,
 before any timing, so start-up, the TensorFlow import and loading the model (seconds that a busy
@@ -17,8 +19,9 @@ kernels for each new batch shape), rounds are interleaved (each runs every varia
 are medians (min-max), the ratio two passes / one pass is the median of its per-round ratios, and
 must be >= 1. It prints detections a second, and the share of the one pass's CPU time that
 decoding the frames takes (meerkat's decoder on one thread, timed alone); it checks that the one
-pass gives each box the score `predict` gives the crop `clips` cut for it; and it runs the
-commands once each as a user would, start-up included.
+pass gives each box the score `predict` gives the crop `clips` cut for it; it prints where the one
+pass's wall time goes (the model's calls, waiting for frames, the rest); and it runs the commands
+once each as a user would, start-up included.
 
     python benchmarks/detections_bench.py              # 32 frames, 5 rounds: about 6 minutes on 2 cores
     python benchmarks/detections_bench.py --quick      # 8 frames, 1 round
@@ -112,22 +115,73 @@ def frames(count: int, seed: int) -> Path:
     return folder
 
 
-def load_model_once() -> float:
+def bench_model(backbone: str) -> Path:
+    """The model to score with: one of `backbone` with random weights, trained once on the sample
+    crops (its speed does not depend on its weights), or video_bench's MobileNetV2-0.35."""
+    if backbone == "mobilenet_v2":
+        return model()
+    out = WORK / f"model-{backbone}"
+    if not (out / "model" / "saved_model.pb").is_file():
+        print(f"Training a {backbone} model with random weights (once; cached) ...", flush=True)
+        proc = subprocess.run([sys.executable, "-m", "meerkat", "run", SAMPLES, out, "--backbone", backbone,
+                               "--weights", "none", "--epochs", "2"], capture_output=True, text=True)  # fmt: skip
+        if proc.returncode:
+            sys.exit(f"training the {backbone} model failed:\n{proc.stdout}{proc.stderr}")
+    return out / "model"
+
+
+class Shares:
+    """Where the one pass's wall time goes: the model's calls, and the waits for frames to decode
+    (the main thread's; the decoding threads run beside it)."""
+
+    def __init__(self):
+        self.model = self.waiting = 0.0
+
+    @contextlib.contextmanager
+    def watching(self):
+        from meerkat.detections.scan import Task
+        from meerkat.detections.sources import Cuts
+
+        calls, nexts = Task._classify, Cuts.__next__
+
+        def classify(task, model, crops, into):
+            with Timer() as t:
+                calls(task, model, crops, into)
+            self.model += t.wall
+
+        def next_cut(cuts):
+            with Timer() as t:
+                found = nexts(cuts)
+            self.waiting += t.wall
+            return found
+
+        Task._classify, Cuts.__next__ = classify, next_cut
+        try:
+            yield self
+        finally:
+            Task._classify, Cuts.__next__ = calls, nexts
+
+
+def load_model_once(model_dir: Path) -> float:
     """Make meerkat's Scorer load each model once, before any timing, and hand that one out again
     (as a long-running process would): the seconds the first load takes."""
     from meerkat.apply import predict, scorer
 
     real, loaded = scorer.Scorer, {}
 
-    def once(model_dir):
-        key = Path(model_dir).resolve()
-        if key not in loaded:
-            loaded[key] = real(model_dir)
-        return loaded[key]
+    class Once(real):
+        def __new__(cls, model_dir):
+            key = Path(model_dir).resolve()
+            if key not in loaded:
+                loaded[key] = real(model_dir)
+            return loaded[key]
 
-    scorer.Scorer = predict.Scorer = once
+        def __init__(self, model_dir):
+            pass
+
+    scorer.Scorer = predict.Scorer = Once
     with Timer() as t:
-        once(model())
+        Once(model_dir)
     return t.wall
 
 
@@ -139,9 +193,9 @@ def one_pass(model_dir: Path, md: Path, workers: int) -> dict:
     out = RUNS / f"scan-w{workers}"
     cfg = config.build(ScanConfig, {"model": model_dir, "detections": md, "output": out, "workers": workers,
                                     "force": True})  # fmt: skip
-    with Timer() as t:
+    with Shares().watching() as shares, Timer() as t:
         scan(cfg)
-    return {"total": t.wall, "cpu": t.cpu}
+    return {"total": t.wall, "cpu": t.cpu, "model": shares.model, "waiting": shares.waiting}
 
 
 def two_passes(model_dir: Path, md: Path, workers: int) -> dict:
@@ -217,6 +271,13 @@ def main():
     p.add_argument("--quick", action="store_true", help="8 frames and 1 round")
     p.add_argument("--seed", type=int, default=0, help="seed of the frames")
     p.add_argument("--keep", action="store_true", help=f"keep the timed runs' outputs in {RUNS}")
+    p.add_argument(
+        "--backbone",
+        choices=("mobilenet_v2", "efficientnet_v2_b0", "inception_v3"),
+        default="efficientnet_v2_b0",
+        help="the scoring model's backbone: meerkat's default, efficientnet_v2_b0 (the default here too), or "
+        "inception_v3, with random weights; or the video bench's mobilenet_v2 (0.35, trained on the sample crops)",
+    )
     args = p.parse_args()
     count = args.frames or (8 if args.quick else 32)
     repeats = args.repeats or (1 if args.quick else 5)
@@ -229,10 +290,10 @@ def main():
     md = folder / "md.json"
     boxes = sum(len(e["detections"]) for e in json.loads(md.read_text(encoding="utf-8"))["images"])
     megabytes = sum(p.stat().st_size for p in (folder / "cam").iterdir()) / 1e6
-    model_dir = model()
+    model_dir = bench_model(args.backbone)
     shutil.rmtree(RUNS, ignore_errors=True)
     RUNS.mkdir(parents=True)
-    load_seconds = load_model_once()
+    load_seconds = load_model_once(model_dir)
     variants = {(kind, w): (run, w) for w in (1, 2) for kind, run in (("one", one_pass), ("two", two_passes))}
     times: dict = {key: [] for key in variants}
     decode_seconds = []
@@ -259,7 +320,8 @@ def main():
         "",
         f"meerkat MegaDetector benchmark: {os.cpu_count()} CPUs, OpenCV {cv2.__version__}, TensorFlow {tf.__version__}",
         f"{count} JPEG frames of {WIDTH}x{HEIGHT} ({megabytes / count:.1f} MB each), {boxes} boxes "
-        f"({boxes / count:.1f} a frame), {repeats} interleaved rounds: medians (min-max) of wall time.",
+        f"({boxes / count:.1f} a frame) scored by a {args.backbone} model, {repeats} interleaved rounds: "
+        "medians (min-max) of wall time.",
         "Timed inside this process (the stage functions, with configs from meerkat.core.config.build): interpreter "
         f"start-up, the TensorFlow import and loading the model ({load_seconds:.1f} s) are not in the figures.",
         "",
@@ -288,6 +350,18 @@ def main():
     row("detections a second, one pass", lambda w: f"{boxes / total('one', w):.1f}")
     row("detections a second, two passes", lambda w: f"{boxes / total('two', w):.1f}")
     row("decoding the frames / one pass, CPU time", lambda w: f"{100 * decode_cpu / cpu_time('one', w):.0f} %")
+
+    def share(key, w):
+        return f"{100 * statistics.median(t[key] / t['total'] for t in times['one', w]):.0f} %"
+
+    row("one pass's wall time: in the model's calls", lambda w: share("model", w))
+    row("  waiting for frames to decode", lambda w: share("waiting", w))
+    row(
+        "  the rest (cutting, parts, detections.json)",
+        lambda w: (
+            f"{100 * statistics.median(1 - (t['model'] + t['waiting']) / t['total'] for t in times['one', w]):.0f} %"
+        ),
+    )
     row("scores equal to predict's (6 decimals)", lambda w: f"{checks[w][1]} of {checks[w][0]}, max {checks[w][2]:.1g}")
     row("as commands (once): one pass", lambda w: f"{commands[w][0]:.1f} s")
     row("as commands (once): two passes", lambda w: f"{commands[w][1]:.1f} s ({commands[w][1] / commands[w][0]:.2f}x)")

@@ -205,12 +205,12 @@ def clips(video: Path, out: Path, scale: float) -> tuple[tuple[float, float], in
 class Scan:
     """meerkat scan --no-frames with one --batch-size; the model is loaded once, before any timing."""
 
-    def __init__(self, model_dir: Path, out: Path, batch_size: int | None):
+    def __init__(self, model_dir: Path, videos: list[Path], out: Path, batch_size: int | None):
         from meerkat.core import config
         from meerkat.core.config import ScanConfig
         from meerkat.video.scan import VideoScanner
 
-        values = {"model": model_dir, "videos": [], "output": out, "frames": False, "force": True}
+        values = {"model": model_dir, "videos": videos, "output": out, "frames": False, "force": True}
         if batch_size:
             values["batch_size"] = batch_size
         self.cfg = config.build(ScanConfig, values)
@@ -444,7 +444,11 @@ def main():
     shutil.rmtree(RUNS, ignore_errors=True)
     RUNS.mkdir(parents=True)
     # Scan's default batching, and one model call per box (DeepMeerkat 2.x's way).
-    scanners = {"scan": Scan(model_dir, RUNS / "scan", None), "perbox": Scan(model_dir, RUNS / "scan-per-box", 1)}
+    paths = [video for _, video in videos]
+    scanners = {
+        "scan": Scan(model_dir, paths, RUNS / "scan", None),
+        "perbox": Scan(model_dir, paths, RUNS / "scan-per-box", 1),
+    }
     results = [measure(name, video, scanners, args) for name, video in videos]
     cli = {}
     if CHIMP.exists():
