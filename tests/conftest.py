@@ -110,6 +110,18 @@ def own_state_folder(tmp_path_factory):
     os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
 
 
+# SLURM's array variables: inside an array job, scan and preprocess would take only their task's share.
+SLURM = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX",
+         "SLURM_ARRAY_TASK_STEP")  # fmt: skip
+
+
+@pytest.fixture
+def outside_slurm(monkeypatch):
+    """The test runs as outside a SLURM array job, even inside one (`pytestmark = usefixtures(...)`)."""
+    for name in SLURM:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def cli():
     runner = CliRunner()

@@ -17,16 +17,8 @@ from videos import moving_square
 from meerkat.cli import app
 from meerkat.detections import parts
 
-pytestmark = needs_shared()
+pytestmark = [needs_shared(), pytest.mark.usefixtures("outside_slurm")]
 EPOCH = {"SOURCE_DATE_EPOCH": "1767225600"}  # 2026-01-01: every run writes the same completion time
-SLURM = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX",
-         "SLURM_ARRAY_TASK_STEP")  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def outside_slurm(monkeypatch):
-    for name in SLURM:
-        monkeypatch.delenv(name, raising=False)
 
 
 def invoke(*args, env=None):

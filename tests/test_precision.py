@@ -14,8 +14,8 @@ from meerkat.embed import tfrecords
 @pytest.mark.slow
 def test_float16_embeddings_and_model_match_float32(tmp_path, cli):
     samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
-    assert cli("createdocs", samples, "--output", tmp_path).exit_code == 0
-    docs = tmp_path / "docs"
+    assert cli("createdocs", samples, "--output", tmp_path / "run").exit_code == 0
+    docs = tmp_path / "run" / "docs"
     for precision in ("float32", "float16"):
         for name, csv_name in (("train", "trainingdata.csv"), ("eval", "testingdata.csv")):
             result = embed(cli, docs, tmp_path / precision / name, "--precision", precision, csv_name=csv_name)

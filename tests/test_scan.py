@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, assert_user_error
+from conftest import ROOT, SLURM, assert_user_error
 from typer.testing import CliRunner
 from videos import bad_videos, moving_square
 
@@ -19,15 +19,9 @@ from meerkat.cli import app
 
 # tests/test_clips.py explains these: the default square, found from frame 3 to 40 as drawn.
 PINNED = {n: (20 + 4 * (n - 3), 60, 40, 40) for n in range(3, 41)}
-SLURM = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX",
-         "SLURM_ARRAY_TASK_STEP")  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def outside_slurm(monkeypatch):
-    """Inside a SLURM array job, scan would take only its task's share of the videos."""
-    for name in SLURM:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("outside_slurm")
 
 
 def invoke(*args, env=None):

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SHARED, needs_shared
+from conftest import ROOT, SHARED, SLURM, needs_shared
 from megadetector_tools import preview, to_csv, validate
 from scenes import detection, results, samples, scene, write_results
 from typer.testing import CliRunner
@@ -21,8 +21,6 @@ from videos import bad_videos, moving_square, truncated_copy
 from meerkat.apply import card
 from meerkat.cli import app
 
-SLURM = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX",
-         "SLURM_ARRAY_TASK_STEP")  # fmt: skip
 # The same instant in every run, so that runs split in different ways can give the same bytes.
 ENV = {"SOURCE_DATE_EPOCH": "1700000000", **dict.fromkeys(SLURM)}
 CHIMP = SHARED / "data" / "videos" / "chimp.mp4"

@@ -69,9 +69,9 @@ def records(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("split")
     samples = make_samples(root / "S", train=(20, 40), test=(2, 2))
-    run = CliRunner().invoke(app, ["createdocs", str(samples), "--output", str(root), "--no-balance"])
+    run = CliRunner().invoke(app, ["createdocs", str(samples), "--output", str(root / "run"), "--no-balance"])
     assert run.exit_code == 0, run.output
-    docs = root / "docs"
+    docs = root / "run" / "docs"
     args = ["--input-dict", docs / "dict.txt", "--input-path", docs / "trainingdata.csv", "--output-path", root / "t"]
     run = CliRunner().invoke(app, ["preprocess", *map(str, args), *TINY])
     assert run.exit_code == 0, run.output

@@ -19,14 +19,7 @@ from videos import moving_square
 
 from meerkat.cli import app
 
-SLURM = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX",
-         "SLURM_ARRAY_TASK_STEP")  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def outside_slurm(monkeypatch):
-    for name in SLURM:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("outside_slurm")
 
 
 def invoke(*args):
