@@ -4,6 +4,9 @@ Its scores mean nothing, but they are deterministic: the tests take thresholds f
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import megadetector_tools
@@ -97,6 +100,34 @@ def test_detections_json_is_the_input_with_meerkats_classes(camera, scanned):
     assert classified == 14
     bad = data["images"][4]
     assert bad["file"] == "bad.jpg" and bad["classification_failure"].startswith("OpenCV cannot decode it")
+
+
+def test_a_task_with_nothing_left_to_score_merges_without_loading_tensorflow(camera, scanned, model, tmp_path):
+    """Every part done: the rerun (or an array's last task) only writes the two files, in seconds."""
+    out = tmp_path / "out"
+    scan(model, camera[1], out, "--threshold", "0")
+    code = (
+        "import sys; from meerkat.cli import app\n"
+        "try: app(sys.argv[1:], prog_name='meerkat')\n"
+        "except SystemExit as e: assert not e.code, e.code\n"
+        "print('tensorflow imported:', 'tensorflow' in sys.modules)"
+    )
+    args = ["scan", model, "--detections", camera[1], "--output", out, "--threshold", "0"]
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **EPOCH})  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Reusing 1 finished parts" in proc.stdout and "tensorflow imported: False" in proc.stdout
+    assert (out / "detections.json").read_bytes() == (scanned[0] / "detections.json").read_bytes()
+
+
+def test_a_file_without_images_gives_empty_results(model, tmp_path):
+    md = write_results(tmp_path / "md.json", results([]))
+    scan(model, md, tmp_path / "scan")
+    assert table(tmp_path / "scan" / "scan.csv") == []
+    assert json.loads((tmp_path / "scan" / "detections.json").read_text())["images"] == []
+    clipped = invoke("clips", "--detections", md, "--output", tmp_path / "clips")
+    assert clipped.exit_code == 0 and "0 crops from 0 files" in clipped.output, clipped.output
+    assert table(tmp_path / "clips" / "crops.csv") == [] and not list((tmp_path / "clips" / "crops").glob("*.jpg"))
 
 
 def test_scan_csv_has_a_row_per_file_and_keeps_those_with_a_box_over_the_threshold(camera, scanned, model, tmp_path):

@@ -56,7 +56,6 @@ def clips(cfg: ClipsConfig) -> int:
     todo = [k for k in range(len(planned)) if cfg.force or not work.finished(k)]
     if len(todo) < len(planned):
         log.info("Reusing %d finished parts in %s", len(planned) - len(todo), output / FOLDER)
-    scorer = None
     if todo:
         names = crops.Names(entries)  # one pass over the whole file: a name clashes with any part's
         wanted = (entries[i] for k in todo for batch in planned[k] for i in batch)
@@ -199,7 +198,7 @@ def _link(source: Path, target: Path) -> None:
 
 def _remove_others(folder: Path, keep: set[str]) -> None:
     """The parts of earlier runs planned otherwise: meerkat's, and of no use now."""
-    for path in sorted(folder.iterdir()):
+    for path in sorted(folder.iterdir()) if folder.is_dir() else ():
         if path.is_dir() and path.name not in keep and path.name.startswith("part-"):
             ownership.remove(path, "an earlier run's part of the crops")
 
