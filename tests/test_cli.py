@@ -88,3 +88,14 @@ def test_start_is_quiet_unless_debug(tmp_path):
 def test_the_callers_meerkat_variables_do_not_reach_the_tests():
     # conftest removes them: `export MEERKAT_BACKBONE=...` for a run must not change what is tested.
     assert not [name for name in os.environ if name.startswith("MEERKAT_")]
+
+
+@pytest.mark.parametrize("option, shown, refused", [("--dropout", "[0<=x<1]", "1"), ("--learning-rate", "[x>0]", "0")])
+def test_a_range_open_at_one_end_is_shown_so(cli, tmp_path, option, shown, refused):
+    """Help shows the values an option takes: not 1 for --dropout (it drops every unit), not 0 for
+    --learning-rate (Adam would not move)."""
+    help_line = next(line for line in cli("train", "--help").output.splitlines() if option in line)
+    assert shown in help_line, help_line
+    records = ["--train-data", tmp_path / "t", "--eval-data", tmp_path / "e", "--output-dir", tmp_path / "o"]
+    result = cli("train", *records, option, refused)
+    assert result.exit_code == 2 and option in result.output, result.output

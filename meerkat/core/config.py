@@ -19,8 +19,24 @@ MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which Keras' set_random_seed use
 
 def option(default, help: str, env: str, panel: str | None = None, argument: bool = False, **click):
     """A config field that is also a CLI option (or positional `argument`), set by `env` too."""
-    meta = {"help": help, "env": env, "panel": panel, "argument": argument, "click": click}
+    meta = {"help": help, "env": env, "panel": panel, "argument": argument, "click": _open_range(click)}
     return field(default=default, metadata=meta)
+
+
+def _open_range(click: dict) -> dict:
+    """Typer shows and checks closed ranges only (`[0<=x<=1]`). A float's range open at an end
+    (click's `min_open`, `max_open`) is shown as click shows one (`[0<=x<1]`); `__post_init__` checks it."""
+    low_open, high_open = click.pop("min_open", False), click.pop("max_open", False)
+    if not (low_open or high_open):
+        return click
+    low, high = click.pop("min", None), click.pop("max", None)
+    if high is None:
+        shown = f"x{'>' if low_open else '>='}{low}"
+    elif low is None:
+        shown = f"x{'<' if high_open else '<='}{high}"
+    else:
+        shown = f"{low}{'<' if low_open else '<='}x{'<' if high_open else '<='}{high}"
+    return {**click, "metavar": f"<float range> [{shown}]"}
 
 
 def required(help: str, env: str, argument: bool = False, **click):
@@ -158,11 +174,13 @@ class TrainConfig:
         None, "Train this many batches instead of --epochs.", "MEERKAT_MAX_STEPS", ADVANCED, min=1, max=MAX_INT
     )
     batch_size: int = option(32, "Training batch size.", "MEERKAT_TRAIN_BATCH_SIZE", ADVANCED, min=1, max=MAX_INT)
-    learning_rate: float = option(1e-3, "Adam learning rate.", "MEERKAT_LEARNING_RATE", ADVANCED, min=0)
+    learning_rate: float = option(1e-3, "Adam learning rate.", "MEERKAT_LEARNING_RATE", ADVANCED, min=0, min_open=True)
     hidden_units: int = option(
         512, "Units of the head's hidden layer.", "MEERKAT_HIDDEN_UNITS", ADVANCED, min=1, max=MAX_INT
     )
-    dropout: float = option(0.5, "Dropout after the hidden layer.", "MEERKAT_DROPOUT", ADVANCED, min=0, max=1)
+    dropout: float = option(
+        0.5, "Dropout after the hidden layer.", "MEERKAT_DROPOUT", ADVANCED, min=0, max=1, max_open=True
+    )
     validation_fraction: float = option(
         0.15,
         "Share of each training class held out (seeded, at least 1 image a class) for the per-epoch curves, "
