@@ -242,5 +242,7 @@ bench: install ## Measure throughput, run times, cache and memory: BENCH_ARGS="-
 	$(BIN)/python benchmarks/detections_bench.py $(BENCH_DETECTIONS_ARGS)
 	$(BIN)/python benchmarks/season_bench.py $(BENCH_SEASON_ARGS)
 
-clean: ## Remove the venv, build/ and output/
-	rm -rf $(VENV) build output
+# Only what the build made: `make run` writes real models to output/ (OUTPUT), which stays.
+clean: ## Remove the venv and build/ (your runs in output/ stay)
+	rm -rf $(VENV) build
+	@echo "Kept output/: make run's models and reports (remove it yourself when you no longer need them)"
