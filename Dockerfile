@@ -82,11 +82,12 @@ COPY --from=builder /opt/venv /opt/venv
 COPY --from=weights /opt/meerkat/weights /opt/meerkat/weights
 COPY entrypoint/ /opt/meerkat/entrypoint/
 # A non-root default user; any --user UID:GID works too (the entrypoint finds writable caches).
+# /data/Samples and /data/Output are mount points, root's and not writable: a run whose Output is not
+# mounted would leave its model in the container (meerkat run refuses it, as root too).
 # Last, once every file is in place: /opt/meerkat/image.json, what `meerkat doctor` shows of the
 # image (revision, date, a digest of the files under /opt and /usr; the build's last line shows it).
 RUN useradd --uid 1000 --user-group --no-create-home --home-dir /tmp/meerkat-home-1000 meerkat \
     && mkdir -p /data/Samples /data/Output \
-    && chmod 0777 /data/Output \
     && python -P -m meerkat.doctor --write /opt/meerkat/image.json \
       --revision "${REVISION}" --created "${CREATED}" --variant "${VARIANT}"
 LABEL org.opencontainers.image.title="meerkat" \
@@ -101,7 +102,7 @@ ENV MEERKAT_BACKBONE=${BACKBONE} \
     MEERKAT_REVISION=${REVISION}
 USER 1000:1000
 WORKDIR /data
-# `tensorboard` serves OUTPUT/logs here (docker run -p 6006:6006 ... tensorboard).
+# `tensorboard` serves OUTPUT/logs here (docker run -p 127.0.0.1:6006:6006 ... tensorboard).
 EXPOSE 6006
 ENTRYPOINT ["/opt/meerkat/entrypoint/entrypoint.sh"]
 CMD []

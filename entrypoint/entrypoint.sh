@@ -1,8 +1,9 @@
 #!/bin/sh
 # Container entrypoint for the Docker/Podman image and the Apptainer SIF.
 #   no arguments      -> meerkat run $MEERKAT_SAMPLES $MEERKAT_OUTPUT (default /data/Samples -> /data/Output)
-#   run SAMPLES OUT   -> the same on other paths
-#   anything else     -> passed to meerkat (doctor, preprocess, train, predict, tensorboard, --help ...)
+#   anything else     -> passed to meerkat (run SAMPLES OUT, doctor, preprocess, train, predict, tensorboard, --help ...)
+# `meerkat run` refuses a missing mount in one line before TensorFlow starts: in the image it checks
+# the folders it will use, read as every option is read (the command line, then MEERKAT_*).
 # It works under any --user UID:GID, with --read-only --tmpfs /tmp, and in a read-only SIF where
 # $HOME is the host's: every cache goes to a writable place.
 set -eu
@@ -22,23 +23,22 @@ mkdir -p "$KERAS_HOME" "$XDG_CACHE_HOME" 2>/dev/null || true
 
 export MEERKAT_SAMPLES="${MEERKAT_SAMPLES:-/data/Samples}"
 export MEERKAT_OUTPUT="${MEERKAT_OUTPUT:-/data/Output}"
-# `tensorboard`: a container has a network of its own, so it must answer on every address for
-# `-p 6006:6006` to reach it. Apptainer shares the host's network: there it stays on loopback.
-if [ -z "${APPTAINER_CONTAINER:-}${SINGULARITY_CONTAINER:-}" ]; then
+# `tensorboard`: in a network of its own (Docker's or Podman's default) it must answer on every
+# address of the container for `-p 127.0.0.1:6006:6006` to reach it. With --network host, or under
+# Apptainer, the network is the host's: there it stays on loopback.
+own_network() {
+  # Recent kernels (6.18) number the host's namespace 0xEFFFFFF9; older ones number it as any other.
+  [ "$(readlink /proc/self/ns/net 2>/dev/null)" != "net:[4026531833]" ] || return 1
+  # A container's own network has virtual interfaces only (lo, veth, tap); the host's has a device.
+  for iface in /sys/class/net/*; do
+    case "$(readlink "$iface")" in */devices/virtual/*) ;; *) return 1 ;; esac
+  done
+}
+if [ -z "${APPTAINER_CONTAINER:-}${SINGULARITY_CONTAINER:-}" ] && own_network; then
   export MEERKAT_TENSORBOARD_HOST="${MEERKAT_TENSORBOARD_HOST:-0.0.0.0}"
 fi
 
 if [ "$#" -eq 0 ]; then
   set -- run "$MEERKAT_SAMPLES" "$MEERKAT_OUTPUT"
-fi
-if [ "$1" = run ] && [ "$#" -ge 3 ]; then
-  case "$2" in -*) ;; *)
-    # Refuse a wrong mount in one line, before TensorFlow starts. Preprocessed sets need no Samples.
-    case " $* " in
-      *" --preprocessed-train-set"*) meerkat doctor --mounts-only --output "$3" || exit $? ;;
-      *) meerkat doctor --mounts-only --samples "$2" --output "$3" || exit $? ;;
-    esac
-    ;;
-  esac
 fi
 exec meerkat "$@"

@@ -253,10 +253,19 @@ def run(**options):
     [bold]Offline, with a local weights file:[/] meerkat run Samples runs/h --backbone mobilenet_v2 --alpha 0.35 \\
       --weights mobilenet_v2_0.35_224_no_top.weights.h5
     """
-    from meerkat.train import pipeline
+    from meerkat import doctor as checks
 
     with user_errors():
-        pipeline.run(config.build(RunConfig, options))
+        cfg = config.build(RunConfig, options)
+        # In the image, a missing mount is one line before TensorFlow starts, not a model lost with
+        # the container. The folders are those this run reads: from the command line or MEERKAT_*.
+        mounts = checks.container_mounts()
+        if mounts is not None:
+            samples = None if cfg.preprocessed_train_set is not None else cfg.docs.samples
+            checks.check_mounts(samples, cfg.docs.output, mounts)
+        from meerkat.train import pipeline
+
+        pipeline.run(cfg)
 
 
 @config_command(ClipsConfig, MotionConfig, DetectionsConfig)
@@ -387,7 +396,7 @@ def doctor(
 
     with user_errors():
         if mounts_only:
-            checks.check_mounts(samples, output)
+            checks.check_mounts(samples, output, checks.container_mounts())
         else:
             for line in checks.report(samples, output):
                 typer.echo(shown(line))
@@ -405,7 +414,7 @@ def tensorboard(
         _opt(
             "MEERKAT_TENSORBOARD_HOST",
             "Address to bind: 127.0.0.1 keeps it on this machine; 0.0.0.0 answers on every address "
-            "(the default inside a Docker or Podman container).",
+            "(the default inside a container with a network of its own, not under --network host).",
             callback=_not_empty,
         ),
     ] = "127.0.0.1",
@@ -413,7 +422,7 @@ def tensorboard(
     """Serve the training curves in OUTPUT/logs with TensorBoard until Ctrl-C.
 
     [bold]Example:[/] meerkat tensorboard runs/h, then open http://127.0.0.1:6006/
-    (Docker: docker run --rm -p 6006:6006 -v $PWD/runs/h:/data/Output:ro meerkat:cpu tensorboard)
+    (Docker: docker run --rm -p 127.0.0.1:6006:6006 -v $PWD/runs/h:/data/Output:ro meerkat:cpu tensorboard)
     """
     from meerkat.tensorboard import serve
 

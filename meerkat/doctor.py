@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import re
 import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,37 @@ from meerkat.embed.devices import GPU_FLAGS, cuda_build_and_gpus
 log = logging.getLogger(__name__)
 
 
-def check_mounts(samples: Path | None, output: Path | None) -> None:
+# Written at build time by the Dockerfile's last RUN (python -P -m meerkat.doctor --write ...): its
+# presence says meerkat runs from its image, where a folder it writes must be a mount to outlive it.
+IMAGE_INFO = Path("/opt/meerkat/image.json")
+MOUNTINFO = Path("/proc/self/mountinfo")
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
+def mount_points(mountinfo: Path) -> list[str] | None:
+    """The mount points /proc/self/mountinfo lists (its fifth field, octal escapes undone); None when unreadable."""
+    try:
+        lines = mountinfo.read_bytes().splitlines()
+    except OSError:
+        return None
+    points = [line.split(b" ")[4] for line in lines if line.count(b" ") >= 4]
+    return [os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m[1], 8)]), p)) for p in points]
+
+
+def container_mounts() -> list[str] | None:
+    """Inside meerkat's image, its mount points; None elsewhere, where any folder lasts."""
+    return mount_points(MOUNTINFO) if IMAGE_INFO.is_file() else None
+
+
+def _on_a_mount(path: Path, mounts: list[str]) -> bool:
+    """Whether `path` (links resolved) lies on a file system mounted below /, not on the container's own."""
+    real = os.path.realpath(path)
+    return any(m != "/" and (real == m or real.startswith(m.rstrip("/") + "/")) for m in mounts)
+
+
+def check_mounts(samples: Path | None, output: Path | None, mounts: list[str] | None = None) -> None:
+    """Refuse a missing Samples folder, an empty one, and an output that cannot be written; with
+    `mounts` (container_mounts() in the image), an output that is not on a mount too."""
     if samples is not None:
         if not samples.is_dir():
             raise MeerkatError(
@@ -44,12 +75,18 @@ def check_mounts(samples: Path | None, output: Path | None) -> None:
                 "Training/Positives and Training/Negatives"
             )
     if output is not None:
+        if mounts is not None and not _on_a_mount(output, mounts):
+            raise MeerkatError(
+                f"Output folder {output} is not a mount: what meerkat writes there would be lost with the "
+                f"container; mount a host folder on it (docker run -v $PWD/Output:{output}, "
+                f"apptainer run --bind $PWD/Output:{output})"
+            )
         try:
             atomic.ensure_dir(output)
         except MeerkatError as e:
             raise MeerkatError(
-                f"{e}. Mount a writable host folder (-v $PWD/Output:{output}) and run as its owner "
-                f"(--user $(id -u):$(id -g)); uid here is {os.getuid()}"
+                f"{e}. Mount a writable host folder (docker run -v $PWD/Output:{output}, apptainer run --bind "
+                f"$PWD/Output:{output}) and run as its owner (--user $(id -u):$(id -g)); uid here is {os.getuid()}"
             ) from e
 
 
@@ -69,8 +106,6 @@ def _weights() -> list[tuple[str, str]]:
     return found
 
 
-# Written at build time by the Dockerfile's last RUN (python -P -m meerkat.doctor --write ...).
-IMAGE_INFO = Path("/opt/meerkat/image.json")
 # The programs of the image: Python and its libraries (/usr), the venv, weights and entrypoint (/opt).
 # Not /etc, /var, /tmp, /data: engines mount over parts of them (/etc/hosts; Apptainer's /etc/passwd).
 IMAGE_ROOTS = ("/opt", "/usr")
@@ -183,7 +218,7 @@ def report(samples: Path | None, output: Path | None) -> list[str]:
         lines.append(f"default backbone: {default} (alpha {os.environ.get('MEERKAT_ALPHA') or '-'})")
     for name, kwargs in (
         ("Samples", {"samples": samples, "output": None}),
-        ("Output", {"samples": None, "output": output}),
+        ("Output", {"samples": None, "output": output, "mounts": container_mounts()}),
     ):
         path = kwargs["samples"] or kwargs["output"]
         if path is not None:

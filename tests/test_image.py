@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, SAMPLES, SHARED, needs_shared
@@ -21,8 +22,8 @@ pytestmark = [
 UID = 12345
 
 
-def container(*args, mounts=(), user=f"{UID}:{UID}", env=(), timeout=900):
-    cmd = [ENGINE, "run", "--rm", "--read-only", "--tmpfs", "/tmp", "--user", user]
+def container(*args, mounts=(), user=f"{UID}:{UID}", env=(), timeout=900, engine=(ENGINE, "run", "--rm")):
+    cmd = [*engine, "--read-only", "--tmpfs", "/tmp", "--user", user]
     for m in mounts:
         cmd += ["-v", m]
     for e in env:
@@ -169,6 +170,54 @@ def test_missing_samples_mount_is_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: Samples folder /data/Samples is empty"), result.stderr
 
 
+@pytest.mark.parametrize("user", [None, "0:0"])
+def test_a_run_without_the_output_mount_stops_at_once_and_writes_nothing(user):
+    """Issue 22: `podman run --rm -e MEERKAT_EPOCHS=2 -v $PWD/small:/data/Samples:ro meerkat:cpu` trained
+    into the image's /data/Output, printed `Done in 13.1 s`, exited 0 and left nothing on the host. As
+    the image's user or as root, on a writable root (no --read-only): one line with the -v to add."""
+    name = f"meerkat-no-output-{os.getpid()}-{user or 'default'}".replace(":", "-")
+    cmd = [ENGINE, "run", "--name", name, "-e", "MEERKAT_EPOCHS=2", "-v", f"{SAMPLES}:/data/Samples:ro"]
+    try:
+        result = subprocess.run([*cmd, *(["--user", user] if user else []), IMAGE], capture_output=True, text=True,
+                                timeout=900)  # fmt: skip
+        assert result.returncode == 1, result.stdout + result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: Output folder /data/Output is not a mount"), lines
+        assert "-v $PWD/Output:/data/Output" in lines[0] and "--bind $PWD/Output:/data/Output" in lines[0]
+        changed = subprocess.run([ENGINE, "diff", name], capture_output=True, text=True, timeout=120)
+        assert changed.returncode == 0, changed.stderr
+        assert not [line for line in changed.stdout.splitlines() if "/data" in line], changed.stdout
+    finally:
+        subprocess.run([ENGINE, "rm", "-f", name], capture_output=True, timeout=120)
+
+
+def test_any_mounted_output_and_every_variable_work_through_the_entrypoint(smoke, tmp_path):
+    """MEERKAT_OUTPUT on another mount, and preprocessed sets given as variables with no Samples
+    mounted (issue 22: the entrypoint looked for --preprocessed-train-set on the command line only)."""
+    previous, _ = smoke
+    work = tmp_path / "Work"
+    work.mkdir()
+    os.chown(work, UID, UID)
+    env = [
+        "MEERKAT_OUTPUT=/data/Work/run",
+        "MEERKAT_PREPROCESSED_TRAIN_SET=/data/Previous/records/train",
+        "MEERKAT_PREPROCESSED_EVAL_SET=/data/Previous/records/eval",
+        "MEERKAT_EPOCHS=1",
+    ]
+    result = container(mounts=[f"{previous}:/data/Previous:ro", f"{work}:/data/Work"], env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Using preprocessed sets" in result.stdout + result.stderr
+    assert (work / "run" / "model" / "saved_model.pb").is_file()
+
+
+def test_doctor_and_help_need_no_mount():
+    doctor = container("doctor")
+    assert doctor.returncode == 0, doctor.stderr
+    assert "Output: problem: Output folder /data/Output is not a mount" in doctor.stdout, doctor.stdout
+    helped = container("--help")
+    assert helped.returncode == 0 and "Usage: meerkat" in helped.stdout, helped.stdout + helped.stderr
+
+
 def test_unwritable_output_is_one_line_with_the_fix(tmp_path):
     out = tmp_path / "Output"
     out.mkdir()
@@ -257,8 +306,8 @@ def test_doctor_names_the_image_id_where_podman_tells_it():
 
 
 def test_tensorboard_answers_on_the_published_port_and_stops_at_once(smoke):
-    """`docker run -p 6006:6006 -v ...:/data/Output meerkat:cpu tensorboard`: the entrypoint makes it
-    listen on every address of the container; it answers through the published port, and as pid 1
+    """`docker run -p 127.0.0.1:6006:6006 -v ...:/data/Output meerkat:cpu tensorboard`: the entrypoint makes
+    it listen on every address of the container; it answers through the published port, and as pid 1
     it leaves at `docker stop`'s SIGTERM instead of waiting for the SIGKILL."""
     from test_tensorboard import free_port, get, wait_for_http
 
@@ -280,5 +329,39 @@ def test_tensorboard_answers_on_the_published_port_and_stops_at_once(smoke):
         stopped = subprocess.run([ENGINE, "stop", "-t", "30", name], capture_output=True, text=True, timeout=120)
         assert stopped.returncode == 0, stopped.stderr
         assert time.monotonic() - begin < 20, "SIGTERM was ignored: the container waited for the SIGKILL"
+    finally:
+        subprocess.run([ENGINE, "rm", "-f", name], capture_output=True, timeout=120)
+
+
+def listening(port: int) -> set[str]:
+    """The local addresses of the host's TCP sockets listening on `port` (/proc/net/tcp, tcp6: hex)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
+def test_tensorboard_under_network_host_stays_on_loopback(smoke):
+    """Issue 22: with --network host the entrypoint set 0.0.0.0, which there is every address of the host."""
+    from test_tensorboard import free_port, wait_for_http
+
+    out, _ = smoke
+    port = free_port()
+    name = f"meerkat-tensorboard-host-{os.getpid()}-{port}"
+    engine = (ENGINE, "run", "-d", "--name", name, "--network", "host")
+    mounts = [f"{out}:/data/Output:ro"]
+    try:
+        started = container("tensorboard", mounts=mounts, env=[f"MEERKAT_TENSORBOARD_PORT={port}"], engine=engine)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert b"<title>TensorBoard</title>" in wait_for_http(f"http://127.0.0.1:{port}/")
+        assert listening(port) == {"0100007F"}, listening(port)  # 127.0.0.1, and no wildcard
+        logs = subprocess.run([ENGINE, "logs", name], capture_output=True, text=True, timeout=60)
+        assert f"TensorBoard for /data/Output/logs at http://127.0.0.1:{port}/" in logs.stdout, (
+            logs.stdout + logs.stderr
+        )
     finally:
         subprocess.run([ENGINE, "rm", "-f", name], capture_output=True, timeout=120)
