@@ -1,13 +1,16 @@
 """Where --weights imagenet finds its file, and what happens offline when it cannot."""
 
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
-from conftest import assert_user_error, make_samples
+from conftest import assert_user_error, make_samples, needs_shared
 
 from meerkat.core.config import BackboneConfig
 from meerkat.core.errors import MeerkatError, UsageError
-from meerkat.embed import backbones, weights
+from meerkat.embed import backbones, weights, weights_fit
 
 MOBILENET_035 = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 INCEPTION = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -148,15 +151,125 @@ def test_alpha_is_checked_against_the_backbone():
         resolve("resnet", None, "none")
 
 
-@pytest.mark.slow
-def test_weights_of_another_backbone_are_refused_by_name(tmp_path):
+def wrong_weights(cli, tmp_path, weights_file, *options):
+    """`meerkat run` with `weights_file` and `options`: the result, once it is known nothing else happened."""
+    samples = make_samples(tmp_path / "S", train=(2, 2), test=(1, 1))
+    result = cli("run", samples, tmp_path / "out", "--weights", weights_file, *options)
+    assert not (tmp_path / "out").exists(), result.output  # refused before createdocs, before any crop is read
+    return result
+
+
+def test_a_text_file_as_weights_is_refused_by_name_before_any_work(tmp_path, cli):
+    notes = tmp_path / "notes.h5"
+    notes.write_text("the weights are on the lab server\n")
+    result = wrong_weights(cli, tmp_path, notes, "--backbone", "mobilenet_v2", "--alpha", "0.5")
+    assert_user_error(result, 1, f"weights file {notes}", "neither an HDF5 file", "--backbone mobilenet_v2 --alpha 0.5")
+
+
+@needs_shared()
+def test_a_cut_off_weights_file_or_a_zip_that_is_no_keras_file_is_refused_by_name(tmp_path):
+    import zipfile
+
     from conftest import WEIGHTS
 
-    if not WEIGHTS.exists():
-        pytest.skip(f"shared weights not found at {WEIGHTS}")
-    spec = resolve("mobilenet_v2", 1.0, str(WEIGHTS))  # the file is for alpha 0.35
-    with pytest.raises(MeerkatError, match="does not fit backbone mobilenet_v2 --alpha 1.0"):
-        backbones.build(spec)
+    cut = tmp_path / "cut.weights.h5"
+    cut.write_bytes(WEIGHTS.read_bytes()[:100_000])
+    with pytest.raises(MeerkatError, match=f"weights file {cut} is a damaged weights file .*truncated"):
+        resolve("mobilenet_v2", 0.35, str(cut))
+    with zipfile.ZipFile(tmp_path / "photos.keras", "w") as z:
+        z.writestr("p.jpg", b"")
+    with pytest.raises(MeerkatError, match="photos.keras is a zip without model.weights.h5"):
+        resolve("mobilenet_v2", 0.35, str(tmp_path / "photos.keras"))
+
+
+@needs_shared()
+def test_weights_of_another_alpha_or_backbone_are_refused_by_name_before_any_work(tmp_path, cli):
+    from conftest import WEIGHTS
+
+    result = wrong_weights(cli, tmp_path, WEIGHTS, "--backbone", "mobilenet_v2", "--alpha", "0.5")
+    holds = f"weights file {WEIGHTS} holds the weights of mobilenet_v2 --alpha 0.35"
+    assert_user_error(result, 1, holds, "--backbone mobilenet_v2 --alpha 0.5", "pass --alpha 0.35")
+    result = wrong_weights(cli, tmp_path, WEIGHTS, "--backbone", "inception_v3")
+    assert_user_error(result, 1, holds, "--backbone inception_v3", "pass --backbone mobilenet_v2 --alpha 0.35")
+
+
+@needs_shared()
+def test_weights_of_a_network_meerkat_does_not_offer_are_refused_by_name(tmp_path, cli):
+    from conftest import SHARED
+
+    v1 = SHARED / "weights" / "mobilenet_v1_0.25_224_no_top.h5"  # Keras' own MobileNet (v1) 0.25
+    result = wrong_weights(cli, tmp_path, v1, "--backbone", "mobilenet_v2", "--alpha", "0.35")
+    assert_user_error(result, 1, f"weights file {v1}", "of none of meerkat's backbones", "mobilenet_v2 --alpha 0.35")
+
+
+@needs_shared()
+def test_preprocess_refuses_weights_of_another_alpha_before_reading_its_csv(tmp_path, cli):
+    from conftest import WEIGHTS
+
+    samples = make_samples(tmp_path / "S", train=(2, 2), test=(1, 1))
+    assert cli("createdocs", samples, "--output", tmp_path / "run").exit_code == 0
+    docs = tmp_path / "run" / "docs"
+    result = cli(
+        "preprocess", "--input-path", docs / "trainingdata.csv", "--input-dict", docs / "dict.txt",
+        "--output-path", tmp_path / "run" / "records" / "train", "--backbone", "mobilenet_v2", "--alpha", "1.0",
+        "--weights", WEIGHTS,
+    )  # fmt: skip
+    assert_user_error(result, 1, f"weights file {WEIGHTS}", "mobilenet_v2 --alpha 0.35", "mobilenet_v2 --alpha 1.0")
+    assert not (tmp_path / "run" / "records").exists() and not (tmp_path / "run" / "cache").exists()
+
+
+@needs_shared()
+@pytest.mark.slow
+def test_wrong_weights_are_refused_before_tensorflow_loads(tmp_path):
+    from conftest import WEIGHTS
+
+    samples = make_samples(tmp_path / "S", train=(2, 2), test=(1, 1))
+    code = f"""
+import sys
+from typer.testing import CliRunner
+from meerkat.cli import app
+args = ["run", {str(samples)!r}, {str(tmp_path / "out")!r}, "--backbone", "mobilenet_v2", "--alpha", "0.5",
+        "--weights", {str(WEIGHTS)!r}]
+result = CliRunner().invoke(app, args)
+assert result.exit_code == 1, result.output
+print("tensorflow" in sys.modules)
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_each_backbone_has_a_signature_of_its_own_and_files_that_pass_the_check_load(tmp_path):
+    import keras
+
+    found = {}
+    for name, arch in backbones.ARCHITECTURES.items():
+        for alpha in backbones.MOBILENET_V2_ALPHAS if name == "mobilenet_v2" else (None,):
+            model = arch.construct(alpha, None)  # as keras.applications builds it, random weights
+            found[(name, alpha)] = weights_fit.signature([w.shape for w in model.weights])
+    assert found == weights_fit.SIGNATURES
+    assert len(set(found.values())) == len(found)
+
+    model = backbones.ARCHITECTURES["mobilenet_v2"].construct(0.5, None)
+    files = [tmp_path / "w.weights.h5", tmp_path / "w.keras", tmp_path / "whole-model.h5"]
+    model.save_weights(files[0])  # Keras 3's layout
+    model.save(files[1])
+    model.save(files[2])  # Keras 2's layout, the weights in a whole model's file
+    for path in files:
+        spec = resolve("mobilenet_v2", 0.5, str(path))  # passes the check, and Keras loads it
+        assert backbones.build(spec).count_params() == model.count_params()
+        with pytest.raises(MeerkatError, match=f"{path} holds the weights of mobilenet_v2 --alpha 0.5, not those"):
+            resolve("mobilenet_v2", 0.35, str(path))
+    top = tmp_path / "top.weights.h5"  # ImageNet's classifier on top, as Keras' files without _no_top have it
+    keras.applications.MobileNetV2(alpha=0.5, include_top=True, weights=None).save_weights(top)
+    with pytest.raises(MeerkatError, match=f"{top} holds the weights of mobilenet_v2 --alpha 0.5 with a classifier"):
+        resolve("mobilenet_v2", 0.5, str(top))
+    for path, renamed, ending in ((files[0], "w.h5", ".weights.h5"), (files[2], "whole-model.weights.h5", ".h5;")):
+        wrong = shutil.copy(path, tmp_path / renamed)
+        with pytest.raises(MeerkatError, match=f"which Keras reads only from a name ending in {ending}"):
+            resolve("mobilenet_v2", 0.5, str(wrong))
 
 
 def test_changed_weights_file_is_refused(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from meerkat.core.config import BackboneConfig
 from meerkat.core.errors import MeerkatError, UsageError
-from meerkat.embed import devices, weights
+from meerkat.embed import devices, weights, weights_fit
 from meerkat.embed.weights import sha256
 
 log = logging.getLogger(__name__)
@@ -117,9 +117,22 @@ def check_choice(name: str, alpha: float | None) -> float | None:
     return alpha
 
 
+def check(cfg: BackboneConfig) -> float | None:
+    """What can be checked of the options before any other work, without TensorFlow: the backbone
+    and alpha, and that a --weights file holds that backbone's weights. Returns the alpha to use.
+
+    Files that --weights imagenet finds are not read here: they carry the name Keras gives that
+    backbone's file, and weights.locate checks them whole.
+    """
+    alpha = check_choice(cfg.backbone, cfg.alpha)
+    if cfg.weights.lower() not in ("imagenet", "none"):
+        weights_fit.check(weights.given_file(cfg.weights), cfg.backbone, alpha)
+    return alpha
+
+
 def resolve(cfg: BackboneConfig) -> BackboneSpec:
     """The options -> a spec naming one local weights file (or none), for the devices in use."""
-    alpha = check_choice(cfg.backbone, cfg.alpha)
+    alpha = check(cfg)
     precision = devices.choose_precision(cfg.precision, devices.select_gpus(cfg.gpus))
     path, digest = weights.locate(cfg.weights, ARCHITECTURES[cfg.backbone].weights_file(alpha), cfg.backbone)
     return BackboneSpec(cfg.backbone, alpha, path, digest, precision)

@@ -72,12 +72,18 @@ def locate(weights: str, remote: str, name: str) -> tuple[str, str | None]:
         )
         return "none", None
     if weights.lower() != "imagenet":
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise MeerkatError(f"weights file not found: {path}; pass an existing file, or --weights imagenet")
+        path = given_file(weights)
         return str(path.resolve()), sha256(path)
     path = _imagenet_file(remote, name)
     return str(path), sha256(path)
+
+
+def given_file(weights: str) -> Path:
+    """The file of --weights PATH, which must exist."""
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise MeerkatError(f"weights file not found: {path}; pass an existing file, or --weights imagenet")
+    return path
 
 
 def _imagenet_file(remote: str, name: str) -> Path:

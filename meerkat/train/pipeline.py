@@ -32,6 +32,7 @@ def run(cfg: RunConfig) -> dict:
         check_apart(cfg.docs, "OUTPUT")
         if cfg.cache_dir is not None:  # meerkat never writes into Samples; a cache that holds them is fine
             nesting.check_outside(cfg.cache_dir, [("SAMPLES", cfg.docs.samples)], "--cache-dir")
+        backbones.check(cfg.backbone)  # a wrong --weights file, before a crop is hashed or TensorFlow loads
     output = atomic.output_dir(cfg.docs.output)
     with _locked(output):
         start = time.perf_counter()
