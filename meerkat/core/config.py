@@ -30,13 +30,9 @@ def _open_range(click: dict) -> dict:
     if not (low_open or high_open):
         return click
     low, high = click.pop("min", None), click.pop("max", None)
-    if high is None:
-        shown = f"x{'>' if low_open else '>='}{low}"
-    elif low is None:
-        shown = f"x{'<' if high_open else '<='}{high}"
-    else:
-        shown = f"{low}{'<' if low_open else '<='}x{'<' if high_open else '<='}{high}"
-    return {**click, "metavar": f"<float range> [{shown}]"}
+    lower = "" if low is None else f"{low}{'<' if low_open else '<='}"
+    upper = "" if high is None else f"{'<' if high_open else '<='}{high}"
+    return {**click, "metavar": f"<float range> [{lower}x{upper}]"}
 
 
 def required(help: str, env: str, argument: bool = False, **click):
