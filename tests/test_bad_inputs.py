@@ -94,7 +94,7 @@ def messy(tmp_path_factory):
     (pos / "link to file.jpg").symlink_to(elsewhere)
     write_image(root / "album" / "in linked folder.jpg", seed=31, positive=True)
     (pos / "linked folder").symlink_to(root / "album", target_is_directory=True)
-    (pos / "loop").symlink_to(pos, target_is_directory=True)  # must not recurse forever
+    (pos / "loop").symlink_to(pos, target_is_directory=True)  # must not recurse forever, nor count a crop twice
 
     out = root / "out"
     proc = subprocess.run(
@@ -119,8 +119,8 @@ def test_every_decodable_image_is_used_and_counts_add_up(messy):
     assert manifest["records"] + manifest["skipped"] == len(listed)
     skipped = dict(list(csv.reader(open(out / "records" / "train-00000-of-00001.skipped.csv", encoding="utf-8")))[1:])
     used = {Path(p).name for p, _ in listed if p not in skipped}
-    assert set(USABLE) | {"link to file.jpg", "in linked folder.jpg"} <= used
-    assert manifest["records"] == len(used) == 3 + 8 + len(USABLE) + 2
+    assert set(USABLE) <= used
+    assert manifest["records"] == len(used) == 3 + 8 + len(USABLE)
 
 
 def test_each_unusable_file_is_skipped_with_its_reason(messy, capsys):
@@ -137,11 +137,16 @@ def test_each_unusable_file_is_skipped_with_its_reason(messy, capsys):
             print(f"  {name}: {reason}")
 
 
-def test_hidden_and_macos_files_are_ignored_not_listed(messy):
-    _, out, _ = messy
-    ignored = (out / "docs" / "ignored.txt").read_text()
-    assert ".DS_Store" in ignored and "._p0.jpg" in ignored
-    assert ".DS_Store" not in (out / "docs" / "trainingdata.csv").read_text()
+def test_hidden_and_macos_files_and_links_out_of_the_class_are_ignored_not_listed(messy):
+    samples, out, _ = messy
+    ignored = {Path(p).name: reason for p, reason in csv.reader(open(out / "docs" / "ignored.txt", encoding="utf-8"))}
+    assert ignored[".DS_Store"] == "hidden file" and ignored["._p0.jpg"] == "macOS resource fork (._ file)"
+    # A class folder's crops are the files inside it: a link out of it is listed, not followed.
+    leaves = "a link that leaves Training/Positives/: it leads to "
+    assert ignored["link to file.jpg"] == leaves + str((samples.parent / "elsewhere" / "linked.jpg").resolve())
+    assert ignored["linked folder"] == leaves + str((samples.parent / "album").resolve())
+    listed = (out / "docs" / "trainingdata.csv").read_text()
+    assert ".DS_Store" not in listed and "linked" not in listed
 
 
 def _with_exif_orientation(jpeg: bytes, value: int) -> bytes:
@@ -272,3 +277,44 @@ def test_an_unreadable_checkpoint_is_trained_over_from_the_start(tmp_path):
     state = restore(damaged, "fingerprint", head, optimizer)
     assert state.step == 0 and state.history == []
     assert all((a == v.numpy()).all() for a, v in zip(fresh, head.variables, strict=True))
+
+
+BOM = "\ufeff"  # what Excel and Notepad put at the start of a UTF-8 file they save
+
+
+@pytest.mark.slow
+def test_a_dict_and_a_csv_saved_with_a_byte_order_mark_are_read_as_without(tmp_path, cli):
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
+    assert cli("createdocs", samples, "--output", tmp_path / "o").exit_code == 0
+    docs, edited = tmp_path / "o" / "docs", tmp_path / "edited"
+    edited.mkdir()
+    for name in ("dict.txt", "trainingdata.csv", "testingdata.csv"):  # as Excel saves them: CRLF too
+        text = (docs / name).read_text(encoding="utf-8").replace("\n", "\r\n")
+        (edited / name).write_bytes((BOM + text).encode("utf-8"))
+    for name, csv_name in (("train", "trainingdata.csv"), ("eval", "testingdata.csv")):
+        result = embed(cli, edited, tmp_path / "r" / name, csv_name=csv_name)
+        assert result.exit_code == 0 and "skipped" not in result.output, result.output
+        manifest = json.loads((tmp_path / "r" / f"{name}-00000-of-00001.json").read_text())
+        assert manifest["records"] == len((docs / csv_name).read_text().splitlines()), manifest
+    result = fit(cli, tmp_path / "r" / "train", tmp_path / "r" / "eval", tmp_path / "t", "--input-dict",
+                 edited / "dict.txt", "--epochs", 1)  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+def test_labels_that_differ_invisibly_are_shown_apart(tmp_path, cli):
+    samples = make_samples(tmp_path / "S", train=(2, 2), test=(2, 2))
+    assert cli("createdocs", samples, "--output", tmp_path / "o").exit_code == 0
+    docs = tmp_path / "o" / "docs"
+    pre = ["preprocess", "--input-path", docs / "trainingdata.csv", "--output-path", tmp_path / "r" / "t", *TINY]
+    odd = tmp_path / "dict.txt"
+    odd.write_text("positive\u200b\nnegative\n", encoding="utf-8")  # a zero-width space, pasted from a web page
+    result = cli(*pre, "--input-dict", odd)
+    assert_user_error(result, 1, str(odd), "received 'positive\\u200b', 'negative'")
+
+
+def test_a_models_dict_saved_with_a_byte_order_mark_names_the_same_classes(tmp_path):
+    """model/dict.txt names the classes in what scan writes (MegaDetector's classification_categories)."""
+    from meerkat.apply.scorer import labels
+
+    (tmp_path / "dict.txt").write_bytes((BOM + "positive\r\nnegative\r\n").encode("utf-8"))
+    assert labels(tmp_path) == ("positive", "negative")

@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+import os
 from pathlib import Path
 
 from conftest import assert_user_error, make_samples, write_image
@@ -139,3 +140,81 @@ def test_unwritable_output_folder(tmp_path, cli):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the output folder should go")
     assert_user_error(cli("createdocs", samples, "--output", blocker / "out"), 1, str(blocker))
+
+
+def ignored_rows(out: Path) -> dict[str, str]:
+    """docs/ignored.txt: {file name: reason}."""
+    return {Path(p).name: reason for p, reason in rows(out / "docs" / "ignored.txt")}
+
+
+def test_a_link_out_of_its_class_folder_is_not_followed_and_is_listed(tmp_path, cli):
+    samples = make_samples(tmp_path / "S", train=(17, 12), test=(2, 2))
+    train, pos = samples / "Training", samples / "Training" / "Positives"
+    (pos / "loop").symlink_to("..", target_is_directory=True)  # up to Training/: its Negatives became positives
+    (pos / "theirs.jpg").symlink_to(train / "Negatives" / "n0.jpg")
+    (pos / "tested").symlink_to(samples / "Testing" / "Positives", target_is_directory=True)
+    write_image(tmp_path / "album" / "a.jpg", seed=1, positive=True)
+    (pos / "album").symlink_to(tmp_path / "album", target_is_directory=True)
+    result = cli("createdocs", samples, "--output", tmp_path / "out", "--no-balance")
+    assert result.exit_code == 0, result.output
+    positives = [p for p, label in rows(tmp_path / "out" / "docs" / "trainingdata.csv") if label == "positive"]
+    assert sorted(positives) == sorted(str(p) for p in pos.glob("p*.jpg")) and len(positives) == 17
+    leaves = "a link that leaves Training/Positives/: it leads to "
+    assert ignored_rows(tmp_path / "out") == {
+        "loop": leaves + os.path.realpath(train),
+        "theirs.jpg": leaves + os.path.realpath(train / "Negatives" / "n0.jpg"),
+        "tested": leaves + os.path.realpath(samples / "Testing" / "Positives"),
+        "album": leaves + os.path.realpath(tmp_path / "album"),
+    }
+    assert "Positive training samples: 17" in result.output
+    assert "4 links that leave their class folder" in result.output, result.output
+
+
+def test_a_file_reached_twice_inside_its_class_folder_is_listed_once(tmp_path, cli):
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
+    pos = samples / "Training" / "Positives"
+    inner = write_image(pos / "site 1" / "s.jpg", seed=5, positive=True)
+    (pos / "again").symlink_to("site 1", target_is_directory=True)
+    (pos / "best.jpg").symlink_to("site 1/s.jpg")
+    (pos / "site 1" / "up").symlink_to("..", target_is_directory=True)  # a loop inside the folder
+    result = cli("createdocs", samples, "--output", tmp_path / "out", "--no-balance")
+    assert result.exit_code == 0, result.output
+    positives = [p for p, label in rows(tmp_path / "out" / "docs" / "trainingdata.csv") if label == "positive"]
+    assert sorted(positives) == sorted([str(inner), *(str(pos / f"p{i}.jpg") for i in range(3))])
+    assert not (tmp_path / "out" / "docs" / "ignored.txt").exists(), "nothing was left out"
+
+
+def test_class_folders_that_overlap_are_refused(tmp_path, cli):
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
+    testing = samples / "Testing" / "Positives"
+    for p in testing.iterdir():
+        p.unlink()
+    testing.rmdir()
+    testing.symlink_to(samples / "Training" / "Positives", target_is_directory=True)
+    result = cli("createdocs", samples, "--output", tmp_path / "out")
+    assert_user_error(result, 1, "Testing/Positives", "Training/Positives")
+
+
+def test_the_same_bytes_under_both_labels_are_reported_and_listed(tmp_path, cli):
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
+    first = samples / "Training" / "Positives" / "p0.jpg"
+    copies = [samples / "Training" / "Negatives" / "copy.jpg", samples / "Testing" / "Negatives" / "copy.jpg"]
+    for copy in copies:
+        copy.write_bytes(first.read_bytes())
+    for split in ("Training", "Testing"):  # empty files: no crops (preprocess skips them), so no copies
+        (samples / split / "Negatives" / "empty.jpg").write_bytes(b"")
+    result = cli("createdocs", samples, "--output", tmp_path / "out", "--no-balance")
+    assert result.exit_code == 0, result.output
+    listed = tmp_path / "out" / "docs" / "duplicates.txt"
+    warning = next(line for line in result.output.splitlines() if "under both labels" in line)
+    assert warning.startswith("warning: 1 image is under both labels") and str(listed) in warning, warning
+    assert sorted(rows(listed)) == sorted([[str(c), f"the same bytes as {first}"] for c in copies])
+    # Left in, under both labels: meerkat cannot tell which is right, and the counts stay the folders'.
+    train = rows(tmp_path / "out" / "docs" / "trainingdata.csv")
+    assert [str(first), "positive"] in train and [str(copies[0]), "negative"] in train
+
+    for copy in copies:  # tidied up: no list of an earlier run's duplicates remains
+        copy.unlink()
+    result = cli("createdocs", samples, "--output", tmp_path / "out", "--no-balance")
+    assert result.exit_code == 0 and "under both labels" not in result.output, result.output
+    assert not listed.exists()

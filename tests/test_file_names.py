@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, TINY, needs_shared, write_image
+from conftest import SAMPLES, TINY, make_samples, needs_shared, write_image
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -166,15 +166,16 @@ def test_a_name_that_is_not_utf8_is_the_file_on_disk_in_every_csv(bytes_run):
     assert sorted(skipped) == sorted(fs(samples / split / "Negatives", EMPTY) for split in ("Training", "Testing"))
     skipped_by_predict = read_names(bytes_run["scores"].with_name("scores.skipped.csv"))[1:]
     assert [row[0] for row in skipped_by_predict] == [fs(samples / "Testing" / "Negatives", EMPTY)]
-    ignored = (out / "docs" / "ignored.txt").read_text(**TEXT).splitlines()
-    assert ignored == [fs(samples / "Training" / "Positives", NOTES)] and os.path.exists(ignored[0])
+    ignored = read_names(out / "docs" / "ignored.txt")
+    assert ignored == [[fs(samples / "Training" / "Positives", NOTES), "not an image extension (.txt)"]]
+    assert os.path.exists(ignored[0][0])
 
 
 @needs_shared()
 def test_json_html_markdown_and_logs_stay_utf8_and_show_the_bytes(bytes_run):
     out = bytes_run["out"]
     for path in [*out.rglob("*.json"), *out.rglob("*.html"), *out.rglob("*.md"), *out.rglob("*.txt")]:
-        if path.name != "ignored.txt":  # a list of names, as the CSVs: their bytes
+        if path.name not in ("ignored.txt", "duplicates.txt"):  # lists of names, as the CSVs: their bytes
             path.read_bytes().decode("utf-8")  # raises on a byte that is not UTF-8
     page = (out / "report" / "index.html").read_text(encoding="utf-8")
     assert "vac\\xedo.jpg" in page  # the skipped crop, its byte shown as \xed
@@ -185,3 +186,17 @@ def test_json_html_markdown_and_logs_stay_utf8_and_show_the_bytes(bytes_run):
     source = card["training_data"]["source"]
     assert source == str(bytes_run["samples"]) and os.path.isdir(source)
     assert "Samples \\xe0" in (out / "model" / "README.md").read_text(encoding="utf-8")
+
+
+def test_a_link_out_of_its_class_and_a_copy_are_listed_by_their_names_bytes(tmp_path, cli):
+    samples = make_samples(Path(fs(tmp_path, SAMPLES_NAME)), train=(2, 2), test=(2, 2))
+    pos = samples / "Training" / "Positives"
+    loop, copy = fs(pos, b"boucl\xe9"), fs(samples / "Training" / "Negatives", b"copi\xe9.jpg")
+    os.symlink("..", loop)
+    shutil.copy(pos / "p0.jpg", copy)
+    result = cli("createdocs", samples, "--output", tmp_path / "out", "--no-balance")
+    assert result.exit_code == 0, result.output
+    docs = tmp_path / "out" / "docs"
+    leaves = f"a link that leaves Training/Positives/: it leads to {os.path.realpath(samples / 'Training')}"
+    assert read_names(docs / "ignored.txt") == [[loop, leaves]] and os.path.islink(loop)
+    assert read_names(docs / "duplicates.txt") == [[copy, f"the same bytes as {pos / 'p0.jpg'}"]]

@@ -219,9 +219,11 @@ def test_preprocess_reports_images_rate_and_eta_without_a_terminal(tmp_path, cli
     monkeypatch.setattr(preprocess, "PROGRESS_EVERY_S", 0.0)
     monkeypatch.setattr(createdocs, "PROGRESS_EVERY_S", 0.0)
     samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
+    copy = samples / "Testing" / "Positives" / "copy.jpg"  # the duplicate check hashes files that share a size
+    copy.write_bytes((samples / "Training" / "Positives" / "p0.jpg").read_bytes())
     result = cli("createdocs", samples, "--output", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    assert "Hashing for duplicates: 10 of 10 files (100 %)" in result.output, result.output
+    assert "Checking for duplicates: 11 of 11 files (100 %)" in result.output, result.output
     docs = tmp_path / "out" / "docs"
     result = embed(cli, docs, tmp_path / "rec" / "train", "--embed-batch-size", "2")
     assert result.exit_code == 0, result.output

@@ -29,7 +29,7 @@ def labels(model_dir) -> tuple[str, ...]:
     """dict.txt beside the model: its classes, in the order of its outputs."""
     path = Path(model_dir).resolve()
     try:
-        text = (path / "dict.txt").read_text(encoding="utf-8")
+        text = (path / "dict.txt").read_text(encoding="utf-8-sig")  # a byte-order mark, if saved by Notepad: dropped
     except OSError as e:
         reason = e.strerror or e
         raise MeerkatError(f"cannot read dict.txt in {path}: {reason}; pass a model/ meerkat exported") from None

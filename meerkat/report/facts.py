@@ -4,6 +4,7 @@ Gathered once, after stage 5's numbers: crops per class and set, the files skipp
 the way with their reasons, the training history, and where the crops came from.
 """
 
+import csv
 import logging
 import os
 from dataclasses import dataclass, field
@@ -13,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from meerkat.core.atomic import TEXT
-from meerkat.core.settings import IMAGE_EXTENSIONS
 from meerkat.embed import tfrecords
 from meerkat.report.mistakes import Mistake
+from meerkat.samples.classfolder import DANGLING, reason_by_name
 
 log = logging.getLogger(__name__)
 
@@ -89,26 +90,16 @@ def _skipped(pattern: str, what: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def ignored_reason(path: str) -> str:
-    """Why createdocs passed over a file (imagefiles.list_images' rules, in its order)."""
-    name = Path(path).name
-    if name.startswith("._"):
-        return "macOS resource fork (._ file)"
-    if name.startswith("."):
-        return "hidden file"
-    suffix = Path(name).suffix
-    if suffix.lower() not in IMAGE_EXTENSIONS:
-        return f"not an image extension ({suffix})" if suffix else "no extension"
-    return "not a file (a dangling link)"
-
-
 def _ignored(manifest: dict) -> list[tuple[str, str]]:
-    """docs/ignored.txt beside the CSV the training shards were made from."""
+    """docs/ignored.txt beside the CSV the training shards were made from: `path,reason` rows."""
     source = manifest.get("source_csv")
     path = Path(source).parent / "ignored.txt" if source else None
     if not path or not path.is_file():
         return []
-    return [(p, ignored_reason(p)) for p in path.read_text(**TEXT).splitlines() if p]
+    with open(path, newline="", **TEXT) as f:
+        rows = [row for row in csv.reader(f) if row]
+    # Earlier versions wrote the paths alone; their reasons follow from the names.
+    return [(r[0], r[1] if len(r) > 1 else reason_by_name(Path(r[0]).name) or DANGLING) for r in rows]
 
 
 def _history(output: Path) -> pd.DataFrame | None:

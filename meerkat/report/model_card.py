@@ -249,8 +249,8 @@ def _md_training_data(card: dict) -> list[str]:
             for split, counts in data["counts"].items()
         ),
         "",
-        f"Skipped (unreadable) files: {data['skipped_files']}; ignored (not images): {data['ignored_files']}. "
-        "The report lists them with their reasons.",
+        f"Skipped (unreadable) files: {data['skipped_files']}; ignored (not images, or links out of their "
+        f"class folder): {data['ignored_files']}. The report lists them with their reasons.",
         "",
     ]
 

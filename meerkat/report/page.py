@@ -113,7 +113,8 @@ def _data_section(facts: Facts) -> str:
         f"<h3>Skipped files ({len(facts.skipped)})</h3>"
         '<p class="note">Image files that could not be read or decoded; they are in no set.</p>'
         f"{skipped}<h3>Ignored files ({len(facts.ignored)})</h3>"
-        '<p class="note">Files in Samples that are not images by their name.</p>'
+        '<p class="note">Files in Samples that are not images by their name, and links that leave their class '
+        "folder.</p>"
         f"{ignored}</section>"
     )
 

@@ -6,6 +6,7 @@ case, singular or plural, and the Samples folder is never written to.
 """
 
 import hashlib
+import itertools
 import logging
 import os
 import random
@@ -15,8 +16,9 @@ from pathlib import Path
 from meerkat.core import atomic, faults, nesting, ownership
 from meerkat.core.config import DocsConfig
 from meerkat.core.errors import MeerkatError
-from meerkat.core.progress import Progress
 from meerkat.core.settings import HOLDOUT_EVERY, IMAGE_EXTENSIONS, LABELS
+from meerkat.samples import duplicates
+from meerkat.samples.classfolder import LEAVES, inside, list_crops
 from meerkat.samples.docs import write_csv, write_dict
 from meerkat.samples.imagefiles import list_images
 
@@ -33,7 +35,7 @@ class Docs:
     testing_csv: Path
     dict_txt: Path
     counts: dict = field(default_factory=dict)
-    ignored: list = field(default_factory=list)
+    ignored: list = field(default_factory=list)  # (path, reason)
 
 
 def _match_dir(parent: Path, names: tuple, what: str) -> Path | None:
@@ -64,44 +66,54 @@ def _find_classes(split_dir: Path) -> dict[str, Path]:
     return dirs
 
 
-def _collect(split_dir: Path, docs: Docs) -> dict[str, list[Path]]:
+def _check_apart(class_dirs: list[Path]) -> None:
+    """Refuse two class folders that are one folder, or one inside the other, through a link: the
+    same crops would be in both."""
+    for a, b in itertools.combinations(class_dirs, 2):
+        real_a, real_b = os.path.realpath(a), os.path.realpath(b)
+        if inside(real_a, real_b) or inside(real_b, real_a):
+            raise MeerkatError(
+                f"{a} and {b} are the same folder or one holds the other (they lead to {real_a} and {real_b}); "
+                "give each class of each set a folder of its own"
+            )
+
+
+def _collect(samples: Path, split_dir: Path, docs: Docs) -> dict[str, list[Path]]:
     out = {}
     for label, d in _find_classes(split_dir).items():
-        images, ignored = list_images(d)
+        images, ignored = list_crops(d, d.relative_to(samples).as_posix())
         docs.ignored += ignored
         if not images:
             exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
             raise MeerkatError(f"no images in {d} (looked for {exts}); add crops or fix the folder")
-        out[label] = [Path(os.path.abspath(p)) for p in images]
+        out[label] = images
     return out
 
 
-def _content_hash(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _warn_overlap(training: list[Path], testing: list[Path]) -> None:
-    test_hashes, both = {}, []
-    with Progress("Hashing for duplicates", len(training) + len(testing), "files", PROGRESS_EVERY_S) as p:
-        try:
-            for n, path in enumerate(testing, start=1):
-                test_hashes[_content_hash(path)] = path
-                p.update(n)
-            for n, path in enumerate(training, start=len(testing) + 1):
-                if (h := _content_hash(path)) in test_hashes:
-                    both.append((path, test_hashes[h]))
-                p.update(n)
-        except OSError:
-            return  # an unreadable file is reported by preprocess, where it is skipped
-    if both:
-        examples = "; ".join(f"{a} = {b}" for a, b in both[:3])
+def _list_ignored(ignored: list[tuple[Path, str]], path: Path) -> None:
+    """docs/ignored.txt: `path,reason` rows as in the docs CSVs (the names' bytes), or none at all."""
+    if not ignored:
+        if os.path.lexists(path):
+            ownership.remove(path, "an earlier run's list of ignored files")  # the report would list them
+        return
+    write_csv(path, [(str(p), reason) for p, reason in ignored])
+    links = [p for p, reason in ignored if reason.startswith(LEAVES)]
+    if links:
+        shown = ", ".join(str(p) for p in links[:3])
         log.warning(
-            "warning: %d training images also appear in Testing (same content), so test accuracy will "
-            "be optimistic; remove them from one side. E.g. %s",
-            len(both),
-            examples,
+            "warning: did not follow %d %s that leave their class folder, so that no crop is filed under "
+            "another folder's label (listed in %s): %s%s",
+            len(links),
+            "link" if len(links) == 1 else "links",
+            path,
+            shown,
+            f" and {len(links) - 3} more" if len(links) > 3 else "",
         )
+    others = [p for p, reason in ignored if not reason.startswith(LEAVES)]
+    if others:
+        shown = ", ".join(str(p) for p in others[:5])
+        more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+        log.info("Ignored %d non-image files (listed in %s): %s%s", len(others), path, shown, more)
 
 
 def check_apart(cfg: DocsConfig, output_name: str = "--output") -> None:
@@ -132,10 +144,11 @@ def createdocs(cfg: DocsConfig) -> Docs:
     docs_dir = atomic.ensure_dir(Path(cfg.output) / "docs")
     docs = Docs(docs_dir / "trainingdata.csv", docs_dir / "testingdata.csv", docs_dir / "dict.txt")
 
-    training = _collect(train_dir, docs)
     test_dir = _match_dir(samples, SPLIT_NAMES["testing"], "Testing")
+    _check_apart([d for split in (train_dir, test_dir) if split for d in _find_classes(split).values()])
+    training = _collect(samples, train_dir, docs)
     if test_dir is not None:
-        testing = _collect(test_dir, docs)
+        testing = _collect(samples, test_dir, docs)
     else:
         log.info("No Testing folder: holding out 1 in %d training images per class for testing.", HOLDOUT_EVERY)
         class_dirs = _find_classes(train_dir)
@@ -168,14 +181,8 @@ def createdocs(cfg: DocsConfig) -> Docs:
     log.info("Negative training samples: %d%s", c["negative_training"], balanced)
     log.info("Positive testing samples: %d", c["positive_testing"])
     log.info("Negative testing samples: %d", c["negative_testing"])
-    ignored_txt = docs_dir / "ignored.txt"
-    if not docs.ignored and os.path.lexists(ignored_txt):
-        ownership.remove(ignored_txt, "an earlier run's list of ignored files")  # the report would list them
-    if docs.ignored:
-        with atomic.atomic_open(ignored_txt, "w", **atomic.TEXT) as f:  # the names' bytes, as in the CSVs
-            f.write("".join(f"{p}\n" for p in docs.ignored))
-        shown = ", ".join(str(p) for p in docs.ignored[:5])
-        more = f" and {len(docs.ignored) - 5} more" if len(docs.ignored) > 5 else ""
-        log.info("Ignored %d non-image files (listed in %s): %s%s", len(docs.ignored), ignored_txt, shown, more)
-    _warn_overlap([p for files in training.values() for p in files], [p for files in testing.values() for p in files])
+    _list_ignored(docs.ignored, docs_dir / "ignored.txt")
+    listed = {("training", label): training[label] for label in LABELS}
+    listed |= {("testing", label): testing[label] for label in LABELS}
+    duplicates.report(duplicates.find(listed, PROGRESS_EVERY_S), docs_dir / "duplicates.txt")
     return docs

@@ -9,6 +9,10 @@ from meerkat.core import atomic
 from meerkat.core.errors import MeerkatError
 from meerkat.core.settings import LABELS
 
+# The files a user may edit and save again: Excel and Notepad start a UTF-8 file with a byte-order
+# mark, which utf-8-sig drops (and only there, at the start). Names that are not UTF-8: their bytes.
+USER_TEXT = {**atomic.TEXT, "encoding": "utf-8-sig"}
+
 
 def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
     """`path,label` rows, no header, written atomically."""
@@ -22,7 +26,7 @@ def read_csv(path) -> list[tuple[str, str]]:
     if not path.is_file():
         raise MeerkatError(f"CSV not found: {path}; run `meerkat createdocs` first or fix --input-path")
     try:
-        with open(path, newline="", **atomic.TEXT) as f:  # a name that is not UTF-8: its bytes, as written
+        with open(path, newline="", **USER_TEXT) as f:  # a name that is not UTF-8: its bytes, as written
             text = f.read()
         if "\0" in text:  # any bytes decode so; a NUL says they are no text
             raise csv.Error("binary data, not text")
@@ -54,14 +58,15 @@ def read_dict(path) -> list[str]:
     if not path.is_file():
         raise MeerkatError(f"dict file not found: {path}; it is written by `meerkat createdocs` as docs/dict.txt")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding=USER_TEXT["encoding"])
     except UnicodeDecodeError:
         text = "\0"  # not text: reported as the wrong labels below
     labels = [line.strip().lower() for line in text.splitlines() if line.strip()]
     if tuple(labels) != LABELS:
+        received = ", ".join(map(repr, labels))  # quoted and escaped: a label that only looks right shows why
         raise MeerkatError(
             f"{path}: expected the labels {', '.join(LABELS)} in that order, "
-            f"received {', '.join(labels)[:80] or 'nothing'}; "
+            f"received {received[:80] or 'nothing'}; "
             "use the dict.txt written by `meerkat createdocs`"
         )
     return labels
