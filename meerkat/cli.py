@@ -388,7 +388,8 @@ def doctor(
 ):
     """Report versions, CUDA build, visible GPUs, baked-in weights and their sha256, and the folders.
 
-    With --mounts-only it checks just the folders and exits 1 on a problem (the container entrypoint uses this).
+    With --mounts-only it checks just the folders and exits 1 on a problem; in the image, an output that is
+    not a mount is one (`run` there checks the same before it starts).
 
     [bold]Example:[/] docker run --rm meerkat:cpu doctor
     """

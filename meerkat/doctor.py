@@ -1,7 +1,7 @@
 """What this machine or container offers meerkat: versions, CUDA, GPUs, weights, mounts, image.
 
-`check_mounts` runs before TensorFlow is imported, so the container entrypoint can refuse a bad
-mount in a fraction of a second, with the fix for Docker and Apptainer in the message.
+`check_mounts` runs before TensorFlow is imported, so `meerkat run` in the image refuses a bad or
+missing mount in a fraction of a second, with the fix for Docker and Apptainer in the message.
 
 An image cannot hold its own id (the id is a digest over the image's config, which lists its
 layers). What a container can show is written at build time into /opt/meerkat/image.json: the
