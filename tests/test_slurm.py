@@ -1,7 +1,12 @@
-"""The SLURM examples on a real single-node cluster (make slurm-test starts it and sets SLURM_CONF)."""
+"""The SLURM examples on a real single-node cluster (make slurm-test starts it and sets SLURM_CONF).
+
+Every path a user gives them holds a space (the samples, the outputs, the model, the videos, the
+images), as a lab's folders do; tests/test_slurm_scripts.py checks the command lines they become.
+"""
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -23,25 +28,31 @@ EXAMPLES = ROOT / "examples" / "slurm"
 TASKS = 4
 
 
-def env(out: Path, **extra) -> dict:
-    e = {**os.environ, "SAMPLES": str(SAMPLES), "OUTPUT": str(out), "TASKS": str(TASKS), **extra}
+def host_binds(*paths: Path) -> str:
+    """APPTAINER_BINDS for scripts/apptainer-here.sh, which makes the host's folders visible where
+    Apptainer runs: a list split at spaces, so each path's nearest folder without one."""
+    return " ".join(str(next(p for p in (path, *path.parents) if " " not in str(p))) for path in paths)
+
+
+def env(out: Path, samples: Path = SAMPLES, **extra) -> dict:
+    e = {**os.environ, "SAMPLES": str(samples), "OUTPUT": str(out), "TASKS": str(TASKS), **extra}
     if os.environ.get("TEST_SLURM_SIF"):  # the container, as on a cluster
         e["SIF"] = os.environ["TEST_SLURM_SIF"]
         e["MEERKAT_APPTAINER"] = os.environ.get("APPTAINER", "apptainer")
         e["MEERKAT_APPTAINER_FLAGS"] = "--no-privs" if os.geteuid() == 0 else ""
-        # for scripts/apptainer-here.sh; a test may bind more (its own model and inputs)
-        e["APPTAINER_BINDS"] = extra.get("APPTAINER_BINDS") or f"{SAMPLES} {out} {Path(e['SIF']).parent}"
+        # a test may bind more (its own model and inputs)
+        e["APPTAINER_BINDS"] = extra.get("APPTAINER_BINDS") or host_binds(samples, out, Path(e["SIF"]).parent)
     else:  # the installed meerkat, with the small offline backbone
         e["SIF"] = ""
         e.update(MEERKAT_BACKBONE="mobilenet_v2", MEERKAT_ALPHA="0.35", MEERKAT_WEIGHTS=str(WEIGHTS))
     return e
 
 
-def meerkat(*args, root: Path) -> subprocess.CompletedProcess:
+def meerkat(*args, root: Path, samples: Path = SAMPLES) -> subprocess.CompletedProcess:
     """`meerkat ARGS` the way the sbatch scripts run it (through the SIF when there is one);
-    every path in ARGS must lie under `root`, which is bound into the container."""
-    e = env(root, MEERKAT_SIF=env(root)["SIF"], MEERKAT_SAMPLES=str(SAMPLES), MEERKAT_OUTPUT=str(root))
-    script = f'source {EXAMPLES}/meerkat.sh; meerkat "$@"'
+    every path in ARGS must lie under `root` or `samples`, which are bound into the container."""
+    e = env(root, samples, MEERKAT_SIF=env(root)["SIF"], MEERKAT_SAMPLES=str(samples), MEERKAT_OUTPUT=str(root))
+    script = f'source {shlex.quote(str(EXAMPLES / "meerkat.sh"))}; meerkat "$@"'
     return subprocess.run(["bash", "-c", script, "meerkat", *map(str, args)], capture_output=True, text=True, env=e)
 
 
@@ -56,9 +67,9 @@ def wait(job: str, timeout=900) -> str:
     raise TimeoutError(f"job {job} did not finish in {timeout} s")
 
 
-def submit(out: Path, *args, **extra) -> dict:
+def submit(out: Path, *args, samples: Path = SAMPLES, **extra) -> dict:
     proc = subprocess.run(
-        ["bash", str(EXAMPLES / "submit.sh"), *args], capture_output=True, text=True, env=env(out, **extra)
+        ["bash", str(EXAMPLES / "submit.sh"), *args], capture_output=True, text=True, env=env(out, samples, **extra)
     )
     assert proc.returncode == 0, proc.stderr
     print(proc.stdout)
@@ -70,9 +81,15 @@ def submit(out: Path, *args, **extra) -> dict:
 
 
 @pytest.fixture(scope="module")
-def array_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("slurm") / "Output"
-    jobs = submit(out)
+def lab_samples(tmp_path_factory) -> Path:
+    """DeepMeerkat's sample crops in a folder whose path holds spaces."""
+    return Path(shutil.copytree(SAMPLES, tmp_path_factory.mktemp("lab") / "my data" / "Samples 2024"))
+
+
+@pytest.fixture(scope="module")
+def array_run(tmp_path_factory, lab_samples):
+    out = tmp_path_factory.mktemp("slurm") / "my runs" / "Output 1"
+    jobs = submit(out, samples=lab_samples)
     for stage in ("createdocs", "preprocess", "train"):  # in order: a failed stage's dependents never start
         state = wait(jobs[stage])
         logs = "\n".join(p.read_text()[-1500:] for p in (out / "slurm-logs").iterdir())
@@ -97,7 +114,7 @@ def test_array_job_trains_and_exports_as_well_as_one_process(array_run, tmp_path
     assert len([n for n in logs if n.startswith("meerkat-preprocess")]) == TASKS
 
 
-def test_shards_together_equal_one_process(array_run, tmp_path):
+def test_shards_together_equal_one_process(array_run, lab_samples, tmp_path):
     single = tmp_path / "single" / "train"
     shutil.copytree(array_run / "docs", tmp_path / "docs")
     proc = meerkat(
@@ -111,6 +128,7 @@ def test_shards_together_equal_one_process(array_run, tmp_path):
         "--cache-dir",
         tmp_path / "cache",
         root=tmp_path,
+        samples=lab_samples,  # the docs list its crops
     )
     assert proc.returncode == 0, proc.stderr
     got = {}
@@ -124,9 +142,9 @@ def test_shards_together_equal_one_process(array_run, tmp_path):
     np.testing.assert_allclose(v1, v2, rtol=1e-4, atol=1e-5)
 
 
-def test_a_killed_task_is_rerun_alone_with_the_same_result(array_run, tmp_path):
-    out = tmp_path / "Output"
-    jobs = submit(out, MEERKAT_KILL_AT="preprocess:train:2")  # task 2 dies as under `kill -9`
+def test_a_killed_task_is_rerun_alone_with_the_same_result(array_run, lab_samples, tmp_path):
+    out = tmp_path / "my runs" / "Output 2"
+    jobs = submit(out, samples=lab_samples, MEERKAT_KILL_AT="preprocess:train:2")  # task 2 dies as under `kill -9`
     assert wait(jobs["createdocs"]) == "COMPLETED"
     assert wait(jobs["preprocess"]) == "COMPLETED,FAILED"
     subprocess.run(["scancel", jobs["train"]], check=True)  # its dependency can never be met
@@ -142,7 +160,7 @@ def test_a_killed_task_is_rerun_alone_with_the_same_result(array_run, tmp_path):
     )
     assert refused.returncode == 1 and "shards 2 of 4 are missing or incomplete" in refused.stderr, refused.stderr
 
-    jobs = submit(out, "rerun", "2", MEERKAT_KILL_AT="")
+    jobs = submit(out, "rerun", "2", samples=lab_samples, MEERKAT_KILL_AT="")
     assert wait(jobs["preprocess"]) == "COMPLETED"
     assert wait(jobs["train"]) == "COMPLETED"
     assert (out / "report" / "metrics.json").read_bytes() == (array_run / "report" / "metrics.json").read_bytes()
@@ -150,21 +168,20 @@ def test_a_killed_task_is_rerun_alone_with_the_same_result(array_run, tmp_path):
 
 def test_scan_array_splits_the_videos_and_reports_them_all(array_run, tmp_path):
     """examples/slurm/scan.sbatch as a 2-task array over 3 videos, with the model the array job made."""
-    videos = tmp_path / "videos"
-    videos.mkdir()
+    videos = tmp_path / "camera 3" / "videos"
+    videos.mkdir(parents=True)
     for name in ("a", "b", "c"):
         shutil.copy(SHARED / "data" / "videos" / "chimp.mp4", videos / f"chimp-{name}.mp4")
-    out = tmp_path / "scans"
+    model = Path(shutil.copytree(array_run / "model", tmp_path / "my models" / "run 1" / "model"))
+    out = tmp_path / "my scans"
     e = env(
         tmp_path,
-        MEERKAT_SCAN_MODEL=str(array_run / "model"),
+        MEERKAT_SCAN_MODEL=str(model),
         MEERKAT_VIDEOS=str(videos),
         MEERKAT_SCAN_OUTPUT=str(out),
         MEERKAT_EXAMPLES=str(EXAMPLES),
         MEERKAT_SIF=env(tmp_path)["SIF"],
     )
-    if e.get("APPTAINER_BINDS"):
-        e["APPTAINER_BINDS"] += f" {videos} {out} {array_run}"
     proc = subprocess.run(
         ["sbatch", "--parsable", "--array=0-1", "--export=ALL", f"--output={tmp_path}/scan-%A_%a.out",
          str(EXAMPLES / "scan.sbatch")],
@@ -192,12 +209,12 @@ def test_detections_array_gives_the_bytes_of_one_process_and_a_lost_part_is_redo
     crops = samples("Positives", 80) + samples("Negatives", 80)
     images = []
     for i, crop in enumerate(crops):
-        (bbox,) = scene(tmp_path / "images" / "cam" / f"{i:03d}.jpg", [crop], size=(320, 240), seed=i)
-        images.append({"file": f"cam/{i:03d}.jpg", "detections": [detection(bbox)]})
-    md = write_results(tmp_path / "images" / "md.json", results(images))
-    model = tmp_path / "model"
+        (bbox,) = scene(tmp_path / "my images" / "cam 1" / f"{i:03d}.jpg", [crop], size=(320, 240), seed=i)
+        images.append({"file": f"cam 1/{i:03d}.jpg", "detections": [detection(bbox)]})
+    md = write_results(tmp_path / "my images" / "md v5.json", results(images))
+    model = tmp_path / "my models" / "run 1" / "model"
     shutil.copytree(array_run / "model", model)  # under tmp_path, which meerkat() binds into the container
-    out = tmp_path / "Output"
+    out = tmp_path / "my output"
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the same completion time in every run
     extra = {"DETECTIONS": str(md), "MODEL": str(model), "CLASSIFIED": str(out / "classified"),
              "MEERKAT_SCAN_FLAGS": "--batch-size 1"}  # fmt: skip
