@@ -167,7 +167,14 @@ def test_a_link_out_of_its_class_folder_is_not_followed_and_is_listed(tmp_path, 
         "album": leaves + os.path.realpath(tmp_path / "album"),
     }
     assert "Positive training samples: 17" in result.output
-    assert "4 links that leave their class folder" in result.output, result.output
+    assert "did not follow 4 links out of their class folder" in result.output, result.output
+
+    negatives = samples / "Testing" / "Negatives"  # nothing but a link out: why there are no crops
+    for p in negatives.iterdir():
+        p.unlink()
+    (negatives / "album").symlink_to(tmp_path / "album", target_is_directory=True)
+    result = cli("createdocs", samples, "--output", tmp_path / "out")
+    assert_user_error(result, 1, "no images in", "not followed: 1 link out of it")
 
 
 def test_a_file_reached_twice_inside_its_class_folder_is_listed_once(tmp_path, cli):

@@ -66,7 +66,7 @@ def _find_classes(split_dir: Path) -> dict[str, Path]:
     return dirs
 
 
-def _check_apart(class_dirs: list[Path]) -> None:
+def _check_classes_distinct(class_dirs: list[Path]) -> None:
     """Refuse two class folders that are one folder, or one inside the other, through a link: the
     same crops would be in both."""
     for a, b in itertools.combinations(class_dirs, 2):
@@ -85,7 +85,9 @@ def _collect(samples: Path, split_dir: Path, docs: Docs) -> dict[str, list[Path]
         docs.ignored += ignored
         if not images:
             exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
-            raise MeerkatError(f"no images in {d} (looked for {exts}); add crops or fix the folder")
+            links = sum(reason.startswith(LEAVES) for _, reason in ignored)
+            out_links = f"; not followed: {links} link{'s' * (links > 1)} out of it" if links else ""
+            raise MeerkatError(f"no images in {d} (looked for {exts}{out_links}); add crops or fix the folder")
         out[label] = images
     return out
 
@@ -101,10 +103,9 @@ def _list_ignored(ignored: list[tuple[Path, str]], path: Path) -> None:
     if links:
         shown = ", ".join(str(p) for p in links[:3])
         log.warning(
-            "warning: did not follow %d %s that leave their class folder, so that no crop is filed under "
-            "another folder's label (listed in %s): %s%s",
+            "warning: did not follow %d %s, so that no crop is filed under another folder's label (listed in %s): %s%s",
             len(links),
-            "link" if len(links) == 1 else "links",
+            "link out of its class folder" if len(links) == 1 else "links out of their class folder",
             path,
             shown,
             f" and {len(links) - 3} more" if len(links) > 3 else "",
@@ -145,7 +146,7 @@ def createdocs(cfg: DocsConfig) -> Docs:
     docs = Docs(docs_dir / "trainingdata.csv", docs_dir / "testingdata.csv", docs_dir / "dict.txt")
 
     test_dir = _match_dir(samples, SPLIT_NAMES["testing"], "Testing")
-    _check_apart([d for split in (train_dir, test_dir) if split for d in _find_classes(split).values()])
+    _check_classes_distinct([d for split in (train_dir, test_dir) if split for d in _find_classes(split).values()])
     training = _collect(samples, train_dir, docs)
     if test_dir is not None:
         testing = _collect(samples, test_dir, docs)
