@@ -41,6 +41,42 @@ def huge_png(width=20000, height=20000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+def animated_gif(frames: int, side: int) -> bytes:
+    """`frames` frames of side x side pixels, frame i all grey (7i + 3) % 256: a few kB a frame on
+    disk, side² bytes a frame to a decoder that holds them all."""
+    grey = [v for i in range(256) for v in (i, i, i)]
+    images = []
+    for i in range(frames):
+        image = Image.new("P", (side, side), (7 * i + 3) % 256)
+        image.putpalette(grey)
+        images.append(image)
+    return pil_bytes(images[0], "GIF", save_all=True, append_images=images[1:], optimize=False)
+
+
+# Run in a process of its own, `python -c PEAK_PROBE SETUP CALL`: SETUP, then how far CALL raises the
+# peak resident memory above what was resident before it, in MB. In the test's own process, memory
+# that Pillow freed there would be reused and hide the growth.
+PEAK_PROBE = """
+import sys
+from pathlib import Path
+
+def mb(field):
+    return int(next(x for x in open("/proc/self/status") if x.startswith(field + ":")).split()[1]) / 1024
+
+exec(sys.argv[1])
+Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from what is resident now
+before = mb("VmRSS")
+exec(sys.argv[2])
+print(mb("VmHWM") - before)
+"""
+
+
+def peak_rss_growth_mb(setup: str, call: str) -> float:
+    proc = subprocess.run([sys.executable, "-c", PEAK_PROBE, setup, call], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return float(proc.stdout.split()[-1])
+
+
 USABLE = {
     "png named.jpg": lambda: cv2.imencode(".png", rgb(1))[1].tobytes(),
     "gif named.jpg": lambda: pil_bytes(Image.fromarray(rgb(2)), "GIF"),
@@ -180,6 +216,23 @@ def test_exif_orientation_is_not_applied_in_training_or_serving(messy):
     scores = check_tf2(out / "model", [plain, tagged, rotated])["scores"]
     np.testing.assert_array_equal(scores[1], scores[0])
     assert np.abs(scores[2] - scores[0]).max() > 1e-3, scores
+
+
+@pytest.mark.slow
+def test_an_animated_gif_is_decoded_one_frame_only(tmp_path):
+    """150 frames of 1000x1000 are 0.4 MB on disk and 150 MB to a decoder that holds every frame:
+    decode_and_resize (preprocess's decode, and the exported model's) decodes the first alone."""
+    (tmp_path / "big.gif").write_bytes(animated_gif(150, 1000))
+    (tmp_path / "small.gif").write_bytes(animated_gif(3, 32))
+    setup = (
+        "from meerkat.embed.decode import decode_and_resize\n"
+        f"decode_and_resize(open({str(tmp_path / 'small.gif')!r}, 'rb').read(), 224)\n"  # first-use allocations
+        f"big = open({str(tmp_path / 'big.gif')!r}, 'rb').read()"
+    )
+    growth = peak_rss_growth_mb(
+        setup, "assert (decode_and_resize(big, 224).numpy() == 3).all()  # the first frame's grey"
+    )
+    assert growth < 50, f"decoding a 150-frame GIF raised the peak by {growth:.0f} MB"
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import TINY, assert_user_error, write_image
 from contract import check_tf2
-from test_bad_inputs import SKIPPED, USABLE
+from test_bad_inputs import SKIPPED, USABLE, animated_gif, peak_rss_growth_mb
 
 
 def read_rows(path) -> list[list[str]]:
@@ -200,3 +200,17 @@ def test_a_folder_that_is_not_a_meerkat_model_is_one_line(tmp_path, cli):
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"not a protobuf at all")
     assert_user_error(cli("predict", broken, crop), 1, "cannot load the SavedModel", str(broken))
+
+
+def test_the_model_scores_an_animated_gif_by_its_first_frame_alone(tiny_run, tmp_path):
+    """What predict and scan hand the model; the frames after the first are never decoded."""
+    for name, frames, side in (("big", 150, 1000), ("first", 1, 1000), ("small", 3, 32)):
+        (tmp_path / f"{name}.gif").write_bytes(animated_gif(frames, side))
+    setup = (
+        "from meerkat.apply.scorer import Scorer\n"
+        f"model = Scorer({str(tiny_run / 'model')!r})\n"
+        f"gifs = {{n: open(f'{tmp_path}/{{n}}.gif', 'rb').read() for n in ('big', 'first', 'small')}}\n"
+        "model([gifs['small']])"  # TensorFlow's first-use allocations, not counted
+    )
+    growth = peak_rss_growth_mb(setup, "assert model([gifs['big']])[0] == model([gifs['first']])[0]")
+    assert growth < 50, f"scoring a 150-frame GIF raised the peak by {growth:.0f} MB"

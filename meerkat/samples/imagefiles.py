@@ -66,6 +66,8 @@ def for_model(data: bytes) -> bytes:
             kind, (width, height) = image.format, image.size
     except (UnidentifiedImageError, OSError, ValueError):
         raise Unreadable(f"not an image ({_looks_like(data)})") from None
+    # One frame's pixels: of an animated GIF only the first frame is decoded (embed.decode), and
+    # Pillow's size covers that frame even where it overflows the GIF's logical screen.
     if width * height > MAX_PIXELS:
         raise Unreadable(
             f"{width}x{height} pixels is over the limit of {MAX_PIXELS // 1_000_000} megapixels; "
