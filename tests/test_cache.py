@@ -1,11 +1,13 @@
 """The embedding cache and precision: rerun only what changed, in the precision asked for."""
 
+import hashlib
 import json
 import re
+import sqlite3
 
 import numpy as np
 import pytest
-from conftest import TINY, make_samples, write_image
+from conftest import TINY, embed, make_samples, write_image
 
 from meerkat.embed import tfrecords
 
@@ -73,3 +75,58 @@ def test_bfloat16_embeddings_stay_close_to_float32(tmp_path, meerkat_run):
     run = json.loads((tmp_path / "bf16" / "report" / "run.json").read_text())
     assert run["backbone"]["precision"] == "bfloat16"
     assert (tmp_path / "bf16" / "model" / "saved_model.pb").is_file()
+
+
+def cached_vectors(cache_dir) -> dict[bytes, np.ndarray]:
+    with sqlite3.connect(cache_dir / "embeddings.sqlite") as db:
+        rows = db.execute("SELECT sha256, vector FROM embeddings").fetchall()
+    return {h: np.frombuffer(v, np.float32) for h, v in rows}
+
+
+def write_docs(folder, crops) -> None:
+    """trainingdata.csv listing `crops` (all positive) and dict.txt, in `folder`."""
+    (folder / "trainingdata.csv").write_text("".join(f"{c},positive\n" for c in crops))
+    (folder / "dict.txt").write_text("positive\nnegative\n")
+
+
+def test_a_crop_replaced_during_preprocess_never_lends_its_vector_to_the_old_bytes(tmp_path, cli, monkeypatch):
+    """The scan hashes a crop, then it is replaced before the embedding reads it: the cache must hold, for
+    each hash, the vector of the bytes with that hash (every later run and project sharing it trusts it)."""
+    from meerkat.embed import preprocess
+
+    crops = [write_image(tmp_path / "crops" / f"c{i}.jpg", seed=i) for i in range(4)]
+    old = crops[0].read_bytes()
+    new = write_image(tmp_path / "elsewhere" / "new.jpg", seed=99).read_bytes()
+    write_docs(tmp_path, crops)
+    scan = preprocess._scan
+
+    def scan_then_replace(*args):
+        found = scan(*args)
+        crops[0].write_bytes(new)  # after the scan hashed `old`, before the embedding reads the file
+        return found
+
+    monkeypatch.setattr(preprocess, "_scan", scan_then_replace)
+    result = embed(cli, tmp_path, tmp_path / "r" / "train", "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    monkeypatch.undo()
+
+    # The reference: each content embedded where nothing changes under it.
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "old.jpg").write_bytes(old)
+    (ref / "new.jpg").write_bytes(new)
+    write_docs(ref, [ref / "old.jpg", ref / "new.jpg", *crops[1:]])
+    assert embed(cli, ref, ref / "r" / "train", "--cache-dir", ref / "cache").exit_code == 0
+    got, want = cached_vectors(tmp_path / "cache"), cached_vectors(ref / "cache")
+    assert got and set(got) <= set(want)
+    for h, vector in got.items():
+        np.testing.assert_allclose(vector, want[h], rtol=1e-4, atol=1e-5)
+    assert f"{crops[0]}: changed while preprocess read it" in result.output
+
+    # The shard listed the changed crop as skipped and is not reused: the rerun embeds what is there now.
+    again = embed(cli, tmp_path, tmp_path / "r" / "train", "--cache-dir", tmp_path / "cache")
+    assert again.exit_code == 0 and "Reusing finished shard" not in again.output, again.output
+    shards, manifest = tfrecords.find_shards(str(tmp_path / "r" / "train"))
+    uris, _, vectors = tfrecords.read_shards(shards, manifest["embedding_dim"])
+    assert uris == list(map(str, crops)) and manifest["skipped"] == 0
+    np.testing.assert_allclose(vectors[0], want[hashlib.sha256(new).digest()], rtol=1e-4, atol=1e-5)

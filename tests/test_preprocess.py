@@ -2,10 +2,11 @@
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
-from conftest import TINY, assert_user_error, embed, fit, make_samples
+from conftest import TINY, assert_user_error, embed, fit, make_samples, write_image
 
 from meerkat.core.errors import MeerkatError
 from meerkat.embed import tfrecords
@@ -232,3 +233,66 @@ def test_a_stepped_slurm_array_maps_tasks_to_consecutive_shards(monkeypatch):
         got.append(array_shard(None, None))
     assert got == [(0, 4), (1, 4), (2, 4), (3, 4)]
     assert array_shard(2, 3) == (2, 3)  # options win
+
+
+def keep_times(path, write):
+    """Run `write`, then give `path` its size-and-times look of before: as a restore, `cp -p` or `rsync -t` do."""
+    st = os.stat(path)
+    write()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size
+
+
+def test_a_crop_replaced_by_one_of_the_same_size_and_time_redoes_the_shard(tmp_path, cli):
+    crops = [write_image(tmp_path / "crops" / f"c{i}.bmp", seed=i) for i in range(3)]  # BMPs of one size
+    (tmp_path / "trainingdata.csv").write_text("".join(f"{c},positive\n" for c in crops))
+    (tmp_path / "dict.txt").write_text("positive\nnegative\n")
+    prefix = tmp_path / "r" / "train"
+    assert embed(cli, tmp_path, prefix).exit_code == 0
+    (_, _, before), _ = read(prefix)
+    other = write_image(tmp_path / "other" / "c0.bmp", seed=99)
+    keep_times(crops[0], lambda: crops[0].write_bytes(other.read_bytes()))
+
+    result = embed(cli, tmp_path, prefix)
+    assert result.exit_code == 0, result.output
+    assert "Reusing finished shard" not in result.output
+    (uris, _, after), _ = read(prefix)
+    (tmp_path / "o.csv").write_text(f"{other},positive\n")
+    assert embed(cli, tmp_path, tmp_path / "o" / "train", csv_name="o.csv").exit_code == 0
+    (_, _, want), _ = read(tmp_path / "o" / "train")
+    np.testing.assert_allclose(after[0], want[0], rtol=1e-4, atol=1e-5)  # the new picture's vector
+    np.testing.assert_array_equal(after[1:], before[1:])
+    assert "Reusing finished shard" in embed(cli, tmp_path, prefix).output  # unchanged: reused
+
+
+def flip_bytes(shard) -> None:
+    """Damage a shard in its middle, as a bad disk or a torn copy does, and keep its times."""
+    data = bytearray(shard.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
+    keep_times(shard, lambda: shard.write_bytes(bytes(data)))
+
+
+def test_a_damaged_shard_is_named_and_redone_not_reused(tmp_path, cli, docs):
+    prefix = tmp_path / "r" / "train"
+    assert embed(cli, docs, prefix).exit_code == 0
+    (uris, _, vectors), _ = read(prefix)
+    shard = tmp_path / "r" / "train-00000-of-00001.tfrecord.gz"
+    flip_bytes(shard)
+
+    result = embed(cli, docs, prefix)
+    assert result.exit_code == 0, result.output
+    assert "Reusing finished shard" not in result.output
+    assert f"{shard} is damaged" in result.output and "redoing it" in result.output
+    (again, _, redone), _ = read(prefix)  # whole again
+    assert again == uris
+    np.testing.assert_array_equal(redone, vectors)
+
+
+def test_training_on_a_damaged_shard_names_it_and_the_fix(tmp_path, cli, docs):
+    prefix = tmp_path / "r" / "train"
+    assert embed(cli, docs, prefix).exit_code == 0
+    shard = tmp_path / "r" / "train-00000-of-00001.tfrecord.gz"
+    flip_bytes(shard)
+    result = fit(cli, prefix, prefix, tmp_path / "t")
+    assert_user_error(result, 1, f"{shard} is damaged", "rerun `meerkat preprocess`")

@@ -1,18 +1,22 @@
 """Stage 2: docs CSV -> frozen-backbone embeddings in a gzip TFRecord shard.
 
-Files stream through tf.data (read and check in Python, decode and resize in parallel with the
-backbone): no image is held in memory beyond the batches in flight, only a path, label and hash
-per row (a few hundred bytes). A file that cannot be used is skipped and
-listed with its reason in PREFIX-....skipped.csv; the run goes on.
+Files stream through tf.data (read, hash and check in Python, decode and resize in parallel with
+the backbone): no image is held in memory beyond the batches in flight, only a path, label and hash
+per row (a few hundred bytes). A file that cannot be used is skipped and listed with its reason in
+PREFIX-....skipped.csv; the run goes on.
 
-A shard whose manifest shows it was made from the same rows, files and backbone is reused, not
-recomputed: a rerun after a kill only does the work that was lost.
+A crop is read twice, to hash it and to embed it, and the second read is hashed again: the vector
+goes to the cache under the hash of the very bytes embedded, never under another picture's.
+
+A shard whose manifest shows it was made from the same rows, the same file contents (their sha256,
+which a size and a time copied with `cp -p` cannot fake) and the same backbone is reused, not
+recomputed, once the shard file's own sha256 shows it is whole: a rerun after a kill only does the
+work that was lost.
 """
 
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,29 +39,32 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 15.0  # without a terminal: a progress line at most this often
 
 
-def _input_key(rows, labels, spec: BackboneSpec) -> str:
-    """Fingerprint of everything a shard depends on: rows, the files' sizes and times, the backbone,
-    the code that makes shards."""
-    h = hashlib.sha256(json.dumps([labels, asdict(spec), codeversion.key("shards")]).encode())
-    for path, label in rows:
-        try:
-            st = os.stat(path)
-            h.update(f"{path}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode(**atomic.TEXT))
-        except OSError:
-            h.update(f"{path}\0{label}\0missing\n".encode(**atomic.TEXT))
-    return h.hexdigest()
+def _input_key(rows_key: str, labels, spec: BackboneSpec) -> str:
+    """Fingerprint of everything a shard depends on: its rows and their files' contents (rows_key, as
+    the scan hashed them), the backbone, the code that makes shards."""
+    parts = [labels, asdict(spec), codeversion.key("shards"), rows_key]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
 def _finished(shard: Path, key: str) -> dict | None:
+    """The manifest of a finished shard made from `key`'s inputs, unless the shard file is damaged."""
     manifest = tfrecords.manifest_path(shard)
     if shard.is_file() and manifest.is_file():
         try:
             m = json.loads(manifest.read_text())
         except ValueError:
             return None
-        if m.get("input_key") == key:
+        if m.get("input_key") != key:
+            return None
+        if m.get("sha256") == _sha256(shard):
             return m
+        log.warning("warning: shard %s is damaged (it is not the file its manifest describes); redoing it", shard)
     return None
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def preprocess(cfg: PreprocessConfig, spec: BackboneSpec) -> None:
@@ -74,20 +81,20 @@ def preprocess(cfg: PreprocessConfig, spec: BackboneSpec) -> None:
     rows = rows[shard_index::num_shards]
     shard = tfrecords.shard_path(cfg.output_path, shard_index, num_shards)
     atomic.ensure_dir(shard.parent)
-    key = _input_key(rows, labels, spec)
-    finished = _finished(shard, key)
-    if finished is not None:
-        log.info(
-            "Reusing finished shard %s (%d images embedded, %d skipped)",
-            shard,
-            finished["records"],
-            finished["skipped"],
-        )
-        return
-
     cache = EmbeddingCache(Path(cfg.cache_dir) if cfg.cache_dir else shard.parent / "cache", spec)
     try:
-        result = _write_shard(rows, labels, shard, spec, cache, devices.batch_size(cfg.embed_batch_size))
+        found = _scan(rows, labels, cache, shard)
+        key = _input_key(found.rows_key, labels, spec)
+        finished = _finished(shard, key)
+        if finished is not None:
+            log.info(
+                "Reusing finished shard %s (%d images embedded, %d skipped)",
+                shard,
+                finished["records"],
+                finished["skipped"],
+            )
+            return
+        result = _write_shard(found, labels, shard, spec, cache, devices.batch_size(cfg.embed_batch_size))
     finally:
         cache.close()
     manifest = {
@@ -104,7 +111,9 @@ def preprocess(cfg: PreprocessConfig, spec: BackboneSpec) -> None:
         "counts": result.counts,
         "source_csv": str(cfg.input_path),
         "source_csv_sha256": hashlib.sha256(Path(cfg.input_path).read_bytes()).hexdigest(),
-        "input_key": key,
+        # A file that changed while it was read is skipped: a rerun must redo the shard to include it.
+        "input_key": f"{key}+changed" if result.changed else key,
+        "sha256": result.sha256,
         "meerkat_version": __version__,
     }
     atomic.write_text(tfrecords.manifest_path(shard), json.dumps(manifest, indent=2) + "\n")
@@ -116,14 +125,16 @@ class _Embedded:
     skipped: int
     computed: int
     counts: dict
+    changed: int  # files that changed between their scan and their embedding
+    sha256: str  # of the shard file
 
 
-def _write_shard(rows, labels, shard: Path, spec: BackboneSpec, cache: EmbeddingCache, batch_size: int) -> _Embedded:
-    """Write `rows` to `shard` in CSV order, computing only the embeddings the cache lacks."""
+def _write_shard(found, labels, shard: Path, spec: BackboneSpec, cache: EmbeddingCache, batch_size: int) -> _Embedded:
+    """Write the scanned rows to `shard` in CSV order, computing only the embeddings the cache lacks."""
     start = time.perf_counter()
-    found = _scan(rows, labels, cache, shard)
+    rows = found.rows
     skipped = found.skipped
-    todo = len(found.todo_files) + len(found.todo_converted)
+    todo = len(found.todo)
     log.info(
         "%s: %d images, %d embeddings from the cache, %d to compute with %s",
         shard.name,
@@ -132,8 +143,9 @@ def _write_shard(rows, labels, shard: Path, spec: BackboneSpec, cache: Embedding
         todo,
         spec.label,
     )
+    changed = 0
     if todo:
-        failed = _compute(found.todo_files, found.todo_converted, embedder_for(spec), cache, batch_size, shard)
+        failed, changed = _compute(found.todo, embedder_for(spec), cache, batch_size, shard)
         reason_of = dict(failed)  # by hash; copies of a crop that failed fail the same way
         skipped += [(p, reason_of[h]) for p, _, h in found.usable if h in reason_of]
     computed_seconds = time.perf_counter() - start
@@ -147,25 +159,27 @@ def _write_shard(rows, labels, shard: Path, spec: BackboneSpec, cache: Embedding
     rate = todo / computed_seconds if todo and computed_seconds > 0 else 0.0
     log.info("Embedded %d images (%d computed, %.1f images/s) in %.1f s -> %s", written, todo, rate, seconds, shard)
     warn_skipped(skipped, tfrecords.skipped_path(shard))
-    return _Embedded(written, len(skipped), todo, counts)
+    return _Embedded(written, len(skipped), todo, counts, changed, _sha256(shard))
 
 
 @dataclass
 class _Scanned:
     """What reading a shard's rows found, holding no image: a path, label and hash per file."""
 
+    rows: list  # the shard's (path, label), in CSV order
     usable: list = field(default_factory=list)  # (path, label index, content hash), in CSV order
     skipped: list = field(default_factory=list)  # (path, reason)
-    # To embed: (hash, path) of files TensorFlow decodes as they are, read again in the graph; and of
-    # files it cannot (TIFF), converted again when their turn comes, so no image is held in memory.
-    todo_files: list = field(default_factory=list)
-    todo_converted: list = field(default_factory=list)
+    # To embed: (hash, path), read again (and converted again, for TIFF) when their turn comes, so
+    # no image is held in memory.
+    todo: list = field(default_factory=list)
+    rows_key: str = ""  # sha256 of each row's path, label and content hash (or why it could not be read)
 
 
 def _scan(rows, labels, cache: EmbeddingCache, shard: Path) -> _Scanned:
     """Read and hash every file of `rows`; check for the model those whose embedding the cache lacks."""
-    found = _Scanned()
-    known = set()  # hashes whose embedding the cache holds or the todo lists will compute
+    found = _Scanned(rows)
+    rows_digest = hashlib.sha256()
+    known = set()  # hashes whose embedding the cache holds or the todo list will compute
     name = shard.name.removesuffix(".tfrecord.gz")
     with Progress(f"{name}: reading", len(rows), "files", every=PROGRESS_EVERY_S) as reading:
         for i in range(0, len(rows), 512):
@@ -173,9 +187,13 @@ def _scan(rows, labels, cache: EmbeddingCache, shard: Path) -> _Scanned:
             for n, (path, label) in enumerate(rows[i : i + 512], start=i + 1):
                 try:
                     data = read_bytes(path)
-                    chunk.append((path, labels.index(label), content_hash(data), data))
+                    h = content_hash(data)
+                    chunk.append((path, labels.index(label), h, data))
+                    content = h.hex()
                 except Unreadable as e:
                     found.skipped.append((path, str(e)))
+                    content = str(e)
+                rows_digest.update(f"{path}\0{label}\0{content}\n".encode(**atomic.TEXT))
                 reading.update(n)
             known |= set(cache.get([h for _, _, h, _ in chunk]))
             for path, label, h, data in chunk:
@@ -183,13 +201,14 @@ def _scan(rows, labels, cache: EmbeddingCache, shard: Path) -> _Scanned:
                     found.usable.append((path, label, h))
                     continue
                 try:
-                    prepared = for_model(data)
+                    for_model(data)
                 except Unreadable as e:
                     found.skipped.append((path, str(e)))
                     continue
                 found.usable.append((path, label, h))
                 known.add(h)  # identical crops are embedded once
-                (found.todo_files if prepared is data else found.todo_converted).append((h, path))
+                found.todo.append((h, path))
+    found.rows_key = rows_digest.hexdigest()
     return found
 
 
@@ -211,32 +230,35 @@ def _write_examples(shard: Path, usable: list, bad: set, cache: EmbeddingCache, 
     return counts
 
 
-def _compute(todo_files, todo_converted, embedder: Embedder, cache: EmbeddingCache, batch_size: int, shard: Path):
-    """Embed the crops into the cache, one committed batch at a time; return [(hash, reason)] of failures.
+def _compute(todo, embedder: Embedder, cache: EmbeddingCache, batch_size: int, shard: Path):
+    """Embed the crops into the cache, one committed batch at a time; return ([(hash, reason)] of
+    failures, how many files changed since the scan).
 
-    Files that TensorFlow decodes as they are (almost all) are read and decoded inside the tf.data
-    graph, in parallel with the backbone and with no Python per image; the others are converted
-    one by one as the pipeline reaches them.
+    Each file is read again, in CSV order, as the pipeline reaches it, and embedded only when its
+    bytes still have the hash the scan found; decode and resize run inside the tf.data graph, in
+    parallel with the backbone.
     """
     import tensorflow as tf
 
     from meerkat.embed.decode import decode_and_resize, decode_error
 
     size = embedder.size
+    changed = {}  # hash -> reason, of files that differ from what the scan hashed
 
-    def converted():
-        for h, path in todo_converted:
+    def read_again():
+        for h, path in todo:
             try:
-                yield h, for_model(read_bytes(path))
-            except Unreadable:
-                continue  # changed since the scan: not stored, so diagnosed below
+                data = read_bytes(path)
+            except Unreadable as e:
+                changed[h] = f"changed while preprocess read it (now: {e}); run preprocess again to include it"
+                continue
+            if content_hash(data) != h:
+                changed[h] = "changed while preprocess read it; run preprocess again to include it"
+                continue
+            yield h, for_model(data)  # the bytes hashed: they pass as they did at the scan
 
-    hashes = tf.constant([h for h, _ in todo_files], tf.string, shape=[len(todo_files)])
-    # The names' bytes: a str tensor would be UTF-8, which a name that is not UTF-8 cannot be.
-    paths = tf.constant([p.encode(**atomic.TEXT) for _, p in todo_files], tf.string, shape=[len(todo_files)])
-    as_is = tf.data.Dataset.from_tensor_slices((hashes, paths)).map(lambda h, p: (h, tf.io.read_file(p)))
     spec = (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string))
-    ds = as_is.concatenate(tf.data.Dataset.from_generator(converted, output_signature=spec))
+    ds = tf.data.Dataset.from_generator(read_again, output_signature=spec)
     ds = ds.map(lambda h, data: (h, decode_and_resize(data, size)), num_parallel_calls=2, deterministic=True)
     ds = ds.ignore_errors().batch(batch_size).prefetch(2)
     options = tf.data.Options()
@@ -244,15 +266,15 @@ def _compute(todo_files, todo_converted, embedder: Embedder, cache: EmbeddingCac
     ds = ds.with_options(options)
 
     fault_name = tfrecords.fault_name(shard)
-    total = len(todo_files) + len(todo_converted)
     name = shard.name.removesuffix(".tfrecord.gz")
     embedded = 0
-    with Progress(f"{name}: embedding", total, "images", every=PROGRESS_EVERY_S) as progress:
+    with Progress(f"{name}: embedding", len(todo), "images", every=PROGRESS_EVERY_S) as progress:
         for hashes, images in ds:
             embeddings = embedder.embed(images).numpy()
             cache.put(zip(hashes.numpy(), embeddings, strict=True))
             embedded += len(embeddings)
             faults.point(f"preprocess:{fault_name}")
             progress.update(embedded)
-    stored = set(cache.get([h for h, _ in todo_files + todo_converted]))
-    return [(h, decode_error(p)) for h, p in todo_files + todo_converted if h not in stored]
+    stored = set(cache.get([h for h, _ in todo]))
+    failed = [(h, changed.get(h) or decode_error(p)) for h, p in todo if h not in stored]
+    return failed, len(changed)

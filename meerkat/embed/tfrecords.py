@@ -113,7 +113,8 @@ def spec_of(manifest: dict) -> BackboneSpec:
 
 
 def read_shards(shards: list[Path], dim: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """All records of `shards` as (image_uris, labels [N], embeddings [N, dim])."""
+    """All records of `shards` as (image_uris, labels [N], embeddings [N, dim]); a shard that does
+    not read through (its gzip or record checksums fail) is named."""
     import tensorflow as tf
 
     spec = {
@@ -121,13 +122,22 @@ def read_shards(shards: list[Path], dim: int) -> tuple[list[str], np.ndarray, np
         "label": tf.io.FixedLenFeature([], tf.int64),
         "embedding": tf.io.FixedLenFeature([dim], tf.float32),
     }
-    ds = tf.data.TFRecordDataset([str(s) for s in shards], compression_type="GZIP")
-    ds = ds.batch(4096).map(lambda x: tf.io.parse_example(x, spec))
     uris, labels, embeddings = [], [], []
-    for batch in ds.as_numpy_iterator():
-        uris += [u.decode(**TEXT) for u in batch["image_uri"]]  # a name that is not UTF-8 is its bytes
-        labels.append(batch["label"])
-        embeddings.append(batch["embedding"])
+    for shard in shards:
+        ds = tf.data.TFRecordDataset([str(shard)], compression_type="GZIP")
+        ds = ds.batch(4096).map(lambda x: tf.io.parse_example(x, spec))
+        try:
+            for batch in ds.as_numpy_iterator():
+                uris += [u.decode(**TEXT) for u in batch["image_uri"]]  # a name that is not UTF-8 is its bytes
+                labels.append(batch["label"])
+                embeddings.append(batch["embedding"])
+        except tf.errors.OpError as e:
+            # "{{function_node ...}} inflate() failed ... [Op:IteratorGetNext] name: " -> "inflate() failed ..."
+            reason = re.sub(r"\{\{.*?\}\}|\[Op:\w+\].*", "", e.message.splitlines()[0]).strip()
+            raise MeerkatError(
+                f"{shard} is damaged ({reason}); rerun `meerkat preprocess` for it "
+                "(the same `meerkat run` redoes it by itself)"
+            ) from None
     if not uris:
         return [], np.zeros([0], np.int64), np.zeros([0, dim], np.float32)
     return uris, np.concatenate(labels), np.concatenate(embeddings)
