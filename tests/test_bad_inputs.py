@@ -15,6 +15,7 @@ import pytest
 from conftest import TINY, assert_user_error, embed, fit, make_samples, write_image
 from PIL import Image
 
+from meerkat.core.errors import MeerkatError
 from meerkat.core.settings import MAX_PIXELS
 
 
@@ -371,3 +372,11 @@ def test_a_models_dict_saved_with_a_byte_order_mark_names_the_same_classes(tmp_p
 
     (tmp_path / "dict.txt").write_bytes((BOM + "positive\r\nnegative\r\n").encode("utf-8"))
     assert labels(tmp_path) == ("positive", "negative")
+
+
+def test_a_models_dict_that_is_not_utf8_is_one_line(tmp_path):
+    from meerkat.apply.scorer import labels
+
+    (tmp_path / "dict.txt").write_bytes("positiv\xe9\nnegative\n".encode("latin-1"))
+    with pytest.raises(MeerkatError, match="cannot read dict.txt in .*: it is not UTF-8 text"):
+        labels(tmp_path)

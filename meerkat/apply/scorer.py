@@ -30,8 +30,8 @@ def labels(model_dir) -> tuple[str, ...]:
     path = Path(model_dir).resolve()
     try:
         text = (path / "dict.txt").read_text(encoding="utf-8-sig")  # a byte-order mark, if saved by Notepad: dropped
-    except OSError as e:
-        reason = e.strerror or e
+    except (OSError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or "it is not UTF-8 text"
         raise MeerkatError(f"cannot read dict.txt in {path}: {reason}; pass a model/ meerkat exported") from None
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
