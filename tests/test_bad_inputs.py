@@ -1,6 +1,7 @@
 """Messy camera-trap exports: every kind of file a user has sent us, each used or skipped with a reason."""
 
 import csv
+import functools
 import io
 import json
 import struct
@@ -13,6 +14,8 @@ import cv2
 import numpy as np
 import pytest
 from conftest import TINY, assert_user_error, embed, fit, make_samples, write_image
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from meerkat.core.errors import MeerkatError
@@ -234,6 +237,47 @@ def test_an_animated_gif_is_decoded_one_frame_only(tmp_path):
         setup, "assert (decode_and_resize(big, 224).numpy() == 3).all()  # the first frame's grey"
     )
     assert growth < 50, f"decoding a 150-frame GIF raised the peak by {growth:.0f} MB"
+
+
+@pytest.mark.slow
+@settings(derandomize=True, max_examples=40, deadline=None)
+@given(
+    frames=st.integers(1, 4),
+    size=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    mode=st.sampled_from(["RGB", "L", "P", "RGBA"]),
+    options=st.fixed_dictionaries(
+        {"interlace": st.booleans(), "optimize": st.booleans(), "disposal": st.integers(0, 3)},
+        optional={
+            "comment": st.binary(min_size=1, max_size=600),
+            "loop": st.integers(0, 3),
+            "transparency": st.just(0),
+        },
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_a_gifs_first_image_alone_decodes_to_the_pixels_of_its_first_frame(frames, size, mode, options, seed):
+    """The cut (decode.first_frame) changes no pixel: eager as in preprocess's checks, in a graph as in
+    tf.data and the exported model; GIFs as Pillow writes them, with local palettes, interlacing, comments."""
+    import tensorflow as tf
+
+    from meerkat.embed.decode import first_frame
+
+    rng = np.random.default_rng(seed)
+    images = [Image.fromarray(rng.integers(0, 256, (*size, 4), np.uint8), "RGBA").convert(mode) for _ in range(frames)]
+    gif = pil_bytes(images[0], "GIF", save_all=True, append_images=images[1:], **options)
+    whole = tf.io.decode_image(gif, channels=3, expand_animations=False).numpy()
+    for cut in (first_frame(tf.constant(gif)), _cut_in_a_graph()(tf.constant(gif))):
+        assert len(cut.numpy()) <= len(gif)
+        np.testing.assert_array_equal(tf.io.decode_image(cut, channels=3, expand_animations=False).numpy(), whole)
+
+
+@functools.cache
+def _cut_in_a_graph():
+    import tensorflow as tf
+
+    from meerkat.embed.decode import first_frame
+
+    return tf.function(first_frame, input_signature=[tf.TensorSpec([], tf.string)])
 
 
 @pytest.mark.slow
