@@ -1,4 +1,7 @@
+import json
 import os
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -130,6 +133,30 @@ def cli():
         return runner.invoke(app, [str(a) for a in args], env=env)
 
     return invoke
+
+
+FRESH = """
+import json, sys
+from typer.testing import CliRunner
+from meerkat.cli import app
+outputs = []
+for args, code in json.loads(sys.argv[1]):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == code, result.output
+    outputs.append(result.output)
+print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "outputs": outputs}))
+"""
+
+
+def in_fresh_process(*invocations, env=None) -> tuple[bool, list[str]]:
+    """Each (arguments, exit code) through the CLI, in order, in one new Python process, as a user's
+    commands start: (whether TensorFlow was imported, each invocation's output)."""
+    calls = json.dumps([[[str(a) for a in args], code] for args, code in invocations])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")} | (env or {})
+    proc = subprocess.run([sys.executable, "-c", FRESH, calls], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    return found["tensorflow"], found["outputs"]
 
 
 def assert_user_error(result, code: int, *words):

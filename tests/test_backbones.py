@@ -1,12 +1,9 @@
 """Where --weights imagenet finds its file, and what happens offline when it cannot."""
 
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
-from conftest import assert_user_error, make_samples, needs_shared
+from conftest import assert_user_error, in_fresh_process, make_samples, needs_shared
 
 from meerkat.core.config import BackboneConfig
 from meerkat.core.errors import MeerkatError, UsageError
@@ -224,20 +221,9 @@ def test_wrong_weights_are_refused_before_tensorflow_loads(tmp_path):
     from conftest import WEIGHTS
 
     samples = make_samples(tmp_path / "S", train=(2, 2), test=(1, 1))
-    code = f"""
-import sys
-from typer.testing import CliRunner
-from meerkat.cli import app
-args = ["run", {str(samples)!r}, {str(tmp_path / "out")!r}, "--backbone", "mobilenet_v2", "--alpha", "0.5",
-        "--weights", {str(WEIGHTS)!r}]
-result = CliRunner().invoke(app, args)
-assert result.exit_code == 1, result.output
-print("tensorflow" in sys.modules)
-"""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip() == "False"
+    run = ["run", samples, tmp_path / "out", "--backbone", "mobilenet_v2", "--alpha", "0.5", "--weights", WEIGHTS]
+    imported, _ = in_fresh_process((run, 1))
+    assert not imported
 
 
 @pytest.mark.slow

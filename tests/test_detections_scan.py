@@ -4,15 +4,12 @@ Its scores mean nothing, but they are deterministic: the tests take thresholds f
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import megadetector_tools
 import numpy as np
 import pytest
-from conftest import assert_user_error, needs_shared
+from conftest import assert_user_error, in_fresh_process, needs_shared
 from scenes import detection, results, samples, scene, write_results
 from typer.testing import CliRunner
 from videos import moving_square
@@ -106,17 +103,9 @@ def test_a_task_with_nothing_left_to_score_merges_without_loading_tensorflow(cam
     """Every part done: the rerun (or an array's last task) only writes the two files, in seconds."""
     out = tmp_path / "out"
     scan(model, camera[1], out, "--threshold", "0")
-    code = (
-        "import sys; from meerkat.cli import app\n"
-        "try: app(sys.argv[1:], prog_name='meerkat')\n"
-        "except SystemExit as e: assert not e.code, e.code\n"
-        "print('tensorflow imported:', 'tensorflow' in sys.modules)"
-    )
     args = ["scan", model, "--detections", camera[1], "--output", out, "--threshold", "0"]
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **EPOCH})  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Reusing 1 finished parts" in proc.stdout and "tensorflow imported: False" in proc.stdout
+    imported, (output,) = in_fresh_process((args, 0), env=EPOCH)
+    assert "Reusing 1 finished parts" in output and not imported
     assert (out / "detections.json").read_bytes() == (scanned[0] / "detections.json").read_bytes()
 
 

@@ -2,13 +2,10 @@
 (core/nesting.py): exit 2, one line naming both, nothing written. meerkat reads Samples and folders
 of videos recursively, so an output inside them would be read back as data on the next run."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY, assert_user_error, make_samples
+from conftest import TINY, assert_user_error, in_fresh_process, make_samples
 from videos import moving_square
 
 
@@ -92,17 +89,8 @@ def test_clips_and_scan_refuse_a_video_inside_the_output(cli, clip, tmp_path):
 @pytest.mark.slow
 def test_the_refusal_comes_before_tensorflow_loads(tmp_path, clip):
     samples = make_samples(tmp_path / "S")
-    code = f"""
-import sys
-from typer.testing import CliRunner
-from meerkat.cli import app
-for args in (["run", {str(samples)!r}, {str(samples / "out")!r}],
-             ["scan", {str(tmp_path)!r}, {str(clip.parent)!r}, "--output", {str(clip.parent / "out")!r}]):
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 2, result.output
-print("tensorflow" in sys.modules)
-"""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip() == "False"
+    imported, _ = in_fresh_process(
+        (["run", samples, samples / "out"], 2),
+        (["scan", tmp_path, clip.parent, "--output", clip.parent / "out"], 2),
+    )
+    assert not imported
