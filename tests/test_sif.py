@@ -40,6 +40,15 @@ def test_apptainer_run_trains_with_the_default_command(tmp_path):
     assert metrics["accuracy"] >= 0.72
 
 
+def test_apptainer_run_without_the_output_bind_stops_at_once():
+    """Issue 22: in the read-only SIF, /data/Output without --bind is not a place to train into."""
+    result = apptainer("run", str(Path(SIF).resolve()), binds=[f"{SAMPLES}:/data/Samples:ro"])
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Output folder /data/Output is not a mount"), lines
+    assert "--bind $PWD/Output:/data/Output" in lines[0]
+
+
 def test_apptainer_exec_runs_any_meerkat_command():
     result = apptainer("exec", str(Path(SIF).resolve()), "meerkat", "doctor")
     assert result.returncode == 0, result.stderr
