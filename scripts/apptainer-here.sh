@@ -29,7 +29,8 @@ if [ ! -x "$rootfs/usr/bin/apptainer" ]; then
   mv "$rootfs.tmp" "$rootfs"
 fi
 
-binds="$PWD ${APPTAINER_BINDS:-}"
+# APPTAINER_BINDS is split at spaces (list folders without one); the current folder, which a SLURM
+# job's --chdir may name with spaces, is bound on its own.
 # shellcheck disable=SC2016  # the inner sh expands these, from its own arguments
 exec unshare --mount --propagation private -- /bin/sh -euc '
   root=$1; cwd=$2; binds=$3; shift 3
@@ -39,10 +40,12 @@ exec unshare --mount --propagation private -- /bin/sh -euc '
   mount --rbind /dev "$root/dev"
   mount -t tmpfs tmpfs "$root/tmp"
   for d in $binds; do mkdir -p "$root$d"; mount --bind "$d" "$root$d"; done
+  mkdir -p "$root$cwd"
+  mount --bind "$cwd" "$root$cwd"
   cd "$root"
   mkdir -p .old-root
   pivot_root . .old-root
   umount -l /.old-root
   cd "$cwd"
   exec /usr/bin/apptainer "$@"
-' sh "$rootfs" "$PWD" "$binds" "$@"
+' sh "$rootfs" "$PWD" "${APPTAINER_BINDS:-}" "$@"
