@@ -67,6 +67,11 @@ def output(r, scores: Scores, clf: Classifier = MODEL) -> dict:
     return data
 
 
+def exactly(value) -> str:
+    """`value` as JSON text, to compare types and key order too: Python takes 1 for 1.0, the 1.6 validator does not."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def as_read(r) -> dict:
     """What `load` holds of the file, as one dict again."""
     return {**r.header, "images": [r.entries.raw(i) for i in range(len(r.entries))]}
@@ -90,7 +95,7 @@ def test_the_output_is_the_input_plus_meerkat_s_classes(tmp_path):
     source = spec_file("1.6")
     r = load(write(tmp_path / "md.json", source))
     out = output(r, all_scores(r), MODEL)
-    assert strip_meerkat(out) == source and list(out) == [
+    assert exactly(strip_meerkat(out)) == exactly(source) and list(out) == [
         "images",
         "detection_categories",
         "classification_categories",
@@ -226,10 +231,10 @@ def test_failures_are_recorded_without_losing_the_detector_s_boxes(tmp_path):
     out = output(r, scores, MODEL)
     images = out["images"]
     assert images[0][FAILURE] == "cannot decode site 0/IMG_0000.JPG (a corrupt JPEG)"
-    assert images[0]["detections"] == source["images"][0]["detections"] and "failure" not in images[0]
+    assert exactly(images[0]["detections"]) == exactly(source["images"][0]["detections"]) and "failure" not in images[0]
     assert "lies outside the image" in images[1]["detections"][0][FAILURE]
     assert images[2]["detections"][1][FAILURE] == "the box is 0 px wide in the image"
-    assert images[3] == source["images"][3]  # the detector's own failure, carried through
+    assert exactly(images[3]) == exactly(source["images"][3])  # the detector's own failure, carried through
 
 
 def test_an_older_file_is_upgraded_to_what_1_6_requires(tmp_path):
@@ -246,13 +251,15 @@ def test_an_older_file_is_upgraded_to_what_1_6_requires(tmp_path):
     out = output(r, Scores(frame_rates={len(source["images"]) - 2: 29.97}), MODEL)
     assert out["info"]["format_version"] == "1.6" and out["detection_categories"]["3"] == "category 3"
     old, gone = out["images"][-2:]
-    assert old == {
-        "file": "old.mp4",
-        "detections": [{"category": "1", "conf": 1.0, "bbox": [0.1, 0.1, 0.2, 0.2], "frame_number": 7}],
-        "frame_rate": 29.97,
-        "frames_processed": [7],
-    }
-    assert (gone["frame_rate"], gone["frames_processed"], gone["detections"]) == (-1.0, [], None)
+    assert exactly(old) == exactly(
+        {
+            "file": "old.mp4",
+            "detections": [{"category": "1", "conf": 1.0, "bbox": [0.1, 0.1, 0.2, 0.2], "frame_number": 7}],
+            "frame_rate": 29.97,
+            "frames_processed": [7],
+        }
+    )
+    assert exactly([gone["frame_rate"], gone["frames_processed"], gone["detections"]]) == exactly([-1.0, [], None])
 
 
 def test_the_completion_time_comes_from_source_date_epoch(monkeypatch):
@@ -337,16 +344,18 @@ def test_motion_scans_write_one_video_entry_each():
         out["info"]["detection_completion_time"] == out["info"]["classification_completion_time"] == completion_time()
     )
     broken, walk = out["images"]
-    assert broken == {
-        "file": "a/broken.avi",
-        "frame_rate": -1.0,
-        "frames_processed": [],
-        "failure": "cannot open",
-        "detections": None,
-    }
+    assert exactly(broken) == exactly(
+        {
+            "file": "a/broken.avi",
+            "frame_rate": -1.0,
+            "frames_processed": [],
+            "failure": "cannot open",
+            "detections": None,
+        }
+    )
     assert walk["frames_processed"] == [2, 3, 4]
-    assert walk["detections"] == [
+    assert exactly(walk["detections"]) == exactly([
         {"category": MOTION_CATEGORY, "conf": 1.0, "bbox": [0.1, 0.1, 0.05, 0.05], "frame_number": 2},
         {"category": MOTION_CATEGORY, "conf": 1.0, "bbox": [0.5, 0.0, 0.5, 1.0], "frame_number": 3,
          "classifications": [["1", 0.75], ["0", 0.25]]},
-    ]  # fmt: skip
+    ])  # fmt: skip
