@@ -1,6 +1,9 @@
 """Where --weights imagenet finds its file, and what happens offline when it cannot."""
 
+import ast
+import importlib.util
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import assert_user_error, in_fresh_process, make_samples, needs_shared
@@ -60,15 +63,35 @@ def test_weights_hash_check_against_a_hash_worked_out_here(tmp_path, monkeypatch
     assert "its md5 is 900150983cd24fb0d6963f7d28e17f72" in weights.weights_problem(path)
 
 
+def keras_hashes(module: str) -> dict[str, str]:
+    """The hashes keras/src/applications/<module>.py checks its downloads against, by file name, read
+    from the installed Keras source (without importing Keras): the file_hash of get_file("<file>", ...)
+    calls (inception_v3.py), and efficientnet_v2.py's WEIGHTS_HASHES, {size ("b0", "-s"): (with top,
+    without top)} for its files efficientnetv2-<b0, s>.h5 and efficientnetv2-<b0, s>_notop.h5."""
+    source = Path(importlib.util.find_spec("keras").origin).parent / "src" / "applications" / f"{module}.py"
+    found = {}
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "get_file":
+            file_hash = next((k.value for k in node.keywords if k.arg == "file_hash"), None)
+            if isinstance(node.args[0], ast.Constant) and isinstance(file_hash, ast.Constant):
+                found[node.args[0].value] = file_hash.value
+        elif isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["WEIGHTS_HASHES"]:
+            for size, (top, no_top) in ast.literal_eval(node.value).items():
+                name = f"efficientnetv2-{size.lstrip('-')}"
+                found |= {f"{name}.h5": top, f"{name}_notop.h5": no_top}
+    return found
+
+
 def test_published_hashes_are_keras_own():
-    # Copied from keras/src/applications/inception_v3.py and efficientnet_v2.py.
-    assert weights.PUBLISHED_HASHES == {
-        INCEPTION: "bcbd6486424b2319ff4ef7d526e38f63",
-        "efficientnetv2-b0_notop.h5": "893217f2bb855e2983157299931e43ff",
-    }
-    for name, arch in backbones.ARCHITECTURES.items():
-        filename = arch.weights_file(1.0).rsplit("/", 1)[1]
-        assert (filename in weights.PUBLISHED_HASHES) == (name != "mobilenet_v2")
+    """meerkat checks the weights of each backbone it offers against the very hash Keras does (none for
+    MobileNetV2): a Keras that publishes another hash, or a hash copied wrong, fails here."""
+    keras_own = {}
+    for arch in backbones.ARCHITECTURES.values():
+        module, filename = arch.weights_file(1.0).split("/")  # Keras' folder for a backbone's files: its module
+        hashes = keras_hashes(module)
+        if filename in hashes:
+            keras_own[filename] = hashes[filename]
+    assert weights.PUBLISHED_HASHES == keras_own and INCEPTION in keras_own
 
 
 def test_a_cached_file_that_matches_the_published_hash_is_used(offline, monkeypatch):
