@@ -1,6 +1,8 @@
-"""Spreading preprocess batches over several devices gives the embeddings of one device.
+"""Which devices compute: --gpus, precision and batch size, the device log, and preprocess batches
+spread over several devices (the embeddings of one device).
 
-There is no GPU here: two logical CPU devices stand in for two GPUs, through the same code path."""
+There is no GPU here: two logical CPU devices stand in for two GPUs when spreading batches, and two
+physical GPUs faked in TensorFlow's device list (two_gpus) for --gpus and the log."""
 
 import subprocess
 import sys
@@ -47,6 +49,53 @@ def test_precision_and_batch_size_follow_the_gpus_in_use():
     assert devices.batch_size(64, gpu) == 64
 
 
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """A host with two GPUs, as TensorFlow's device list shows them; set_visible_devices hides them
+    from get_visible_devices as it does there. The CPU stays real. Without GPUs every --gpus check
+    here would read [] == []. Returns the GPUs' names."""
+    import tensorflow as tf
+
+    physical = [tf.config.PhysicalDevice(f"/physical_device:GPU:{i}", "GPU") for i in range(2)]
+    visible = list(physical)
+    real = {f: getattr(tf.config, f) for f in ("list_physical_devices", "get_visible_devices", "set_visible_devices")}
+
+    def list_physical_devices(device_type=None):
+        return list(physical) if device_type == "GPU" else real["list_physical_devices"](device_type)
+
+    def get_visible_devices(device_type=None):
+        return list(visible) if device_type == "GPU" else real["get_visible_devices"](device_type)
+
+    def set_visible_devices(chosen, device_type=None):
+        if device_type != "GPU":
+            return real["set_visible_devices"](chosen, device_type)
+        assert all(d in physical for d in chosen), chosen  # TensorFlow takes only its physical devices
+        visible[:] = chosen
+
+    for f in (list_physical_devices, get_visible_devices, set_visible_devices):
+        monkeypatch.setattr(tf.config, f.__name__, f)
+    return [d.name for d in physical]
+
+
+@pytest.mark.parametrize("limit, used", [(None, 2), (3, 2), (1, 1), (0, 0)])
+def test_gpus_keeps_the_first_n_and_the_log_names_them(two_gpus, limit, used, caplog, monkeypatch):
+    import logging
+
+    from meerkat.core.config import BackboneConfig
+    from meerkat.embed import backbones, devices
+
+    monkeypatch.setattr(logging.getLogger("meerkat"), "propagate", True)  # the CLI turns it off
+    caplog.set_level(logging.INFO, logger="meerkat")
+    spec = backbones.resolve(BackboneConfig("mobilenet_v2", 0.35, "none", "auto", gpus=limit))
+    assert devices.gpus_in_use() == two_gpus[:used]
+    assert (spec.precision, devices.batch_size(None)) == (("float16", 128) if used else ("float32", 32))
+    devices.log_devices(limit)
+    if used:
+        assert f"Using {used} GPU(s): {', '.join(two_gpus[:used])}" in caplog.text
+    else:
+        assert "Running on the CPU (--gpus 0)." in caplog.text
+
+
 # In a fresh process: GPUs can only be hidden before TensorFlow has initialised its devices.
 GPUS_ZERO = """
 import tensorflow as tf
@@ -71,11 +120,11 @@ def test_gpus_zero_chooses_float32_and_batch_32():
 
 
 @pytest.mark.slow
-def test_the_log_names_the_device_after_gpus_applies(tmp_path, cli):
+def test_the_log_names_the_device_after_gpus_applies(tmp_path, cli, two_gpus):
     from conftest import TINY, make_samples
 
     samples = make_samples(tmp_path / "Samples", train=(3, 3), test=(2, 2))
     result = cli("run", samples, tmp_path / "out", *TINY, "--epochs", 1, "--gpus", 0)
     assert result.exit_code == 0, result.output
-    # Logged before --gpus applied, a GPU host read "Using 1 GPU(s)" for a run on the CPU.
-    assert "Running on the CPU (--gpus 0)." in result.output
+    # Logged before --gpus applied, a GPU host read "Using 2 GPU(s)" for a run on the CPU.
+    assert "Running on the CPU (--gpus 0)." in result.output and "GPU(s)" not in result.output
