@@ -1,11 +1,12 @@
 """The ownership rule as a state machine over one output folder (issue 16).
 
-Random sequences of a user's writes (new files, files rewritten in place, names meerkat used,
-hidden names, names shaped like temporaries), meerkat's writes, replacements and removals through
-core.atomic, a real `meerkat demo-samples` into a subfolder, writes SIGKILLed at every step, reruns and
-cleanups. The invariant: no byte a user wrote is ever lost, meerkat's own files are whole, and
-every operation of meerkat's either finishes or refuses with one line naming the user's file.
-Run over a folder meerkat made and over a user's folder (where no hidden file of meerkat's may stay).
+Random sequences of a user's writes (new files, files rewritten in place, names meerkat used, edits
+of meerkat's outputs, hidden names, names shaped like temporaries), meerkat's writes, rewrites of its
+own outputs, replacements and removals through core.atomic, a real `meerkat demo-samples` into a
+subfolder, writes SIGKILLed at every step, reruns and cleanups. The invariant: no byte a user wrote
+is ever lost, meerkat's own files are whole, and every operation of meerkat's either finishes or
+refuses with one line naming the user's file. Run over a folder meerkat made and over a user's
+folder (where no hidden file of meerkat's may stay).
 """
 
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, precondition, rule
 from typer.testing import CliRunner
 
 from meerkat.cli import app
@@ -52,6 +53,10 @@ with atomic.atomic_open(sys.argv[1], "wb") as f:
 
 class OwnershipOfOneFolder(RuleBasedStateMachine):
     meerkats_folder = True
+    # Names meerkat wrote a file at, where a user's edit and meerkat's rerun meet: the hole a rule by
+    # name alone leaves. With names drawn from NAMES alone, 1 run in 100 had a user write over a file
+    # of meerkat's, and none had meerkat write there again.
+    placed = Bundle("placed")
 
     def __init__(self):
         super().__init__()
@@ -100,6 +105,12 @@ class OwnershipOfOneFolder(RuleBasedStateMachine):
         self.users[name] = data
         self.meerkats.pop(name, None)
 
+    @rule(name=placed, data=USERS_BYTES)
+    def user_edits_meerkats_output(self, name, data):
+        """scores.csv saved in place by an editor or a script: the file keeps its inode and, outside
+        meerkat's folder, its extended attribute; only its size and time show it is no longer meerkat's."""
+        self.user_writes(name, data, in_place=True)
+
     @rule(name=NAMES)
     def user_deletes(self, name):
         (self.out / name).unlink(missing_ok=True)
@@ -114,20 +125,31 @@ class OwnershipOfOneFolder(RuleBasedStateMachine):
 
     # --- meerkat ---
 
-    def write(self, name, data):
+    def write(self, name, data) -> bool:
         try:
             with atomic.atomic_open(self.out / name, "wb") as f:
                 f.write(data)
         except MeerkatError as e:
             self.refused(str(e), name)
             event("a write refused")
-        else:
-            assert not self.in_the_way(name)
-            self.meerkats[name] = data
-            self.leftovers = False  # a write clears dead temporaries beside it
+            return False
+        assert not self.in_the_way(name)
+        self.meerkats[name] = data
+        self.leftovers = False  # a write clears dead temporaries beside it
+        return True
 
-    @rule(name=NAMES, data=MEERKATS_BYTES)
+    @rule(target=placed, name=NAMES, data=MEERKATS_BYTES)
     def meerkat_writes(self, name, data):
+        return name if self.write(name, data) else multiple()
+
+    @initialize(target=placed, name=NAMES, data=MEERKATS_BYTES)
+    def meerkat_wrote_before(self, name, data):
+        """An earlier run's output is there from the start."""
+        return self.meerkat_writes(name, data)
+
+    @rule(name=placed, data=MEERKATS_BYTES)
+    def meerkat_writes_its_output_again(self, name, data):
+        """A rerun (--force): meerkat's own file replaced, a user's edit of it refused."""
         self.write(name, data)
 
     @rule(name=NAMES)
@@ -212,9 +234,12 @@ class OwnershipOfAUsersFolder(OwnershipOfOneFolder):
     meerkats_folder = False
 
 
+# A rule that goes by name alone (a user's edited file counted as meerkat's and replaced) fails both
+# machines at every budget from 10 to 100 runs, and in 30 and 29 of 30 runs with random seeds; before
+# `placed`, 8 runs of 12 steps missed it. Both machines take 7 s here (3.7 s before).
 SETTINGS = settings(
-    max_examples=8,
-    stateful_step_count=12,
+    max_examples=20,
+    stateful_step_count=20,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
