@@ -84,6 +84,32 @@ def make_samples(
     return root
 
 
+SPECIES = ("Red fox", "deer", "Élan", "empty")  # names as users type them: a space, case, an accent
+
+
+def write_species_image(path: Path, index: int, seed: int) -> Path:
+    """A small real image of class `index`: a disc of that class's colour and place (none for the last)."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 120, (96, 128, 3), dtype=np.uint8)
+    colours = ((0, 200, 255), (255, 80, 0), (60, 255, 60), (200, 0, 200), (255, 255, 255), (0, 0, 255))
+    if index < 6:
+        cv2.circle(img, (24 + 16 * index, 48), 22, colours[index], -1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(cv2.imencode(path.suffix, img)[1].tobytes())
+    return path
+
+
+def make_species(root: Path, classes=SPECIES, train=6, test: int | None = 3) -> Path:
+    """Samples/{Training,Testing}/<class>/ of generated JPEGs, one look a class; test=None: no Testing."""
+    for split, count in (("Training", train), ("Testing", test)):
+        for index, name in enumerate(classes):
+            for i in range(count or 0):
+                write_species_image(
+                    root / split / name / f"{split[:2]}{index}_{i}.jpg", index, zlib.crc32(f"{split}{name}{i}".encode())
+                )
+    return root
+
+
 def embed(cli, docs, prefix, *extra, csv_name="trainingdata.csv", env=None):
     """`meerkat preprocess` of a docs folder's CSV with the tiny backbone; `extra` options after."""
     csv = docs / csv_name

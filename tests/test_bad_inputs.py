@@ -343,7 +343,7 @@ def test_a_file_that_is_not_a_docs_csv_or_dict_is_one_line(tmp_path, cli):
         cli(*pre, "--input-path", crop, "--input-dict", docs / "dict.txt"), 1, str(crop), "not a docs CSV"
     )
     wrong = ["--input-path", docs / "trainingdata.csv", "--input-dict", crop]
-    assert_user_error(cli(*pre, *wrong), 1, str(crop), "expected the labels positive, negative")
+    assert_user_error(cli(*pre, *wrong), 1, str(crop), "it is not text: expected a class name a line")
 
 
 def test_shards_of_another_meerkat_version_are_named(tmp_path, cli, tiny_run):
@@ -366,7 +366,7 @@ def test_an_unreadable_checkpoint_is_trained_over_from_the_start(tmp_path):
     from meerkat.train.checkpoint import restore
     from meerkat.train.fit import build_head
 
-    head = build_head(8, TrainConfig())
+    head = build_head(8, 2, TrainConfig())
     optimizer = keras.optimizers.Adam()
     optimizer.build(head.trainable_variables)
     fresh = [v.numpy() for v in head.variables]
@@ -407,7 +407,7 @@ def test_labels_that_differ_invisibly_are_shown_apart(tmp_path, cli):
     odd = tmp_path / "dict.txt"
     odd.write_text("positive\u200b\nnegative\n", encoding="utf-8")  # a zero-width space, pasted from a web page
     result = cli(*pre, "--input-dict", odd)
-    assert_user_error(result, 1, str(odd), "received 'positive\\u200b', 'negative'")
+    assert_user_error(result, 1, str(odd), "expected one of 'positive\\u200b', 'negative'")
 
 
 def test_a_models_dict_saved_with_a_byte_order_mark_names_the_same_classes(tmp_path):

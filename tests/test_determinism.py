@@ -39,7 +39,7 @@ def test_the_export_does_not_depend_on_what_the_process_did_before(tmp_path):
     spec = backbones.resolve(BackboneConfig("mobilenet_v2", 0.35, "none"))  # random, repeatable weights
 
     def build():
-        return Embedder(spec, ["/CPU:0"]), build_head(spec.arch.embedding_dim(spec.alpha), TrainConfig())
+        return Embedder(spec, ["/CPU:0"]), build_head(spec.arch.embedding_dim(spec.alpha), 2, TrainConfig())
 
     embedder, head = build()
     export_model(embedder, head, ["positive", "negative"], tmp_path / "first")

@@ -212,12 +212,12 @@ def test_without_validation_the_last_epoch_is_exported_and_history_has_empty_val
 
 def test_balanced_class_weights_on_a_3_to_1_set_are_worked_by_hand():
     labels = np.array([0, 1, 1, 1])  # 1 positive, 3 negatives
-    np.testing.assert_allclose(class_weights(labels, "balanced"), [4 / (2 * 1), 4 / (2 * 3)])
-    np.testing.assert_array_equal(class_weights(labels, "none"), [1, 1])
+    np.testing.assert_allclose(class_weights(labels, 2, "balanced"), [4 / (2 * 1), 4 / (2 * 3)])
+    np.testing.assert_array_equal(class_weights(labels, 2, "none"), [1, 1])
 
     # A head whose logits are [0, log 3] for any input: p(positive) = 1/4 everywhere.
     cfg = TrainConfig(hidden_units=4)
-    head = fit.build_head(3, cfg)
+    head = fit.build_head(3, 2, cfg)
     for layer in (head.layers[0], head.layers[2]):
         layer.kernel.assign(np.zeros(layer.kernel.shape, np.float32))
     head.layers[2].bias.assign(np.array([0.0, math.log(3)], np.float32))
@@ -226,7 +226,7 @@ def test_balanced_class_weights_on_a_3_to_1_set_are_worked_by_hand():
     np.testing.assert_allclose(probs[:, 0], 0.25, rtol=1e-6)
     # Cross-entropy: log 4 for the positive, log 4/3 for each negative.
     assert plain == pytest.approx((math.log(4) + 3 * math.log(4 / 3)) / 4, rel=1e-6)
-    weighted = fit.evaluate(head, data, class_weights(labels, "balanced"))[0]
+    weighted = fit.evaluate(head, data, class_weights(labels, 2, "balanced"))[0]
     assert weighted == pytest.approx((2 * math.log(4) + 3 * (2 / 3) * math.log(4 / 3)) / 4, rel=1e-6)
     assert accuracy == 0.75
 

@@ -1,8 +1,5 @@
 """Constants shared by the stages. Options a user can set, with their defaults, live in config.py."""
 
-# Class order of the model: column 0 of its softmax is always the positive class.
-LABELS = ("positive", "negative")
-
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
 # Without a Testing folder, 1 in HOLDOUT_EVERY training images is held out (DeepMeerkat's 5:1 advice).

@@ -187,7 +187,7 @@ class Task:
 
 
 def _row(entry, scores: write.Scores, threshold: float) -> dict:
-    """scan.csv's row of one entry. The positive class is the model's first output (core/settings.LABELS)."""
+    """scan.csv's row of one entry. The positive class is the model's first output (samples/classes.py)."""
     positive = [
         round(scores.classifications[entry.index, d.index][0], write.DIGITS)
         for d in entry.detections

@@ -24,13 +24,13 @@ from pathlib import Path
 from meerkat import __version__
 from meerkat.core import atomic, codeversion, faults
 from meerkat.core.config import PreprocessConfig
-from meerkat.core.errors import MeerkatError
 from meerkat.core.progress import Progress
 from meerkat.core.slurm import array_shard, check_shard
 from meerkat.embed import devices, tfrecords
 from meerkat.embed.backbones import BackboneSpec
 from meerkat.embed.cache import EmbeddingCache, content_hash
 from meerkat.embed.embedder import Embedder, embedder_for
+from meerkat.samples.classes import from_labels
 from meerkat.samples.docs import read_csv, read_dict
 from meerkat.samples.imagefiles import Unreadable, for_model, read_bytes, warn_skipped, write_skipped
 
@@ -72,12 +72,7 @@ def preprocess(cfg: PreprocessConfig, spec: BackboneSpec) -> None:
     shard_index, num_shards = array_shard(cfg.shard_index, cfg.num_shards)
     check_shard(shard_index, num_shards)
     labels = read_dict(cfg.input_dict)
-    rows = read_csv(cfg.input_path)
-    for n, (path, label) in enumerate(rows, start=1):
-        if label not in labels:
-            raise MeerkatError(
-                f"{cfg.input_path}, row {n}: unknown label {label!r} for {path}; expected one of {', '.join(labels)}"
-            )
+    rows = read_csv(cfg.input_path, from_labels(labels), cfg.input_dict)  # each row's label one of dict.txt's
     rows = rows[shard_index::num_shards]
     shard = tfrecords.shard_path(cfg.output_path, shard_index, num_shards)
     atomic.ensure_dir(shard.parent)

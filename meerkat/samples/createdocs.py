@@ -2,7 +2,8 @@
 
 Replaces DeepMeerkat's CreateDocs.py: the same CSV rows (`path,label`, no header; the format is
 docs.py's) and the same undersampling of training negatives, but folder names may be typed in any
-case, singular or plural, and the Samples folder is never written to.
+case, singular or plural, and the Samples folder is never written to. Any other class folders make
+a model of those classes (classes.py says which they are, in which order).
 """
 
 import hashlib
@@ -16,7 +17,9 @@ from pathlib import Path
 from meerkat.core import atomic, faults, nesting, ownership
 from meerkat.core.config import DocsConfig
 from meerkat.core.errors import MeerkatError
-from meerkat.core.settings import HOLDOUT_EVERY, IMAGE_EXTENSIONS, LABELS
+from meerkat.core.names import folded
+from meerkat.core.settings import HOLDOUT_EVERY, IMAGE_EXTENSIONS
+from meerkat.samples import classes as classes_
 from meerkat.samples import duplicates
 from meerkat.samples.classfolder import LEAVES, inside, list_crops
 from meerkat.samples.docs import write_csv, write_dict
@@ -25,7 +28,6 @@ from meerkat.samples.imagefiles import list_images
 log = logging.getLogger(__name__)
 
 SPLIT_NAMES = {"training": ("training", "train"), "testing": ("testing", "test")}
-CLASS_NAMES = {"positive": ("positive", "positives"), "negative": ("negative", "negatives")}
 PROGRESS_EVERY_S = 15.0  # without a terminal: a progress line of the duplicate check at most this often
 
 
@@ -34,6 +36,7 @@ class Docs:
     training_csv: Path
     testing_csv: Path
     dict_txt: Path
+    classes: classes_.Classes | None = None
     counts: dict = field(default_factory=dict)
     ignored: list = field(default_factory=list)  # (path, reason)
 
@@ -53,17 +56,57 @@ def _held_out(path: Path, class_dir: Path, seed: int) -> bool:
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % HOLDOUT_EVERY == 0
 
 
-def _find_classes(split_dir: Path) -> dict[str, Path]:
-    dirs = {}
-    for label, names in CLASS_NAMES.items():
-        d = _match_dir(split_dir, names, label)
-        if d is None:
+def _class_folders(split_dir: Path) -> list[Path]:
+    return sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _find_classes(train_dir: Path) -> tuple[classes_.Classes, dict[str, Path]]:
+    """The classes of Training's class folders, and the folder of each."""
+    folders = _class_folders(train_dir)
+    named = {f.name: f for f in folders}
+    if len(folders) < classes_.MIN_CLASSES:
+        pair = [classes_.pair_label(f.name) for f in folders]
+        if all(pair):  # none, or one of DeepMeerkat's pair: name the folder it needs
+            missing = next(label for label in classes_.PAIR if label not in pair)
             raise MeerkatError(
-                f"no {label.capitalize()}s folder in {split_dir}; "
-                f"create {split_dir}/{label.capitalize()}s and put the {label} crops in it"
+                f"no {missing.capitalize()}s folder in {train_dir}; "
+                f"create {train_dir}/{missing.capitalize()}s and put the {missing} crops in it"
             )
-        dirs[label] = d
-    return dirs
+        raise MeerkatError(
+            f"{train_dir} has one class folder ({folders[0].name}); a model needs a folder for each of at least "
+            f"{classes_.MIN_CLASSES} classes"
+        )
+    found, folder_of = classes_.from_folders(named)
+    return found, {label: named[folder_of[label]] for label in found.names}
+
+
+def _testing_folders(test_dir: Path, found: classes_.Classes, train_folders: dict[str, Path]) -> dict[str, Path]:
+    """Testing's folder of each class: the Training folder's name, or the pair's other spelling."""
+    folders = {f.name: f for f in _class_folders(test_dir)}
+    out = {}
+    for label in found.names:
+        if found.is_pair:
+            matches = [f for name, f in folders.items() if classes_.pair_label(name) == label]
+        else:
+            matches = [f for name, f in folders.items() if folded(name) == folded(label)]
+        if len(matches) > 1:
+            raise MeerkatError(
+                f"{test_dir} has several {label} folders ({', '.join(m.name for m in matches)}); merge them into one"
+            )
+        if not matches:
+            shown = train_folders[label].name
+            raise MeerkatError(
+                f"no {shown} folder in {test_dir}; create {test_dir}/{shown} and put the {label} test crops in it, "
+                "or remove Testing to hold out a share of Training"
+            )
+        out[label] = matches[0]
+    extra = sorted(set(folders.values()) - set(out.values()))
+    if extra:
+        raise MeerkatError(
+            f"{extra[0]} is a class of Testing but not of Training ({', '.join(found.names)}); "
+            "add it to Training or move it out of Testing"
+        )
+    return out
 
 
 def _check_classes_distinct(class_dirs: list[Path]) -> None:
@@ -78,9 +121,9 @@ def _check_classes_distinct(class_dirs: list[Path]) -> None:
             )
 
 
-def _collect(samples: Path, split_dir: Path, docs: Docs) -> dict[str, list[Path]]:
+def _collect(samples: Path, folders: dict[str, Path], docs: Docs) -> dict[str, list[Path]]:
     out = {}
-    for label, d in _find_classes(split_dir).items():
+    for label, d in folders.items():
         images, ignored = list_crops(d, d.relative_to(samples).as_posix())
         docs.ignored += ignored
         if not images:
@@ -142,48 +185,65 @@ def createdocs(cfg: DocsConfig) -> Docs:
             f"no Training folder in {samples}; expected {samples}/Training/Positives and "
             f"{samples}/Training/Negatives (and optionally the same under Testing/)"
         )
-    docs_dir = atomic.ensure_dir(Path(cfg.output) / "docs")
-    docs = Docs(docs_dir / "trainingdata.csv", docs_dir / "testingdata.csv", docs_dir / "dict.txt")
-
+    found, train_folders = _find_classes(train_dir)
     test_dir = _match_dir(samples, SPLIT_NAMES["testing"], "Testing")
-    _check_classes_distinct([d for split in (train_dir, test_dir) if split for d in _find_classes(split).values()])
-    training = _collect(samples, train_dir, docs)
+    test_folders = _testing_folders(test_dir, found, train_folders) if test_dir else {}
+    _check_classes_distinct([*train_folders.values(), *test_folders.values()])
+    docs_dir = atomic.ensure_dir(Path(cfg.output) / "docs")
+    docs = Docs(docs_dir / "trainingdata.csv", docs_dir / "testingdata.csv", docs_dir / "dict.txt", found)
+    training = _collect(samples, train_folders, docs)
     if test_dir is not None:
-        testing = _collect(samples, test_dir, docs)
+        testing = _collect(samples, test_folders, docs)
     else:
         log.info("No Testing folder: holding out 1 in %d training images per class for testing.", HOLDOUT_EVERY)
-        class_dirs = _find_classes(train_dir)
         testing = {}
         for label, files in training.items():
-            cd = Path(os.path.abspath(class_dirs[label]))
+            cd = Path(os.path.abspath(train_folders[label]))
             testing[label] = [p for p in files if _held_out(p, cd, cfg.seed)]
             training[label] = [p for p in files if not _held_out(p, cd, cfg.seed)]
             if not (testing[label] and training[label]):
                 raise MeerkatError(
-                    f"too few {label} images in {class_dirs[label]} to hold out a test set "
+                    f"too few {label} images in {train_folders[label]} to hold out a test set "
                     f"({len(files)} found); add images or a Testing folder"
                 )
 
-    found_negatives = len(training["negative"])
-    if cfg.balance and found_negatives > len(training["positive"]):
-        rng = random.Random(cfg.seed)
-        training["negative"] = sorted(rng.sample(training["negative"], len(training["positive"])))
+    found_counts = {label: len(files) for label, files in training.items()}
+    if cfg.balance:
+        _undersample_background(training, found, cfg.seed)
 
     for split, files, path in (("training", training, docs.training_csv), ("testing", testing, docs.testing_csv)):
-        write_csv(path, [(str(p), label) for label in LABELS for p in files[label]])
+        write_csv(path, [(str(p), label) for label in found.names for p in files[label]])
         faults.point(f"createdocs:{split}")
-        for label in LABELS:
+        for label in found.names:
             docs.counts[f"{label}_{split}"] = len(files[label])
-    write_dict(docs.dict_txt)
+    write_dict(docs.dict_txt, found)
 
-    c = docs.counts
-    log.info("Positive training samples: %d", c["positive_training"])
-    balanced = f" (undersampled from {found_negatives})" if c["negative_training"] < found_negatives else ""
-    log.info("Negative training samples: %d%s", c["negative_training"], balanced)
-    log.info("Positive testing samples: %d", c["positive_testing"])
-    log.info("Negative testing samples: %d", c["negative_testing"])
+    if not found.is_pair:
+        log.info("%d classes: %s", len(found), ", ".join(found.names))
+    for split, files in (("training", training), ("testing", testing)):
+        for label in found.names:
+            n = len(files[label])
+            less = (
+                f" (undersampled from {found_counts[label]})" if split == "training" and n < found_counts[label] else ""
+            )
+            log.info("%s %s samples: %d%s", found.title(label), split, n, less)
     _list_ignored(docs.ignored, docs_dir / "ignored.txt")
-    listed = {("training", label): training[label] for label in LABELS}
-    listed |= {("testing", label): testing[label] for label in LABELS}
+    listed = {
+        (split, label): files[label]
+        for split, files in (("training", training), ("testing", testing))
+        for label in found.names
+    }
     duplicates.report(duplicates.find(listed, PROGRESS_EVERY_S), docs_dir / "duplicates.txt")
     return docs
+
+
+def _undersample_background(training: dict[str, list[Path]], found: classes_.Classes, seed: int) -> None:
+    """--balance: each background class down to the largest other class, as DeepMeerkat cut its
+    negatives down to its positives (the same draw for the pair)."""
+    animals = [len(training[n]) for n in found.names if n not in found.background]
+    if not animals:
+        return
+    rng = random.Random(seed)
+    for label in found.names:
+        if label in found.background and len(training[label]) > max(animals):
+            training[label] = sorted(rng.sample(training[label], max(animals)))

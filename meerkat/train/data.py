@@ -25,7 +25,7 @@ class Embeddings:
         return Embeddings([self.uris[i] for i in index], self.labels[index], self.vectors[index], self.manifest)
 
     def counts(self) -> dict[str, int]:
-        """Examples per class, by the manifest's label names (positive first)."""
+        """Examples per class, by the manifest's label names, in model order."""
         return {name: int((self.labels == i).sum()) for i, name in enumerate(self.manifest["labels"])}
 
 
@@ -96,9 +96,9 @@ def split(data: Embeddings, fraction: float, seed: int) -> tuple[Embeddings, Emb
     return data.subset(np.flatnonzero(~out)), data.subset(np.flatnonzero(out))
 
 
-def class_weights(labels: np.ndarray, mode: str) -> np.ndarray:
-    """Loss weight of each class: 1, or n / (2 * n_class) for 'balanced' (Keras' convention)."""
+def class_weights(labels: np.ndarray, classes: int, mode: str) -> np.ndarray:
+    """Loss weight of each class: 1, or n / (classes * n_class) for 'balanced' (Keras' convention)."""
     if mode == "none":
-        return np.ones(2, dtype=np.float32)
-    counts = np.bincount(labels, minlength=2)
-    return (len(labels) / (2 * counts)).astype(np.float32)
+        return np.ones(classes, dtype=np.float32)
+    counts = np.bincount(labels, minlength=classes)
+    return (len(labels) / (classes * counts)).astype(np.float32)

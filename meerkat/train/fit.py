@@ -1,4 +1,4 @@
-"""Stage 3: embeddings -> a small dense head (hidden layer, dropout, 2-way softmax), trained with Adam.
+"""Stage 3: embeddings -> a small dense head (hidden layer, dropout, a softmax over the classes), trained with Adam.
 
 A seeded, stratified share of the training embeddings (--validation-fraction, data.py) is held out.
 Once an epoch, loss and accuracy on the training part and on that validation part go to the log, in
@@ -18,14 +18,14 @@ import numpy as np
 from meerkat.core import atomic, faults, ownership
 from meerkat.core.config import TrainConfig
 from meerkat.core.progress import Progress
-from meerkat.report.metrics import called_positive
+from meerkat.samples.classes import from_labels
 from meerkat.train import checkpoint, history
 from meerkat.train.data import Embeddings, class_weights, split
 
 log = logging.getLogger(__name__)
 
 
-def build_head(dim: int, cfg: TrainConfig):
+def build_head(dim: int, classes: int, cfg: TrainConfig):
     import keras
 
     return keras.Sequential(
@@ -33,14 +33,14 @@ def build_head(dim: int, cfg: TrainConfig):
             keras.Input((dim,)),
             keras.layers.Dense(cfg.hidden_units, activation="relu"),
             keras.layers.Dropout(cfg.dropout),
-            keras.layers.Dense(2),  # logits; the export adds the softmax as final_ops/softmax
+            keras.layers.Dense(classes),  # logits; the export adds the softmax as final_ops/softmax
         ],
         name="head",
     )
 
 
 def evaluate(head, data: Embeddings, weights: np.ndarray | None = None) -> tuple[float, float, np.ndarray]:
-    """Mean cross-entropy (each example's weighted by `weights[label]`), accuracy and softmax scores [N, 2]."""
+    """Mean cross-entropy (each example's weighted by `weights[label]`), accuracy and softmax scores [N, classes]."""
     import tensorflow as tf
 
     logits = np.concatenate(
@@ -50,7 +50,7 @@ def evaluate(head, data: Embeddings, weights: np.ndarray | None = None) -> tuple
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(data.labels, logits)
     if weights is not None:
         losses = losses * tf.constant(weights[data.labels])
-    accuracy = float((called_positive(probs) == (data.labels == 0)).mean())  # the report's rule, at 0.5
+    accuracy = float((from_labels(data.manifest["labels"]).predicted(probs) == data.labels).mean())  # the report's rule
     return float(tf.reduce_mean(losses)), accuracy, probs
 
 
@@ -104,10 +104,10 @@ def train(train_set: Embeddings, cfg: TrainConfig, logdir: Path, checkpoint_path
     tf.config.experimental.enable_op_determinism()
     fitted, validation = split(train_set, cfg.validation_fraction, cfg.seed)
     parts = {"train": fitted} if validation is None else {"train": fitted, "validation": validation}
-    weights = class_weights(fitted.labels, cfg.class_weights)
+    weights = class_weights(fitted.labels, len(fitted.manifest["labels"]), cfg.class_weights)
     per_epoch = math.ceil(len(fitted.uris) / cfg.batch_size)
     schedule = _Schedule(per_epoch, cfg.max_steps or cfg.epochs * per_epoch)
-    head = build_head(fitted.vectors.shape[1], cfg)
+    head = build_head(fitted.vectors.shape[1], len(fitted.manifest["labels"]), cfg)
     optimizer = keras.optimizers.Adam(cfg.learning_rate)
     optimizer.build(head.trainable_variables)
     run_epoch = _epoch_function(head, optimizer, fitted, weights, cfg)
