@@ -5,7 +5,7 @@ import re
 import shutil
 
 import pytest
-from test_report_page import make_facts
+from test_report_page import SPECIES3, make_facts, make_species_facts
 
 from meerkat.apply.card import threshold_note
 from meerkat.report import model_card
@@ -81,6 +81,46 @@ def test_threshold_note(card, tmp_path):
     assert threshold_note(older, 0.5) is None
     (older / "meerkat.json").write_text("{not json")
     assert threshold_note(older, 0.5) is None
+
+
+def species_card(tmp_path, names):
+    facts = make_species_facts(tmp_path, names)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"a stand-in for the graph")
+    return facts, model_card.write(facts, model), model
+
+
+def test_a_species_card_lists_the_classes_with_counts_and_metrics_and_the_keep_rule(tmp_path):
+    facts, c, model = species_card(tmp_path, SPECIES3)
+    assert c["classes"] == list(SPECIES3) and c["background_classes"] == ["empty"]
+    assert "positive_class" not in c and "Red fox, deer" in c["task"]
+    assert c["output"]["scores"].startswith("float32 [N, 3]")
+    m = c["metrics"]
+    assert m["per_class"] == facts.metrics["per_class"] and m["macro_f1"] == facts.metrics["macro_f1"]
+    assert m["top1"] == facts.metrics["top1"] and "top3" not in m
+    assert c["thresholds"]["kept_when"] == "1 - P(empty) >= threshold"
+    assert c["thresholds"]["recommended"]["threshold"] == facts.evaluation["recall_threshold"]
+    readme = (model / "README.md").read_text()
+    assert readme.startswith("# Model card: meerkat crop classifier, 3 classes")
+    counts = facts.counts
+    for name in SPECIES3:
+        f = facts.metrics["per_class"][name]
+        cells = [name, *(str(counts[s][name]) for s in counts)]
+        cells += [model_card.number(f[k], 3) for k in ("precision", "recall", "f1")]
+        assert "| " + " | ".join(cells) + " |" in readme, name
+    assert "1 - P(empty) >= threshold" in readme and "Recommended threshold" in readme
+    rec = c["thresholds"]["recommended"]["threshold"]
+    note = threshold_note(model, 0.5 if rec != 0.5 else 0.4)
+    assert note.startswith(f"note: the model card recommends --threshold {rec:g}")
+
+
+def test_a_species_card_without_a_background_class_has_no_threshold(tmp_path):
+    _, c, model = species_card(tmp_path, ("badger", "deer", "fox", "hare"))
+    assert c["thresholds"]["recommended"] is None and "top3" in c["metrics"]
+    readme = (model / "README.md").read_text()
+    assert "no background class" in readme and "## Threshold table" not in readme
+    assert threshold_note(model, 0.5) is None
 
 
 # --- on a real run -----------------------------------------------------------------------------------

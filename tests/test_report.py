@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meerkat.report.metrics import metrics
 
@@ -210,3 +212,141 @@ def test_metrics_json_is_the_threshold_tables_half_row(tiny_run):
     )
     predictions = pd.read_csv(tiny_run / "report" / "predictions.csv")
     assert ((predictions["score_positive"] >= 0.5) == (predictions["predicted"] == "positive")).all()
+
+
+# --- any number of classes (issue 24) ---------------------------------------------------------------
+# Three classes, "empty" the background: 8 crops, worked out by hand.
+SPECIES3 = ["Red fox", "deer", "empty"]
+LABELS3 = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+PROBS3 = np.array(
+    [
+        [0.7, 0.2, 0.1],  # fox -> fox
+        [0.5, 0.4, 0.1],  # fox -> fox
+        [0.2, 0.7, 0.1],  # fox -> deer
+        [0.1, 0.8, 0.1],  # deer -> deer
+        [0.6, 0.3, 0.1],  # deer -> fox
+        [0.1, 0.1, 0.8],  # empty -> empty
+        [0.2, 0.1, 0.7],  # empty -> empty
+        [0.1, 0.6, 0.3],  # empty -> deer
+    ]
+)
+
+
+def test_species_metrics_of_a_hand_worked_example():
+    from meerkat.report.metrics import evaluate
+
+    m, _ = evaluate(LABELS3, PROBS3, SPECIES3)
+    assert m["confusion_matrix"] == {
+        "labels": SPECIES3,
+        "rows_are": "true label",
+        "columns_are": "predicted label",
+        "matrix": [[2, 1, 0], [1, 1, 0], [0, 1, 2]],
+    }
+    per = m["per_class"]
+    # fox: 2 of 3 right, 3 called fox; deer: 1 of 2, 3 called deer; empty: 2 of 3, 2 called empty.
+    assert per["Red fox"] == {"precision": 0.666667, "recall": 0.666667, "f1": 0.666667, "support": 3}
+    assert per["deer"] == {"precision": 0.333333, "recall": 0.5, "f1": 0.4, "support": 2}
+    assert per["empty"] == {"precision": 1.0, "recall": 0.666667, "f1": 0.8, "support": 3}
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.4 + 0.8) / 3, abs=1e-6)
+    assert m["top1"] == 0.625
+    assert "top3" not in m  # with 3 classes every crop is in the top 3
+    assert m["counts"] == {"total": 8, "Red fox": 3, "deer": 2, "empty": 3}
+
+
+def test_top3_counts_a_crop_whose_class_is_among_its_three_highest_scores():
+    from meerkat.report.metrics import evaluate
+
+    probs = np.array(
+        [
+            [0.1, 0.2, 0.3, 0.4],  # a is 4th: missed
+            [0.4, 0.3, 0.2, 0.1],  # b is 2nd: top-3, not top-1
+            [0.1, 0.2, 0.6, 0.1],  # c is 1st
+            [0.3, 0.3, 0.3, 0.1],  # d is 4th: missed
+        ]
+    )
+    m, _ = evaluate(np.array([0, 1, 2, 3]), probs, ["a", "b", "c", "d"])
+    assert (m["top1"], m["top3"]) == (0.25, 0.5)
+
+
+def test_species_thresholds_are_animal_versus_background(tmp_path):
+    """With a background class the threshold table, ROC and PR are scan's keep rule: 1 - P(empty)."""
+    from meerkat.report.metrics import evaluate, evaluate_thresholds
+
+    m, evaluation = evaluate(LABELS3, PROBS3, SPECIES3)
+    keep = 1 - PROBS3[:, 2]
+    expected = evaluate_thresholds(LABELS3 == 2, np.stack([keep, 1 - keep], 1))  # animal = class 0 of a pair
+    assert m["kept_when"] == "1 - P(empty) >= threshold"
+    np.testing.assert_array_equal(evaluation["is_positive"], LABELS3 != 2)
+    np.testing.assert_allclose(evaluation["scores"], expected["scores"])
+    assert evaluation["table"] == expected["table"]
+    assert m["roc_auc"] == pytest.approx(expected["roc"]["auc"], abs=1e-6)
+    assert m["thresholds"]["default"]["threshold"] == 0.5
+
+
+def test_species_without_a_background_class_have_no_threshold_table(tmp_path):
+    from meerkat.report.metrics import evaluate, write_report
+
+    names = ["Red fox", "deer", "badger"]
+    m, evaluation = evaluate(LABELS3, PROBS3, names)
+    assert evaluation is None
+    assert not {"roc_auc", "average_precision", "thresholds", "kept_when"} & set(m)
+    uris = [f"{i}.jpg" for i in range(8)]
+    write_report(tmp_path, uris, LABELS3, PROBS3, SPECIES3)  # an earlier run's, with a background class
+    assert (tmp_path / "thresholds.csv").exists()
+    write_report(tmp_path, uris, LABELS3, PROBS3, names)
+    assert not (tmp_path / "thresholds.csv").exists()
+
+
+def test_species_predictions_csv_has_a_score_column_per_class_and_reads_back(tmp_path):
+    import csv
+
+    from meerkat.report.metrics import write_report
+    from meerkat.train.pipeline import _saved_scores
+
+    uris = [f"/crops/{i}.jpg" for i in range(8)]
+    write_report(tmp_path, uris, LABELS3, PROBS3.astype(np.float32), SPECIES3)
+    with open(tmp_path / "predictions.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["image_uri", "label", "predicted", "score_Red fox", "score_deer", "score_empty"]
+    assert [r["predicted"] for r in rows] == ["Red fox", "Red fox", "deer", "deer", "Red fox", "empty", "empty", "deer"]
+    assert rows[2]["score_deer"] == "0.700000"
+    back = _saved_scores(tmp_path / "predictions.csv", uris[::-1], SPECIES3)
+    np.testing.assert_allclose(back, PROBS3[::-1], atol=1e-6)
+
+
+def test_pair_predictions_read_back_as_two_columns(tmp_path):
+    from meerkat.report.metrics import write_report
+    from meerkat.train.pipeline import _saved_scores
+
+    scores = np.stack([S8, 1 - S8], 1)
+    write_report(tmp_path, [f"{i}.jpg" for i in range(8)], Y8.astype(int) ^ 1, scores, NAMES)
+    np.testing.assert_allclose(_saved_scores(tmp_path / "predictions.csv", ["1.jpg", "0.jpg"], NAMES), scores[[1, 0]])
+
+
+@given(
+    n=st.integers(2, 6),
+    rows=st.integers(1, 40),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=40, deadline=None)
+def test_species_metrics_agree_with_each_other(n, rows, seed):
+    from meerkat.report.metrics import evaluate
+
+    rng = np.random.default_rng(seed)
+    names = [f"class {i}" for i in range(n)]
+    labels = rng.integers(0, n, rows)
+    probs = rng.dirichlet(np.ones(n), rows)
+    m, _ = evaluate(labels, probs, names)
+    matrix = np.array(m["confusion_matrix"]["matrix"])
+    assert matrix.shape == (n, n) and matrix.sum() == rows
+    supports = [m["per_class"][c]["support"] for c in names]
+    assert supports == matrix.sum(1).tolist() == np.bincount(labels, minlength=n).tolist()
+    assert m["top1"] == pytest.approx(np.trace(matrix) / rows, abs=1e-6)
+    assert m["top1"] == pytest.approx((probs.argmax(1) == labels).mean(), abs=1e-6)
+    assert ("top3" in m) == (n > 3)
+    if n > 3:
+        assert m["top3"] >= m["top1"]
+    # F1 is undefined only for a class neither present nor predicted; macro-F1 is the mean of the others.
+    f1s = [m["per_class"][c]["f1"] for c in names]
+    assert [f is None for f in f1s] == ((matrix.sum(0) + matrix.sum(1)) == 0).tolist()
+    assert m["macro_f1"] == pytest.approx(np.mean([f for f in f1s if f is not None]), abs=2e-6)

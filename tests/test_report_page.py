@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, write_image
+from conftest import ROOT, write_image, write_species_image
 
 from meerkat.core import atomic, ownership
 from meerkat.embed.weights import sha256
@@ -91,6 +91,88 @@ def make_facts(tmp_path: Path) -> Facts:
         ignored=[(str(samples / "Training" / "notes.txt"), "not an image extension (.txt)")],
         history=history,
     )
+
+
+def make_species_facts(tmp_path: Path, names, per_class: int = 3, seed: int = 0) -> Facts:
+    """The facts of a made-up run of any number of classes: crops on disk, scores that mostly pick
+    the right class, and each class's counts."""
+    rng = np.random.default_rng(seed)
+    samples = tmp_path / "Samples"
+    uris, labels = [], []
+    for label, name in enumerate(names):
+        for i in range(per_class):
+            path = samples / "Testing" / name / f"{label}_{i}.jpg"
+            uris.append(str(write_species_image(path, label % 6, seed=1000 * label + i)))
+            labels.append(label)
+    labels = np.array(labels)
+    logits = rng.normal(size=(len(labels), len(names)))
+    logits[np.arange(len(labels)), labels] += 1.5
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    summary, evaluation = metrics.evaluate(labels, probs, list(names))
+    run = {"train_counts": {n: 8 for n in names}, "validation_counts": {n: 2 for n in names}, "best_epoch": 2,
+           "class_weights": "balanced", "train_seconds": 1.5}  # fmt: skip
+    return Facts(
+        output=atomic.ensure_dir(tmp_path / "out" / "report").parent,
+        names=list(names),
+        uris=uris,
+        labels=labels,
+        metrics=summary,
+        evaluation=evaluation,
+        counts=split_counts(run, np.repeat(np.arange(len(names)), 10), labels, list(names)),
+        run=run,
+        source=str(samples),
+        training_source=str(samples / "Training"),
+        image_size=224,
+        probabilities=probs,
+    )
+
+
+SPECIES3 = ("Red fox", "deer", "empty")
+# 29 animals, some with long names, and a background class: what a camera-trap project may have.
+SPECIES30 = (
+    *(f"{'White-tailed long-eared ' if i % 5 == 0 else ''}species {i:02d}" for i in range(29)),
+    "empty",
+)
+
+
+def test_a_species_page_shows_the_matrix_per_class_figures_and_mistakes_per_class(tmp_path):
+    facts = make_species_facts(tmp_path, SPECIES3)
+    report_page.write_page(facts)
+    text = (facts.output / "report" / "index.html").read_text(encoding="utf-8")
+    m = facts.metrics
+    # The N x N matrix: a row and a column a class, counts and shares of the row.
+    matrix = re.search(r'<table class="matrix">.*?</table>', text, re.S).group(0)
+    assert matrix.count("<tr>") == 1 + len(SPECIES3)
+    for i, row in enumerate(m["confusion_matrix"]["matrix"]):
+        for count in row:
+            share = f"{count / sum(row):.0%}"
+            assert f"<b>{count}</b><br><small>{share}</small>" in matrix
+        assert f'<th scope="row">{html.escape(SPECIES3[i])}</th>' in matrix
+    # Precision, recall, F1 and support of each class; macro-F1 and top-1 (no top-3 with 3 classes).
+    per = re.search(r'<table class="per-class">.*?</table>', text, re.S).group(0)
+    for name in SPECIES3:
+        f = m["per_class"][name]
+        assert f'<td>{html.escape(name)}</td><td class="n">{f["support"]}</td>' in per, name
+    assert "macro-F1" in text and f"{m['macro_f1']:.3f}" in text
+    assert "top-1 accuracy" in text and f"{m['top1']:.3f}" in text and "top-3" not in text
+    # The threshold table is scan's keep rule, animal against empty.
+    assert "1 - P(empty) &gt;= threshold" in text and '<section id="thresholds">' in text
+    # The most confident mistakes of each class that has any, with what they were taken for.
+    wrong = [SPECIES3[i] for i, row in enumerate(m["confusion_matrix"]["matrix"]) if sum(row) > row[i]]
+    for name in wrong:
+        assert f"<h3>True class {html.escape(name)}:" in text
+    assert "predicted " in text
+    for src in image_sources(text):
+        assert (facts.output / "report" / src).is_file(), src
+
+
+def test_a_species_page_without_a_background_class_has_no_threshold_table(tmp_path):
+    facts = make_species_facts(tmp_path, ("badger", "deer", "fox", "hare"))
+    drawn = report_page.write_page(facts)
+    text = (facts.output / "report" / "index.html").read_text(encoding="utf-8")
+    assert "top-3 accuracy" in text  # 4 classes
+    assert "no background class" in text and "<th>threshold</th>" not in text
+    assert set(drawn) == {"confusion.png"}  # no curves without a history, no ROC/PR without a background
 
 
 @pytest.fixture
@@ -210,7 +292,24 @@ CHECKER = """<script>
     const images = [...document.images].map((i) => ({src: i.getAttribute("src"), width: i.naturalWidth}));
     const out = document.createElement("pre");
     out.id = "meerkat-check";
-    out.textContent = JSON.stringify({height: document.documentElement.scrollHeight, images, errors});
+    // Layout: a table wider than its section must sit in a scrolling box, and no cell's text may
+    // stick out of its cell over its neighbours.
+    const spills = [], unscrolled = [];
+    for (const table of document.querySelectorAll("table")) {
+      const section = table.closest("section").getBoundingClientRect();
+      const box = table.parentElement;
+      const scrolls = ["auto", "scroll"].includes(getComputedStyle(box).overflowX);
+      if (table.getBoundingClientRect().right > section.right + 1 && !scrolls) unscrolled.push(table.className);
+      for (const cell of table.querySelectorAll("th, td")) {
+        const range = document.createRange();
+        range.selectNodeContents(cell);
+        const text = range.getBoundingClientRect(), own = cell.getBoundingClientRect();
+        if (text.width && (text.left < own.left - 1 || text.right > own.right + 1 || text.top < own.top - 1 ||
+            text.bottom > own.bottom + 1)) spills.push(cell.textContent);
+      }
+    }
+    const layout = {pageWidth: document.documentElement.scrollWidth, viewWidth: window.innerWidth, spills, unscrolled};
+    out.textContent = JSON.stringify({height: document.documentElement.scrollHeight, images, errors, layout});
     document.body.appendChild(out);
   });
 })();
@@ -268,6 +367,10 @@ def assert_renders_cleanly(result: dict, expected_images: int) -> None:
     assert len(result["images"]) == expected_images
     assert not result["errors"], result["errors"]
     assert not result["console"], result["console"]
+    layout = result["layout"]
+    assert layout["pageWidth"] <= layout["viewWidth"], "the page scrolls sideways: a table should scroll in its box"
+    assert not layout["unscrolled"], f"tables wider than their section without a scroll box: {layout['unscrolled']}"
+    assert not layout["spills"], f"text that sticks out of its cell: {layout['spills'][:5]}"
 
 
 def test_the_page_renders_in_headless_chromium(page, tmp_path):
@@ -293,6 +396,22 @@ def test_the_browser_check_catches_a_missing_image_a_console_error_and_a_network
     assert result["console"], "Chromium's console lines are seen too"
     with pytest.raises(AssertionError, match="roc.png"):
         assert_renders_cleanly(result, len(result["images"]))
+
+
+@pytest.mark.slow
+def test_a_30_class_page_reads_well_in_headless_chromium(tmp_path):
+    """30 classes: the matrix and the per-class table fit or scroll in their boxes, no text overlaps."""
+    facts = make_species_facts(tmp_path, SPECIES30, per_class=2)
+    report_page.write_page(facts)
+    index = facts.output / "report" / "index.html"
+    text = index.read_text(encoding="utf-8")
+    assert re.search(r'<table class="matrix">.*?</table>', text, re.S).group(0).count("<tr>") == 31
+    result = browser_check(index, tmp_path)
+    assert_renders_cleanly(result, expected_images=len(image_sources(text)))
+    screenshot(index, tmp_path / "report-30-classes.png", result["height"], tmp_path)
+    # The confusion figure is drawn big enough for 30 names, not squeezed into the two-class size.
+    width = int.from_bytes((index.parent / "confusion.png").read_bytes()[16:20], "big")
+    assert width >= 1200
 
 
 # --- a real run --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pandas as pd
 from meerkat.core.atomic import TEXT
 from meerkat.embed import tfrecords
 from meerkat.report.mistakes import Mistake
+from meerkat.samples.classes import Classes, from_labels
 from meerkat.samples.classfolder import DANGLING, reason_by_name
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,9 @@ class Facts:
     output: Path
     names: list[str]
     uris: list[str]
-    labels: np.ndarray  # eval, 0 = positive
+    labels: np.ndarray  # eval, indices into names (the pair: 0 = positive)
     metrics: dict  # metrics.json's content
-    evaluation: dict  # metrics.evaluate_thresholds
+    evaluation: dict | None  # metrics.evaluate_thresholds; None for species without a background class
     counts: dict[str, dict[str, int]]  # set -> class -> crops
     run: dict  # what run.json holds, but the fingerprint and the report's state
     source: str  # the folder the crops came from
@@ -44,10 +45,15 @@ class Facts:
     ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     history: pd.DataFrame | None = None  # HISTORY, None when it is not there
     mistakes: list[Mistake] = field(default_factory=list)  # picked, and their thumbnails written, by the page
+    probabilities: np.ndarray | None = None  # eval softmax scores [N, classes]
 
     @property
     def best_epoch(self):
         return self.run.get("best_epoch")
+
+    @property
+    def classes(self) -> Classes:
+        return from_labels(self.names)
 
 
 def number(value, digits: int = 4) -> str:
@@ -120,9 +126,10 @@ def _common(paths: list[str]) -> str:
         return ""
 
 
-def gather(cfg, run: dict, train_set, eval_set, metrics: dict, evaluation: dict) -> Facts:
+def gather(cfg, run: dict, train_set, eval_set, evaluated: tuple[dict, dict | None], scores) -> Facts:
     """The facts about a run (cfg: its RecordsConfig; run: what run.json holds) from the numbers
-    stage 5 computed: metrics.json's content and metrics.evaluate_thresholds."""
+    stage 5 computed: `evaluated`, metrics.evaluate's (metrics.json's content, evaluation), of `scores`."""
+    metrics, evaluation = evaluated
     output, names = Path(cfg.output_dir), list(train_set.manifest["labels"])
     uris = list(eval_set.uris)
     return Facts(
@@ -140,4 +147,5 @@ def gather(cfg, run: dict, train_set, eval_set, metrics: dict, evaluation: dict)
         skipped=_skipped(str(cfg.train_data), "training") + _skipped(str(cfg.eval_data), "eval"),
         ignored=_ignored(train_set.manifest),
         history=_history(output),
+        probabilities=np.asarray(scores),
     )

@@ -11,6 +11,13 @@ bytes (timings, versions and paths go to run.json). The curves are computed here
 - precision-recall: precision and recall at every distinct score; its area is the average precision
   sum((R_k - R_(k-1)) * P_k), the step-wise area without interpolation.
 
+Any other classes (issue 24, samples/classes.py) get per-class precision, recall, F1 and support,
+macro-F1 (the mean F1 of the classes present or predicted), top-1 and, from 4 classes, top-3
+accuracy (with 3 or fewer every crop is in its top 3), and the N x N confusion matrix of the top
+class. When some classes are background, the curves and thresholds above are scan's keep rule,
+animal against background: a crop is kept when 1 - P(background) >= threshold. Without a
+background class there is no threshold to choose, and no table.
+
 The page, the TensorBoard eval summaries and the model card (publish.py) are drawn from
 what `evaluate` returns.
 """
@@ -22,14 +29,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from meerkat.core import atomic
+from meerkat.core import atomic, ownership
+from meerkat.samples.classes import DEFAULT_THRESHOLD, SCORE_DECIMALS, Classes, from_labels, printed
 
 # Thresholds of the table: a grid, plus 0.5 (the default) and 0.05 (DeepMeerkat's operating point).
 GRID = (0.01, 0.02, 0.05, *(round(0.1 * i, 1) for i in range(1, 10)), 0.95, 0.98, 0.99)
-DEFAULT_THRESHOLD = 0.5
 DEEPMEERKAT_THRESHOLD = 0.05  # DeepMeerkat kept a box unless P(negative) > 0.95
 RECALL_TARGET = 0.95
-SCORE_DECIMALS = 6  # as predictions.csv, annotations.csv and predict's CSV print scores
+TOP_K = 3
 
 
 def metrics(labels: np.ndarray, scores: np.ndarray, names: list[str]) -> dict:
@@ -54,18 +61,53 @@ def metrics(labels: np.ndarray, scores: np.ndarray, names: list[str]) -> dict:
     }
 
 
-def called_positive(scores: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
-    """Whether each crop is positive: P(positive) as printed (6 decimals) >= threshold."""
-    return printed(scores[:, 0] if np.ndim(scores) == 2 else scores) >= threshold
+def species_metrics(labels: np.ndarray, scores: np.ndarray, classes: Classes) -> dict:
+    """Per-class precision, recall, F1 and support, macro-F1, top-1 (top-3 from 4 classes) and the
+    N x N confusion matrix of each crop's top class (classes.predicted)."""
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    n, total = len(classes), len(labels)
+    matrix = np.zeros((n, n), np.int64)
+    np.add.at(matrix, (labels, classes.predicted(scores)), 1)
+    per_class, f1s = {}, []
+    for i, name in enumerate(classes.names):
+        tp, called, support = int(matrix[i, i]), int(matrix[:, i].sum()), int(matrix[i].sum())
+        # F1 = 2TP / (2TP + FP + FN): undefined only for a class neither present nor predicted
+        f1 = _ratio(2 * tp, called + support)
+        per_class[name] = {"precision": _ratio(tp, called), "recall": _ratio(tp, support), "f1": f1, "support": support}
+        if called + support:
+            f1s.append(2 * tp / (called + support))
+    top = {"top1": _ratio(int(np.trace(matrix)), total)}
+    if n > TOP_K:  # with TOP_K classes or fewer every crop's class is in its top TOP_K
+        ranked = np.argsort(-scores, axis=1, kind="stable")[:, :TOP_K]
+        top[f"top{TOP_K}"] = _ratio(int((ranked == labels[:, None]).any(axis=1).sum()), total)
+    return {
+        **top,
+        "macro_f1": round(float(np.mean(f1s)), SCORE_DECIMALS) if f1s else None,
+        "per_class": per_class,
+        "confusion_matrix": {
+            "labels": list(classes.names),
+            "rows_are": "true label",
+            "columns_are": "predicted label",
+            "matrix": matrix.tolist(),
+        },
+        "counts": {"total": total, **{name: per_class[name]["support"] for name in classes.names}},
+    }
+
+
+def background_scores(classes: Classes) -> str:
+    """The background classes' scores as a rule spells them: P(empty), P(blank) + P(empty)."""
+    return " + ".join(f"P({n})" for n in classes.names if n in classes.background)
+
+
+def keep_rule(classes: Classes) -> str:
+    """scan's rule for keeping a crop, in words: 1 - P(empty) >= threshold (the pair: P(positive))."""
+    if classes.is_pair:
+        return "P(positive) >= threshold"
+    return f"1 - {background_scores(classes).replace(' + ', ' - ')} >= threshold"
 
 
 def _ratio(a: int, b: int) -> float | None:
     return round(a / b, SCORE_DECIMALS) if b else None
-
-
-def printed(scores) -> np.ndarray:
-    """P(positive) as the CSVs print it and as predict and scan compare it with --threshold."""
-    return np.array([round(float(s), SCORE_DECIMALS) for s in np.asarray(scores).ravel()], dtype=np.float64)
 
 
 def _cumulative(is_pos: np.ndarray, scores: np.ndarray):
@@ -195,8 +237,9 @@ def _row(rows: list[dict], threshold) -> dict | None:
     return next((r for r in rows if r["threshold"] == threshold), None)
 
 
-def summary(evaluation: dict) -> dict:
-    """What metrics.json and the model card say about the curves and thresholds."""
+def summary(evaluation: dict, background: str = "P(negative)") -> dict:
+    """What metrics.json and the model card say about the curves and thresholds (`background`: the
+    scores DeepMeerkat's operating point caps)."""
     rows = evaluation["table"]
     recall_t, accuracy_t = evaluation["recall_threshold"], evaluation["best_accuracy_threshold"]
 
@@ -212,33 +255,49 @@ def summary(evaluation: dict) -> dict:
             "recall_target": pick(recall_t, f"the highest threshold that keeps recall >= {RECALL_TARGET:g}"),
             "best_accuracy": pick(accuracy_t, "the threshold with the highest accuracy (ties: nearest 0.5)"),
             "default": pick(DEFAULT_THRESHOLD, "meerkat's default, the balanced choice"),
-            "deepmeerkat": pick(DEEPMEERKAT_THRESHOLD, "DeepMeerkat's operating point: P(negative) <= 0.95"),
+            "deepmeerkat": pick(DEEPMEERKAT_THRESHOLD, f"DeepMeerkat's operating point: {background} <= 0.95"),
         },
     }
 
 
-def evaluate(labels: np.ndarray, scores: np.ndarray, names: list[str]) -> tuple[dict, dict]:
-    """metrics.json's content, and the evaluation it summarises (evaluate_thresholds)."""
-    evaluation = evaluate_thresholds(labels, scores)
-    return {**metrics(labels, scores, names), **summary(evaluation)}, evaluation
+def evaluate(labels: np.ndarray, scores: np.ndarray, names: list[str]) -> tuple[dict, dict | None]:
+    """metrics.json's content, and the evaluation it summarises (evaluate_thresholds): for species,
+    of animal against background, None without a background class."""
+    classes = from_labels(names)
+    if classes.is_pair:
+        evaluation = evaluate_thresholds(labels, scores)
+        return {**metrics(labels, scores, names), **summary(evaluation)}, evaluation
+    result = species_metrics(labels, scores, classes)
+    if not classes.background:
+        return result, None
+    background = [classes.index(n) for n in classes.background]
+    animal = np.where(np.isin(labels, background), 1, 0)  # 0: the "positive" of the curves
+    evaluation = evaluate_thresholds(animal, classes.keep_scores(scores))
+    extra = {"kept_when": keep_rule(classes), **summary(evaluation, background_scores(classes))}
+    return {**result, **extra}, evaluation
 
 
 def write_report(report_dir, uris, labels, scores, names) -> dict:
-    """metrics.json, predictions.csv and thresholds.csv: same inputs and seed, same bytes (timings go to
-    run.json). Returns metrics.json's content."""
+    """metrics.json, predictions.csv and thresholds.csv (none without a threshold to choose): same
+    inputs and seed, same bytes (timings go to run.json). Returns metrics.json's content."""
     report_dir = Path(report_dir)
+    classes, scores = from_labels(names), np.asarray(scores)
     result, evaluation = evaluate(labels, scores, names)
+    scored = classes.names[:1] if classes.is_pair else classes.names  # the pair: score_positive alone, as ever
     table = pd.DataFrame(
         {
             "image_uri": uris,
             "label": np.take(names, labels),
-            "predicted": np.where(called_positive(scores), names[0], names[1]),
-            "score_positive": scores[:, 0],
+            "predicted": np.take(names, classes.predicted(scores)),
+            **{classes.score_column(name): scores[:, classes.index(name)] for name in scored},
         }
     )
     with atomic.atomic_open(report_dir / "predictions.csv", "w", newline="", **atomic.TEXT) as f:
         table.to_csv(f, index=False, lineterminator="\n", float_format="%.6f")
-    with atomic.atomic_open(report_dir / "thresholds.csv", "w", newline="", encoding="utf-8") as f:
-        pd.DataFrame(evaluation["table"]).to_csv(f, index=False, lineterminator="\n")
+    if evaluation is None:
+        ownership.remove(report_dir / "thresholds.csv", "a report without a background class")
+    else:
+        with atomic.atomic_open(report_dir / "thresholds.csv", "w", newline="", encoding="utf-8") as f:
+            pd.DataFrame(evaluation["table"]).to_csv(f, index=False, lineterminator="\n")
     atomic.write_text(report_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -1,5 +1,8 @@
 """The most confident mistakes on the eval set: which they are, their thumbnails, and a contact sheet of them.
 
+The pair's are false positives and false negatives at 0.5; other classes' are, for each true
+class, its crops whose top score went to another class, the highest such score first.
+
 The page shows the thumbnails, copied small into report/mistakes/ so that it outlives the crops'
 folder; TensorBoard gets them tiled into one image.
 """
@@ -15,18 +18,21 @@ from meerkat.report.metrics import DEFAULT_THRESHOLD
 from meerkat.samples.imagefiles import Unreadable, for_model, read_bytes
 
 MISTAKES_SHOWN = 12  # of each kind
+MISTAKES_PER_CLASS = 6  # of each true class, for species: 30 classes stay one row each on the sheet
 THUMBNAIL = 200  # px, the longer side
 KINDS = ("false positive", "false negative")
+PREFIXES = {"false positive": "fp", "false negative": "fn"}  # of the thumbnails' names
 
 
 @dataclass
 class Mistake:
-    kind: str  # one of KINDS
+    kind: str  # one of KINDS; for species, the true class
     uri: str
-    score: float
+    score: float  # P(positive); for species, the score of the class it was taken for
     thumbnail: str | None = None  # the file name under report/mistakes/, None when unreadable
     image: np.ndarray | None = None  # RGB, for the contact sheet
     problem: str = ""  # why the crop could not be read or encoded
+    predicted: str = ""  # for species, the class it was taken for
 
 
 def pick(evaluation: dict, uris: list[str], threshold: float = DEFAULT_THRESHOLD) -> list[Mistake]:
@@ -38,6 +44,20 @@ def pick(evaluation: dict, uris: list[str], threshold: float = DEFAULT_THRESHOLD
     return [Mistake("false positive", uris[i], float(s[i])) for i in fp] + [
         Mistake("false negative", uris[i], float(s[i])) for i in fn
     ]
+
+
+def pick_species(labels, probabilities, classes, uris: list[str]) -> list[Mistake]:
+    """For each true class (classes.Classes), its crops taken for another class, the most confident first."""
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities)
+    predicted = classes.predicted(probabilities)
+    picked = []
+    for c, name in enumerate(classes.names):
+        wrong = np.flatnonzero((labels == c) & (predicted != c))
+        confidence = probabilities[wrong, predicted[wrong]]
+        for i in wrong[np.argsort(-confidence, kind="stable")][:MISTAKES_PER_CLASS]:
+            other = classes.names[predicted[i]]
+            picked.append(Mistake(name, uris[i], float(probabilities[i, predicted[i]]), predicted=other))
+    return picked
 
 
 def _thumbnail(uri: str) -> np.ndarray:
@@ -67,8 +87,10 @@ def write_thumbnails(report_dir: Path, mistakes: list[Mistake]) -> None:
 
     with atomic.atomic_dir(report_dir / "mistakes", "the report's thumbnails") as tmp:
         numbers: dict[str, int] = {}
+        prefixes = dict(PREFIXES)
         for m in mistakes:
             numbers[m.kind] = numbers.get(m.kind, 0) + 1  # fp-01, fp-02, ..., fn-01, ...: by rank in its kind
+            prefixes.setdefault(m.kind, f"class{len(prefixes) - len(PREFIXES) + 1:02d}")  # species: by class
             try:
                 m.image = _thumbnail(m.uri)
             except (Unreadable, OSError) as e:
@@ -78,7 +100,7 @@ def write_thumbnails(report_dir: Path, mistakes: list[Mistake]) -> None:
             if not ok:
                 m.problem = "cannot encode its thumbnail"
                 continue
-            m.thumbnail = f"{'fp' if m.kind == 'false positive' else 'fn'}-{numbers[m.kind]:02d}.jpg"
+            m.thumbnail = f"{prefixes[m.kind]}-{numbers[m.kind]:02d}.jpg"
             (tmp / m.thumbnail).write_bytes(jpeg.tobytes())
 
 
@@ -89,13 +111,16 @@ def sheet(mistakes: list[Mistake]) -> np.ndarray | None:
     if not mistakes:
         return None
     columns, cell, caption, heading = 6, THUMBNAIL + 8, 34, 30
-    kinds = [(k, [m for m in mistakes if m.kind == k]) for k in KINDS]
+    pair = all(m.kind in KINDS for m in mistakes)
+    order = KINDS if pair else dict.fromkeys(m.kind for m in mistakes)  # species: the true classes, in order
+    kinds = [(k, [m for m in mistakes if m.kind == k]) for k in order]
     rows = [max(1, -(-len(mine) // columns)) for _, mine in kinds]
     height, width = sum(heading + r * (cell + caption) for r in rows), columns * cell
     tiles = np.full((height, width, 3), 255, np.uint8)
     texts, top = [], 0  # (x, y from the top, text, size)
     for (kind, mine), n_rows in zip(kinds, rows, strict=True):
-        texts.append((4, top + heading / 2, f"{kind}s: {len(mine)} most confident" if mine else f"no {kind}s", 11))
+        title = f"{kind}s: {len(mine)} most confident" if mine else f"no {kind}s"
+        texts.append((4, top + heading / 2, title if pair else f"true {kind}: {len(mine)} most confident mistakes", 11))
         top += heading
         for i, m in enumerate(mine):
             x, y = (i % columns) * cell, top + (i // columns) * (cell + caption)
@@ -106,7 +131,8 @@ def sheet(mistakes: list[Mistake]) -> np.ndarray | None:
                 tiles[oy : oy + h, ox : ox + w] = m.image
             else:
                 texts.append((x + cell / 2 - 30, y + cell / 2, "unreadable", 9))
-            texts.append((x + 6, y + cell + caption / 2, f"{_short(m.uri, 26)}\n{m.score:.4f}", 8))
+            score = f"{m.score:.4f}" if pair else f"{_cut(m.predicted, 18)} {m.score:.4f}"
+            texts.append((x + 6, y + cell + caption / 2, f"{_short(m.uri, 26)}\n{score}", 8))
         top += n_rows * (cell + caption)
     Figure = canvas.figure_class()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -122,5 +148,8 @@ def sheet(mistakes: list[Mistake]) -> np.ndarray | None:
 
 def _short(text: str, width: int) -> str:
     """The file name, cut from the left to `width` characters."""
-    name = atomic.shown(Path(text).name)
+    return _cut(atomic.shown(Path(text).name), width)
+
+
+def _cut(name: str, width: int) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1) :]

@@ -11,6 +11,11 @@ the backbone and its weights, the eval metrics and threshold table, and the thre
 
 Both are rounded to the fewest decimals that decide every eval crop the same way. Reading a card
 (the threshold note of predict, clips and scan) is apply/card.py's job.
+
+For species (any classes but DeepMeerkat's pair) the card lists each class with its counts,
+precision, recall and F1, gives top-1 (top-3) accuracy and macro-F1, and its thresholds are scan's
+keep rule, 1 - P(background) >= threshold, chosen as above for animals against background; with
+no background class there is no threshold to recommend.
 """
 
 import json
@@ -44,6 +49,8 @@ def write(facts: Facts, model_dir) -> dict:
 
 def build(facts: Facts, model_sha256: str) -> dict:
     """meerkat.json's content."""
+    if not facts.classes.is_pair:
+        return _species_build(facts, model_sha256)
     names, run = facts.names, facts.run
     return {
         "card_format": CARD_FORMAT,
@@ -67,6 +74,68 @@ def build(facts: Facts, model_sha256: str) -> dict:
         "meerkat": {"version": run.get("meerkat_version", __version__), "revision": run.get("meerkat_revision", "")},
         "versions": {k: run[k] for k in ("tensorflow_version", "python_version") if k in run},
     }
+
+
+def _species_build(facts: Facts, model_sha256: str) -> dict:
+    names, run, m, classes = facts.names, facts.run, facts.metrics, facts.classes
+    background = [n for n in names if n in classes.background]
+    keys = ("top1", "top3", "macro_f1", "per_class", "confusion_matrix", "counts", "roc_auc", "average_precision")
+    thresholds = {"kept_when": None, "recommended": None}
+    if facts.evaluation is not None:
+        thresholds = {"kept_when": m["kept_when"], **_thresholds(m["thresholds"], facts.evaluation["table"])}
+    return {
+        "card_format": CARD_FORMAT,
+        "task": (
+            f"Classifies a crop (a motion box cut from a camera-trap or wildlife video frame) as one of "
+            f"{len(names)} classes: {', '.join(names)}."
+            + (f" Background (no animal): {', '.join(background)}." if background else "")
+        ),
+        "classes": names,
+        "background_classes": background,
+        "input": _input(facts.image_size),
+        "output": {
+            "scores": f"float32 [N, {len(names)}], the softmax; column i = P(class i of dict.txt)",
+            "prediction": "int64 [N], index into dict.txt: the argmax of the softmax, the report's predicted class",
+            "label": "string [N], the predicted class's name",
+            "dict_txt": names,
+        },
+        "model_sha256": model_sha256,
+        "training_data": _training_data(facts),
+        "backbone": run.get("backbone", {}),
+        "training": _training(run),
+        "metrics": {"set": "eval", **{k: m[k] for k in keys if k in m}},
+        "thresholds": thresholds,
+        "intended_use": (
+            f"Sorting motion crops from videos like the ones the training crops came from ({facts.source}) into "
+            "these classes for a person to review; meerkat scan keeps the crops whose 1 - P(background) reaches "
+            "the threshold. Not for counting or unattended decisions."
+        ),
+        "limits": _species_limits(facts),
+        "meerkat": {"version": run.get("meerkat_version", __version__), "revision": run.get("meerkat_revision", "")},
+        "versions": {k: run[k] for k in ("tensorflow_version", "python_version") if k in run},
+    }
+
+
+def _species_limits(facts: Facts) -> list[str]:
+    counts, support = facts.counts.get(TRAINING, {}), facts.metrics["per_class"]
+    fewest = min(facts.names, key=lambda n: (support[n]["support"], n))
+    limits = [
+        f"Trained on {sum(counts.values())} crops of {len(facts.names)} classes from "
+        f"{facts.source or 'one Samples folder'}. It has seen only the cameras, sites, seasons, light and animals in "
+        "them: check it on a labelled sample before trusting it on other footage.",
+        f"The metrics come from {facts.metrics['counts']['total']} eval crops; the rarest class, {fewest}, has "
+        f"{support[fewest]['support']}: its precision, recall and F1 are rough estimates.",
+        "An animal of none of these classes gets the scores of whichever it looks most like.",
+        "It expects crops cut by motion detection as DeepMeerkat and `meerkat clips` cut them, not whole frames.",
+        "The scores rank crops; they are not calibrated probabilities.",
+    ]
+    if _eval_held_out(facts):
+        limits.insert(
+            2,
+            "The eval crops were held out from the Training folder (there was no Testing folder): they come from "
+            "the same videos as the training crops, so the metrics are optimistic for new videos.",
+        )
+    return limits
 
 
 def _task(names: list[str]) -> str:
@@ -190,6 +259,9 @@ def render(card: dict) -> str:
     """README.md from meerkat.json's content: its sections, each ending in a blank line."""
     sections = (_md_headline, _md_contract, _md_training_data, _md_backbone, _md_metrics, _md_threshold_table,
                 _md_use_and_limits, _md_provenance)  # fmt: skip
+    if "positive_class" not in card:  # species
+        sections = (_md_species_headline, _md_species_contract, _md_species_classes, _md_backbone,
+                    _md_species_metrics, _md_threshold_table, _md_use_and_limits, _md_provenance)  # fmt: skip
     return "\n".join(line for section in sections for line in section(card))
 
 
@@ -217,6 +289,87 @@ def _md_headline(card: dict) -> list[str]:
             "",
         ]
     return lines
+
+
+def _md_species_headline(card: dict) -> list[str]:
+    names, t = card["classes"], card["thresholds"]
+    lines = [f"# Model card: meerkat crop classifier, {len(names)} classes", "", card["task"], ""]
+    if t.get("kept_when") is None:
+        return lines + [
+            "There is no background class (none named like empty, blank, background or negative), so no "
+            "threshold to recommend: a crop's class is its top score.",
+            "",
+        ]
+    lines += [f"scan keeps a crop when `{t['kept_when']}`.", ""]
+    return lines + _md_headline(card)[4:]  # the recommended and best-accuracy thresholds, as the pair's
+
+
+def _md_species_contract(card: dict) -> list[str]:
+    names, given, out = card["classes"], card["input"], card["output"]
+    return [
+        "## Classes and input contract",
+        "",
+        f"- Class order (`dict.txt`): {', '.join(f'{i} = `{n}`' for i, n in enumerate(names))}. "
+        "**Column i of `scores` is P(class i)**; a crop's class is its top score.",
+        f"- Background classes: {', '.join(f'`{n}`' for n in card['background_classes']) or 'none'}.",
+        f"- Input: `{given['image_bytes']}` (signature `serving_default`).",
+        f"- Decoding: {given['decode']}; {given['resize']}.",
+        f"- Outputs: `scores` {out['scores']}; `prediction` {out['prediction']}; `label` {out['label']}.",
+        f"- `saved_model.pb` sha256: `{card['model_sha256']}`",
+        "",
+    ]
+
+
+def _md_species_classes(card: dict) -> list[str]:
+    """A row a class: its crops in each set, and its eval precision, recall and F1."""
+    names, data, per = card["classes"], card["training_data"], card["metrics"]["per_class"]
+    sets = list(data["counts"])
+    return [
+        "## Classes: training data and eval metrics",
+        "",
+        f"From `{data['source']}`. Eval metrics at each crop's top class.",
+        "",
+        "| class | " + " | ".join(sets) + " | precision | recall | F1 |",
+        "|---|" + "---:|" * (len(sets) + 3),
+        *(
+            f"| {n} | "
+            + " | ".join(str(data["counts"][s].get(n, 0)) for s in sets)
+            + " | "
+            + " | ".join(_num(per[n][k]) for k in ("precision", "recall", "f1"))
+            + " |"
+            for n in names
+        ),
+        "",
+        f"Skipped (unreadable) files: {data['skipped_files']}; ignored (not images, or links out of their "
+        f"class folder): {data['ignored_files']}. The report lists them with their reasons.",
+        "",
+    ]
+
+
+def _md_species_metrics(card: dict) -> list[str]:
+    names, m = card["classes"], card["metrics"]
+    confusion = "; ".join(
+        f"{names[i]}: " + ", ".join(f"{c} {names[j]}" for j, c in enumerate(row) if c)
+        for i, row in enumerate(m["confusion_matrix"]["matrix"])
+        if sum(row)
+    )
+    head, values = ["top-1 accuracy"], [_num(m["top1"])]
+    if "top3" in m:
+        head, values = [*head, "top-3 accuracy"], [*values, _num(m["top3"])]
+    head, values = [*head, "macro-F1"], [*values, _num(m["macro_f1"])]
+    if "roc_auc" in m:
+        head += ["ROC AUC, animal vs background", "average precision"]
+        values += [_num(m["roc_auc"]), _num(m["average_precision"])]
+    return [
+        f"## Eval metrics ({m['counts']['total']} crops of the Testing set)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---:|" * len(head),
+        "| " + " | ".join(values) + " |",
+        "",
+        f"Confusion matrix (rows: true, columns: predicted; zeros left out): {confusion}.",
+        "",
+    ]
 
 
 def _md_contract(card: dict) -> list[str]:
@@ -288,6 +441,8 @@ def _md_metrics(card: dict) -> list[str]:
 
 
 def _md_threshold_table(card: dict) -> list[str]:
+    if "table" not in card["thresholds"]:
+        return []
     return [
         "## Threshold table (eval set)",
         "",

@@ -6,6 +6,12 @@ files with their reasons), the training curves, the confusion matrix, the precis
 ROC curves, the threshold table, the most confident mistakes, and the run's backbone, weights,
 options, versions and timings. Its style is page.css, shipped with the package.
 
+For species (any classes but DeepMeerkat's pair) it shows the N x N matrix as a table too (counts
+and shares of each row), precision, recall, F1 and support per class, macro-F1 and top-1/top-3
+accuracy, the curves and thresholds of animal against background (none without a background
+class) and the most confident mistakes of each class. Wide tables scroll in their own box, so
+30 classes read as well as 2.
+
 Everything is written with core.atomic, so each file appears whole and only meerkat's files are replaced.
 """
 
@@ -35,8 +41,8 @@ def _e(value) -> str:
     return html.escape(atomic.shown(str(value)), quote=True)
 
 
-def _table(head: list[str], rows: list[list], numeric: set[int] = frozenset(), classes=None) -> str:
-    out = ["<table><thead><tr>"]
+def _table(head: list[str], rows: list[list], numeric: set[int] = frozenset(), classes=None, css: str = "") -> str:
+    out = [f'<table class="{css}"><thead><tr>' if css else "<table><thead><tr>"]
     out += [f'<th class="n">{_e(h)}</th>' if i in numeric else f"<th>{_e(h)}</th>" for i, h in enumerate(head)]
     out.append("</tr></thead><tbody>")
     for r, row in enumerate(rows):
@@ -56,13 +62,24 @@ def _summary_section(facts: Facts) -> str:
     m = facts.metrics
     t = m.get("thresholds", {})
     rec, best = t.get("recall_target"), t.get("best_accuracy")
-    cards = [
-        ("eval crops", f"{m['counts']['total']}", f"{m['counts'][facts.names[0]]} {facts.names[0]}, "
-         f"{m['counts'][facts.names[1]]} {facts.names[1]}", ""),
-        ("accuracy at 0.5", _num(m["accuracy"], 3),
-         f"precision {_num(m['precision'], 3)}, recall {_num(m['recall'], 3)}", ""),
-        ("ROC AUC", _num(m.get("roc_auc"), 3), f"average precision {_num(m.get('average_precision'), 3)}", ""),
-    ]  # fmt: skip
+    if facts.classes.is_pair:
+        cards = [
+            ("eval crops", f"{m['counts']['total']}", f"{m['counts'][facts.names[0]]} {facts.names[0]}, "
+             f"{m['counts'][facts.names[1]]} {facts.names[1]}", ""),
+            ("accuracy at 0.5", _num(m["accuracy"], 3),
+             f"precision {_num(m['precision'], 3)}, recall {_num(m['recall'], 3)}", ""),
+            ("ROC AUC", _num(m.get("roc_auc"), 3), f"average precision {_num(m.get('average_precision'), 3)}", ""),
+        ]  # fmt: skip
+    else:
+        top3 = f"top-{metrics.TOP_K} accuracy {_num(m[f'top{metrics.TOP_K}'], 3)}" if "top3" in m else ""
+        cards = [
+            ("eval crops", f"{m['counts']['total']}", f"{len(facts.names)} classes", ""),
+            ("top-1 accuracy", _num(m["top1"], 3), top3, ""),
+            ("macro-F1", _num(m["macro_f1"], 3), "the mean F1 of the classes", ""),
+        ]
+        if "roc_auc" in m:
+            cards.append(("ROC AUC, animal vs background", _num(m["roc_auc"], 3),
+                          f"average precision {_num(m['average_precision'], 3)}", ""))  # fmt: skip
     if rec:
         cards.append(
             (
@@ -96,10 +113,16 @@ def _files_table(rows: list[tuple], head: list[str], listed_in: str) -> str:
 
 def _data_section(facts: Facts) -> str:
     names = facts.names
-    rows = [
-        [_e(split), *(_e(c[n]) for n in names), _e(sum(c.values()))] for split, c in facts.counts.items()
-    ]  # fmt: skip
-    counts = _table(["set", *names, "total"], rows, numeric={1, 2, 3})
+    if facts.classes.is_pair:
+        rows = [
+            [_e(split), *(_e(c[n]) for n in names), _e(sum(c.values()))] for split, c in facts.counts.items()
+        ]  # fmt: skip
+        counts = _table(["set", *names, "total"], rows, numeric={1, 2, 3})
+    else:  # a row a class: 30 classes stay a readable table
+        sets = list(facts.counts.values())
+        rows = [[_e(n), *(_e(c[n]) for c in sets)] for n in names] + [["total", *(_e(sum(c.values())) for c in sets)]]
+        counts = f'<div class="wide">{_table(["class", *facts.counts], rows, set(range(1, len(sets) + 1)))}</div>'
+
     extra = []
     for key, label in (("validation_fraction", "validation fraction"), ("class_weights", "class weights")):
         if facts.run.get(key) is not None:
@@ -132,8 +155,56 @@ def _training_section(facts: Facts, drawn: dict) -> str:
     if "curves.png" in drawn:
         body = _img("curves.png", "loss and accuracy per epoch")
     else:
-        body = '<p class="muted">No training curves were found ({HISTORY}).</p>'
+        body = f'<p class="muted">No training curves were found ({HISTORY}).</p>'
     return f'<section id="training"><h2>Training curves</h2>{note}{body}</section>'
+
+
+def _species_matrix(m: dict) -> str:
+    """The N x N matrix: each cell its count and its share of the row (the true class), shaded by it."""
+    names, matrix = m["confusion_matrix"]["labels"], m["confusion_matrix"]["matrix"]
+    head = "".join(f'<th class="v"><span>{_e(n)}</span></th>' for n in names)
+    body = []
+    for i, (name, row) in enumerate(zip(names, matrix, strict=True)):
+        cells = []
+        for j, count in enumerate(row):
+            share = count / sum(row) if sum(row) else None
+            shade = f' style="background:rgba(36,113,163,{0.85 * share:.2f})"' if share else ""
+            # d: the diagonal; dark: white text on a dark cell; z: a zero, faint, so the counts stand out
+            css = (" d" if i == j else "") + (" dark" if share and share > 0.6 else "" if count else " z")
+            cells.append(f'<td class="n{css}"{shade}><b>{count}</b><br>'
+                         f"<small>{'–' if share is None else f'{share:.0%}'}</small></td>")  # fmt: skip
+        body.append(f'<tr><th scope="row">{_e(name)}</th>{"".join(cells)}</tr>')
+    return (
+        f'<div class="wide"><table class="matrix"><thead><tr><th>true \\ predicted</th>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def _species_eval_section(facts: Facts, drawn: dict) -> str:
+    m = facts.metrics
+    rows = [
+        [_e(n), f["support"], _num(f["precision"], 3), _num(f["recall"], 3), _num(f["f1"], 3)]
+        for n, f in m["per_class"].items()
+    ]
+    rows.append(["<b>macro-F1</b>", m["counts"]["total"], "", "", f"<b>{_num(m['macro_f1'], 3)}</b>"])
+    per_class = _table(["class", "support", "precision", "recall", "F1"], rows, {1, 2, 3, 4}, css="per-class")
+    top3 = f", top-{metrics.TOP_K} accuracy {_num(m['top3'], 3)}" if "top3" in m else ""
+    figs = []
+    if "roc.png" in drawn:
+        figs += [
+            _img("pr.png", "precision-recall curve", "Animal against background; AP is the area under the curve."),
+            _img("roc.png", "ROC curve", "Marked: 0.5 (default), 0.05 (DeepMeerkat), the recommended threshold."),
+        ]
+    return (
+        '<section id="eval"><h2>Eval set</h2>'
+        f'<p class="note">The Testing set ({m["counts"]["total"]} crops), scored once by the exported model. '
+        f"A crop's predicted class is its top score: top-1 accuracy {_num(m['top1'], 3)}{top3}, "
+        f"macro-F1 {_num(m['macro_f1'], 3)} (the mean F1 of the classes).</p>"
+        f'<h3>Per class</h3><div class="wide">{per_class}</div>'
+        "<h3>Confusion matrix (rows: true class, columns: predicted; each cell's share of its row)</h3>"
+        f'{_species_matrix(m)}{_img("confusion.png", "confusion matrix")}<div class="figs">{"".join(figs)}</div>'
+        "</section>"
+    )
 
 
 def _eval_section(facts: Facts) -> str:
@@ -161,6 +232,12 @@ def _eval_section(facts: Facts) -> str:
 
 
 def _thresholds_section(facts: Facts) -> str:
+    if facts.evaluation is None:
+        return (
+            '<section id="thresholds"><h2>Thresholds</h2><p class="muted">These classes have no background class '
+            "(none named like empty, blank, background or negative), so there is no threshold to choose: a crop's "
+            "class is its top score.</p></section>"
+        )
     head = ["threshold", "precision", "recall", "false-positive rate", "crops kept", "accuracy", "TP", "FP", "FN", "TN",
             ""]  # fmt: skip
     rows, classes = [], []
@@ -183,18 +260,58 @@ def _thresholds_section(facts: Facts) -> str:
         )
         classes.append("rec" if "recall >=" in r["note"] else "mark" if r["note"] else "")
     table = _table(head, rows, numeric=set(range(1, 10)), classes=classes)
+    if facts.classes.is_pair:
+        what, background = "", "P(negative)"
+    else:
+        background = metrics.background_scores(facts.classes)
+        what = (f"Animals (every class but the background) against background: a crop is kept when "
+                f"{_e(metrics.keep_rule(facts.classes))}, scan's rule. ")  # fmt: skip
     return (
         '<section id="thresholds"><h2>Thresholds</h2>'
-        '<p class="note">For each threshold on the eval set: precision, recall, the false-positive rate '
+        f'<p class="note">{what}For each threshold on the eval set: precision, recall, the false-positive rate '
         "(negatives kept / negatives) and the fraction of crops kept (how much a reviewer would look through). "
-        "0.5 is meerkat's default, 0.05 is DeepMeerkat's operating point (keep unless P(negative) &gt; 0.95); "
+        f"0.5 is meerkat's default, 0.05 is DeepMeerkat's operating point (keep unless {_e(background)} &gt; 0.95); "
         f"the green row is the highest threshold that keeps recall ≥ {metrics.RECALL_TARGET:g}, which the model "
         "card recommends. All rows are in <code>thresholds.csv</code>.</p>"
-        f"{table}</section>"
+        f"{table if facts.classes.is_pair else f'<div class=wide>{table}</div>'}</section>"
+    )
+
+
+def _thumb(m: mistakes.Mistake, facts: Facts, score: str) -> str:
+    if m.thumbnail:
+        picture = f'<img src="mistakes/{quote(m.thumbnail)}" alt="{_e(Path(m.uri).name)}">'
+    else:
+        picture = f'<div class="missing">not readable now:<br>{_e(m.problem)}</div>'
+    return (
+        f'<div class="thumb">{picture}<div class="score">{score}</div>'
+        f'<div class="path" title="{_e(m.uri)}">{_e(_relative(m.uri, facts.source))}</div></div>'
+    )
+
+
+def _species_mistakes_section(facts: Facts) -> str:
+    parts, right = [], []
+    for name in facts.names:
+        mine = [m for m in facts.mistakes if m.kind == name]
+        if not mine:
+            right.append(name)
+            continue
+        parts.append(f"<h3>True class {_e(name)}: taken for another ({len(mine)} shown)</h3>")
+        cells = [_thumb(m, facts, f"predicted {_e(m.predicted)} {m.score:.4f}") for m in mine]
+        parts.append(f'<div class="sheet">{"".join(cells)}</div>')
+    if right:
+        parts.append(f'<p class="muted">No mistakes: {_e(", ".join(right))}.</p>')
+    root = f" Paths are relative to <code>{_e(facts.source)}</code>." if facts.source else ""
+    return (
+        '<section id="mistakes"><h2>Most confident mistakes</h2>'
+        f'<p class="note">For each class, up to {mistakes.MISTAKES_PER_CLASS} of its crops whose top score went to '
+        "another class, the most confident first; the score is that other class's. The thumbnails are copies in "
+        f"report/mistakes/.{root}</p>" + "".join(parts) + "</section>"
     )
 
 
 def _mistakes_section(facts: Facts) -> str:
+    if not facts.classes.is_pair:
+        return _species_mistakes_section(facts)
     parts = []
     for kind, what in (
         ("false positive", "negatives with the highest scores"),
@@ -205,16 +322,7 @@ def _mistakes_section(facts: Facts) -> str:
         if not mine:
             parts.append('<p class="muted">None at threshold 0.5.</p>')
             continue
-        cells = []
-        for m in mine:
-            if m.thumbnail:
-                picture = f'<img src="mistakes/{quote(m.thumbnail)}" alt="{_e(Path(m.uri).name)}">'
-            else:
-                picture = f'<div class="missing">not readable now:<br>{_e(m.problem)}</div>'
-            cells.append(
-                f'<div class="thumb">{picture}<div class="score">score {m.score:.4f}</div>'
-                f'<div class="path" title="{_e(m.uri)}">{_e(_relative(m.uri, facts.source))}</div></div>'
-            )
+        cells = [_thumb(m, facts, f"score {m.score:.4f}") for m in mine]
         parts.append(f'<div class="sheet">{"".join(cells)}</div>')
     root = f" Paths are relative to <code>{_e(facts.source)}</code>." if facts.source else ""
     return (
@@ -293,7 +401,7 @@ def render(facts: Facts, drawn: dict) -> str:
         _summary_section(facts),
         _data_section(facts),
         _training_section(facts, drawn),
-        _eval_section(facts),
+        _eval_section(facts) if facts.classes.is_pair else _species_eval_section(facts, drawn),
         _thresholds_section(facts),
         _mistakes_section(facts),
         _run_section(facts),
@@ -332,7 +440,10 @@ def write_page(facts: Facts) -> dict[str, bytes]:
     """report/index.html with its figures and the mistakes' thumbnails; picks facts.mistakes, and
     returns the figures (PNG bytes by name)."""
     report_dir = facts.output / "report"
-    facts.mistakes = mistakes.pick(facts.evaluation, facts.uris)
+    if facts.classes.is_pair:
+        facts.mistakes = mistakes.pick(facts.evaluation, facts.uris)
+    else:
+        facts.mistakes = mistakes.pick_species(facts.labels, facts.probabilities, facts.classes, facts.uris)
     mistakes.write_thumbnails(report_dir, facts.mistakes)
     drawn = figures.draw(facts)
     for name in figures.FIGURES:

@@ -20,7 +20,7 @@ def publish(cfg, run: dict, train_set, eval_set, scores) -> list[str]:
     """report/index.html with its figures, the summaries in logs/eval, and the model card
     (model/README.md, model/meerkat.json); returns what of them could not be written.
 
-    `cfg` is the run's RecordsConfig, `run` what run.json will hold, `scores` the eval set's [N, 2].
+    `cfg` is the run's RecordsConfig, `run` what run.json will hold, `scores` the eval set's [N, classes].
     A failure here other than a file in the way (MeerkatError) leaves the model and metrics as they
     are: it is reported as a warning and the rest goes on.
     """
@@ -29,8 +29,8 @@ def publish(cfg, run: dict, train_set, eval_set, scores) -> list[str]:
 
     def gather():
         nonlocal facts
-        summary, evaluation = metrics.evaluate(eval_set.labels, scores, list(train_set.manifest["labels"]))
-        facts = run_facts.gather(cfg, run, train_set, eval_set, summary, evaluation)
+        evaluated = metrics.evaluate(eval_set.labels, scores, list(train_set.manifest["labels"]))
+        facts = run_facts.gather(cfg, run, train_set, eval_set, evaluated, scores)
 
     steps = (  # (fault point, what the warning calls it, the step)
         ("facts", "the report's facts", gather),

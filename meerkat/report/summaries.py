@@ -1,5 +1,8 @@
 """TensorBoard's eval summaries in logs/eval: the PR curve, the AUCs, the threshold table, and figures as images.
 
+For species: top-1 (top-3) accuracy, macro-F1 and each class's precision, recall and F1 as scalars,
+and the PR curve and threshold table of animal against background when there is a background class.
+
 They go in an event file of their own, which each finished run replaces: its name ends in
 REPORT_EVENTS_SUFFIX, so a rerun finds it and leaves any other file in logs/eval alone.
 """
@@ -31,16 +34,21 @@ def write(facts: Facts, drawn: dict[str, bytes], logdir: Path) -> None:
     before = set(folder.iterdir())
     writer = tf.summary.create_file_writer(str(folder), filename_suffix=REPORT_EVENTS_SUFFIX)
     ownership.claim_growing(*(set(folder.iterdir()) - before))
+    pair = facts.classes.is_pair
+    positive = facts.names[0] if pair else "animal (every class but the background)"
     with writer.as_default(step=step):
-        pb = pr_summary.pb(
-            "pr_curve",
-            labels=ev["is_positive"],
-            predictions=np.clip(ev["scores"], 0, 1),
-            num_thresholds=201,
-            display_name="precision-recall (eval set)",
-            description=f"Positive class: {facts.names[0]}; AP {_num(facts.metrics.get('average_precision'))}.",
-        )
-        tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=step)
+        if ev is not None:
+            pb = pr_summary.pb(
+                "pr_curve",
+                labels=ev["is_positive"],
+                predictions=np.clip(ev["scores"], 0, 1),
+                num_thresholds=201,
+                display_name="precision-recall (eval set)",
+                description=f"Positive class: {positive}; AP {_num(facts.metrics.get('average_precision'))}.",
+            )
+            tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=step)
+        if not pair:
+            _species_scalars(facts.metrics)
         for key in ("roc_auc", "average_precision"):
             if facts.metrics.get(key) is not None:
                 tf.summary.scalar(f"eval/{key}", facts.metrics[key])
@@ -52,9 +60,24 @@ def write(facts: Facts, drawn: dict[str, bytes], logdir: Path) -> None:
 
             ok, png = cv2.imencode(".png", sheet[..., ::-1])
             if ok:
-                _png_summary("mistakes", png.tobytes(), "the most confident mistakes at threshold 0.5")
-        tf.summary.text("threshold_table", _markdown_table(facts.evaluation["table"]))
+                what = "at threshold 0.5" if pair else "of each class"
+                _png_summary("mistakes", png.tobytes(), f"the most confident mistakes {what}")
+        if ev is not None:
+            tf.summary.text("threshold_table", _markdown_table(ev["table"]))
     writer.close()
+
+
+def _species_scalars(m: dict) -> None:
+    """top-1 (top-3) accuracy and macro-F1, and each class's precision, recall and F1 (eval/recall/deer)."""
+    import tensorflow as tf
+
+    for key in ("top1", "top3", "macro_f1"):
+        if m.get(key) is not None:
+            tf.summary.scalar(f"eval/{key}", m[key])
+    for name, figures in m["per_class"].items():
+        for key in ("precision", "recall", "f1"):
+            if figures[key] is not None:
+                tf.summary.scalar(f"eval/{key}/{name}", figures[key])
 
 
 def _png_summary(tag: str, png: bytes, description: str) -> None:

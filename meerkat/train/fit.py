@@ -2,7 +2,9 @@
 
 A seeded, stratified share of the training embeddings (--validation-fraction, data.py) is held out.
 Once an epoch, loss and accuracy on the training part and on that validation part go to the log, in
-the original trainer's format, and to TensorBoard (OUT/logs/train, OUT/logs/validation). The
+the original trainer's format, and to TensorBoard (OUT/logs/train, OUT/logs/validation); for species
+(any classes but DeepMeerkat's pair) each class's recall too (recall/<class>), so a class the head
+does not learn shows. The
 validation loss picks the exported epoch and stops training early (--patience, history.py). The
 Testing set is never seen here: the pipeline scores it once, with the weights this returns, for the
 report.
@@ -118,6 +120,7 @@ def train(train_set: Embeddings, cfg: TrainConfig, logdir: Path, checkpoint_path
     else:
         ownership.remove(logdir, "new training curves")  # an earlier run's curves would mix with these
     labelled = {name: round(float(v), 6) for name, v in zip(fitted.manifest["labels"], weights, strict=True)}
+    classes = from_labels(fitted.manifest["labels"])
     with _Curves(logdir, parts) as curves:
         _log_plan(parts, cfg, schedule, labelled)
         with Progress("training", schedule.epochs, unit="epochs") as progress:
@@ -126,8 +129,13 @@ def train(train_set: Embeddings, cfg: TrainConfig, logdir: Path, checkpoint_path
                 steps = min(schedule.per_epoch, schedule.total_steps - state.step)
                 run_epoch(epoch, steps)
                 state.step += steps
-                figures = {name: evaluate(head, data, weights)[:2] for name, data in parts.items()}
+                scored = {name: evaluate(head, data, weights) for name, data in parts.items()}
+                figures = {name: figures[:2] for name, figures in scored.items()}
                 curves.add(state.step, figures)
+                if not classes.is_pair:
+                    recalls = {name: _recalls(data.labels, scored[name][2], classes) for name, data in parts.items()}
+                    curves.add_recalls(state.step, recalls)
+                    _log_recalls(state.step, recalls)
                 state.history.append(history.row(epoch, state.step, figures))
                 if history.best_epoch(state.history) == epoch:
                     state.best = [v.numpy() for v in head.variables]
@@ -200,6 +208,17 @@ class _Curves:
                 tf.summary.scalar("accuracy", accuracy)
             self.writers[name].flush()
 
+    def add_recalls(self, step: int, recalls: dict) -> None:
+        """Each class's recall, a curve a class (recall/deer), in each part's folder."""
+        import tensorflow as tf
+
+        for name, per_class in recalls.items():
+            with self.writers[name].as_default(step=step):
+                for label, recall in per_class.items():
+                    if recall is not None:
+                        tf.summary.scalar(f"recall/{label}", recall)
+            self.writers[name].flush()
+
     def __enter__(self):
         return self
 
@@ -244,6 +263,22 @@ def _log_figures(step: int, figures: dict) -> None:
         )
     else:
         log.info("Eval, step %d: on train set %.4f, %.4f", step, *figures["train"])
+
+
+def _recalls(labels: np.ndarray, probabilities: np.ndarray, classes) -> dict:
+    """Each class's share of its crops predicted as it (classes.predicted); None for a class with none."""
+    predicted = classes.predicted(probabilities)
+    return {
+        name: float((predicted[labels == i] == i).mean()) if (labels == i).any() else None
+        for i, name in enumerate(classes.names)
+    }
+
+
+def _log_recalls(step: int, recalls: dict) -> None:
+    """One line a part: the recall of each class."""
+    for part, per_class in recalls.items():
+        shown = ", ".join(f"{name} {'n/a' if r is None else f'{r:.4f}'}" for name, r in per_class.items())
+        log.info("Recall per class, step %d, %s set: %s", step, part, shown)
 
 
 def _chosen_epoch(state: checkpoint.State, schedule: _Schedule, cfg: TrainConfig, validating: bool):

@@ -143,14 +143,24 @@ def _fit(cfg: RecordsConfig, train_cfg: TrainConfig) -> dict:
     }
     _publish(cfg, run_json.contents(details), train_set, eval_set, scores, fingerprint)
     ownership.remove(checkpoint.parent, "the finished run's cleanup")
-    log.info(
-        "Eval set: accuracy %.4f, precision %s, recall %s on %d images -> %s",
-        result["accuracy"],
-        _fmt(result["precision"]),
-        _fmt(result["recall"]),
-        len(eval_set.uris),
-        output / "report" / "metrics.json",
-    )
+    if "per_class" in result:  # species
+        log.info(
+            "Eval set: top-1 accuracy %s%s, macro-F1 %s on %d images -> %s",
+            _fmt(result["top1"]),
+            f", top-3 accuracy {_fmt(result['top3'])}" if "top3" in result else "",
+            _fmt(result["macro_f1"]),
+            len(eval_set.uris),
+            output / "report" / "metrics.json",
+        )
+    else:
+        log.info(
+            "Eval set: accuracy %.4f, precision %s, recall %s on %d images -> %s",
+            result["accuracy"],
+            _fmt(result["precision"]),
+            _fmt(result["recall"]),
+            len(eval_set.uris),
+            output / "report" / "metrics.json",
+        )
     return result
 
 
@@ -181,27 +191,32 @@ def _redo_report(cfg: RecordsConfig, previous: dict, train_set, eval_set, finger
         output,
         ", ".join(run_json.report_to_redo(previous)),
     )
-    scores = _saved_scores(output / "report" / "predictions.csv", eval_set.uris)
+    scores = _saved_scores(output / "report" / "predictions.csv", eval_set.uris, list(train_set.manifest["labels"]))
     redone = ("fingerprint", "report_code", "report_problems", "report_seconds")
     contents = {k: v for k, v in previous.items() if k not in redone}
     _publish(cfg, contents, train_set, eval_set, scores, fingerprint)
     return json.loads((output / "report" / "metrics.json").read_text())
 
 
-def _saved_scores(predictions: Path, uris: list[str]):
-    """[N, 2] softmax scores of `uris` from predictions.csv, as the run that wrote it scored them."""
+def _saved_scores(predictions: Path, uris: list[str], names: list[str]):
+    """[N, classes] softmax scores of `uris` from predictions.csv, as the run that wrote it scored them
+    (the pair's has score_positive alone: P(negative) is 1 - it)."""
     import numpy as np
     import pandas as pd
 
+    from meerkat.samples.classes import from_labels
+
+    classes = from_labels(names)
+    columns = [classes.score_column(n) for n in (classes.names[:1] if classes.is_pair else classes.names)]
     try:
-        table = pd.read_csv(predictions, keep_default_na=False).set_index("image_uri")["score_positive"]
-        positive = table.loc[uris].to_numpy(np.float64)
+        table = pd.read_csv(predictions, keep_default_na=False).set_index("image_uri")[columns]
+        scores = table.loc[uris].to_numpy(np.float64)
     except (OSError, ValueError, KeyError) as e:
         raise MeerkatError(
             f"{predictions} does not hold the scores of this run's eval set ({type(e).__name__}); "
             "rerun with --force to train and report again"
         ) from None
-    return np.stack([positive, 1 - positive], axis=1)
+    return np.concatenate([scores, 1 - scores], axis=1) if classes.is_pair else scores
 
 
 def _fmt(x):
