@@ -434,12 +434,24 @@ class ClipsConfig:
     workers: int = option(
         1, "With --detections: images decoded at once (threads).", "MEERKAT_WORKERS", min=1, max=MAX_INT
     )
+    by_class: bool = option(
+        False, "With --detections: sort the crops into crops/<class>/ by the file's own species labels (SpeciesNet's, "
+        "AddaxAI's); unsure ones into crops/unclassified/.", "MEERKAT_BY_CLASS",
+    )  # fmt: skip
+    class_threshold: float | None = option(
+        None, "With --by-class: a crop takes its label when its score >= T (default: the file's "
+        "typical_classification_threshold, else 0.5).", "MEERKAT_CLASS_THRESHOLD", min=0, max=1,
+    )  # fmt: skip
     force: bool = _force()
 
     def __post_init__(self):
         _check_source(self.videos, self.megadetector, self.motion, {"max_crops_per_video": self.max_crops_per_video})
         if self.megadetector.detections is None and self.workers != 1:
             raise UsageError("--workers in clips needs --detections FILE: videos are cut one at a time")
+        if self.megadetector.detections is None and self.by_class:
+            raise UsageError("--by-class needs --detections FILE: it sorts by the labels in that file")
+        if self.class_threshold is not None and not self.by_class:
+            raise UsageError("--class-threshold needs --by-class")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,6 +14,9 @@ appear whole in OUTPUT/clips-parts/ as soon as the part is done, so a killed run
 only the parts it had not finished. Once every part is done, crops/ is made from them (hard links:
 no second copy where the file system has them) and takes the place of the earlier crops/ whole,
 with crops.csv and crops.skipped.csv; only meerkat's own files are ever replaced (core/atomic.py).
+
+With --by-class, each crop goes to crops/<class>/ by the label another classifier wrote in the
+file (detections/labels.py), and crops.csv says its class, class_score and folder.
 """
 
 import csv
@@ -32,7 +35,7 @@ from meerkat.core import atomic, codeversion, faults, ownership, temporaries
 from meerkat.core.config import ClipsConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.core.progress import Progress
-from meerkat.detections import crops, inputs, parts, sources
+from meerkat.detections import crops, inputs, labels, parts, sources
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ def clips(cfg: ClipsConfig) -> int:
     """Cut the crops of cfg.megadetector's boxes into cfg.output; the number of crops."""
     inputs.check_apart(cfg.megadetector, cfg.output)
     results = inputs.load(cfg.megadetector)
+    sort = labels.of_file(results, cfg.class_threshold) if cfg.by_class else None
     output = atomic.output_dir(cfg.output)
     temporaries.remove_stale(output)  # what killed runs left; a live writer's are locked
     temporaries.remove_stale(output / FOLDER)
@@ -63,7 +67,7 @@ def clips(cfg: ClipsConfig) -> int:
             scorer = suggest.load_scorer(cfg.model, cfg.threshold)  # while the first images decode
             with Progress("cropping", sum(len(b) for k in todo for b in planned[k]), "files") as progress:
                 for k in todo:
-                    batches = [[_cut(next(cuts), names, progress) for _ in batch] for batch in planned[k]]
+                    batches = [[_cut(next(cuts), names, progress, sort) for _ in batch] for batch in planned[k]]
                     work.write(k, batches, scorer, cfg.threshold)
                     faults.point(f"detections:clips-part:{k}")
     return _finish(cfg, results, work, model_sha256 is not None)
@@ -125,13 +129,16 @@ class Cut:
     failure: str | None
 
 
-def _cut(cut: sources.Cut, names: crops.Names, progress: Progress) -> Cut:
+def _cut(cut: sources.Cut, names: crops.Names, progress: Progress, sort: labels.Labels | None) -> Cut:
     progress.update(progress.done + 1)
     entry = cut.entry
     whole = inputs.failed(entry, cut.failure)
     skipped = [] if whole is None else [[entry.file, "", whole.reason]]
     skipped += [[s.file, s.detection, s.reason] for s in inputs.problems(entry)]
     rows = [_row(names(entry, d), entry.file, d) for d, _ in cut.crops]
+    if sort is not None:
+        for row, found in zip(rows, sort(entry, [d for d, _ in cut.crops]), strict=True):
+            row += found
     return Cut(entry.file, rows, [data for _, data in cut.crops], skipped, cut.failure)
 
 
@@ -155,6 +162,8 @@ def _key(cfg: ClipsConfig, results, model_sha256: str | None) -> str:
         "meerkat_version": __version__,
         "code_key": codeversion.key("detection-clips"),  # an upgrade that changed how crops are cut redoes them
     }
+    if cfg.by_class:  # the rows say each crop's folder
+        settings["class_threshold"] = labels.of_file(results, cfg.class_threshold).threshold
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -167,15 +176,18 @@ def _finish(cfg: ClipsConfig, results, work: Parts, scored: bool) -> int:
     with atomic.atomic_dir(output / "crops", "the crops") as tmp:
         for k, part in enumerate(found):
             for row in part["rows"]:
-                _link(work.folder(k) / row[0], tmp / row[0])
-    columns = COLUMNS + (SCORED if scored else [])
+                target = tmp / _place(row, cfg.by_class)
+                target.parent.mkdir(exist_ok=True)
+                _link(work.folder(k) / row[0], target)
+    columns = _columns(cfg) + (SCORED if scored else [])
     write_table(output / "crops.csv", columns, (row for part in found for row in part["rows"]))
     skipped = [row for part in found for row in part["skipped"]]
     write_table(output / "crops.skipped.csv", ["file", "detection", "reason"], skipped)
     _remove_others(output / FOLDER, {work.folder(k).name for k in range(work.count)})
     count = sum(len(part["rows"]) for part in found)
     if scored:
-        listed = [suggest.Suggestion(r[1], output / "crops" / r[0], r[-2], r[-1]) for p in found for r in p["rows"]]
+        rows = [r for p in found for r in p["rows"]]
+        listed = [suggest.Suggestion(r[1], output / "crops" / _place(r, cfg.by_class), r[-2], r[-1]) for r in rows]
         suggest.suggest(output, listed, cfg.threshold, "file")
     whole = [s for s in skipped if s[1] == ""]
     used = len({row[1] for part in found for row in part["rows"]})
@@ -186,6 +198,16 @@ def _finish(cfg: ClipsConfig, results, work: Parts, scored: bool) -> int:
     )
     _check_some_usable(results, found)
     return count
+
+
+def _columns(cfg: ClipsConfig) -> list[str]:
+    """crops.csv's columns before a model's."""
+    return COLUMNS + (labels.COLUMNS if cfg.by_class else [])
+
+
+def _place(row: list, by_class: bool) -> str:
+    """A crop's path under crops/: in its class folder with --by-class."""
+    return f"{row[len(COLUMNS) + 2]}/{row[0]}" if by_class else row[0]
 
 
 def _link(source: Path, target: Path) -> None:

@@ -189,7 +189,9 @@ def _species_eval_section(facts: Facts, drawn: dict) -> str:
     rows.append(["<b>macro-F1</b>", m["counts"]["total"], "", "", f"<b>{_num(m['macro_f1'], 3)}</b>"])
     per_class = _table(["class", "support", "precision", "recall", "F1"], rows, {1, 2, 3, 4}, css="per-class")
     top3 = f", top-{metrics.TOP_K} accuracy {_num(m['top3'], 3)}" if "top3" in m else ""
-    figs = []
+    confusion = _img("confusion.png", "confusion matrix")
+    big = len(facts.names) > 10  # a big matrix's figure gets the section's width, a small one a column
+    figs = [] if big else [confusion]
     if "roc.png" in drawn:
         figs += [
             _img("pr.png", "precision-recall curve", "Animal against background; AP is the area under the curve."),
@@ -202,7 +204,7 @@ def _species_eval_section(facts: Facts, drawn: dict) -> str:
         f"macro-F1 {_num(m['macro_f1'], 3)} (the mean F1 of the classes).</p>"
         f'<h3>Per class</h3><div class="wide">{per_class}</div>'
         "<h3>Confusion matrix (rows: true class, columns: predicted; each cell's share of its row)</h3>"
-        f'{_species_matrix(m)}{_img("confusion.png", "confusion matrix")}<div class="figs">{"".join(figs)}</div>'
+        f'{_species_matrix(m)}{confusion if big else ""}<div class="figs">{"".join(figs)}</div>'
         "</section>"
     )
 
