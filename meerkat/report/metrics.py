@@ -100,9 +100,7 @@ def background_scores(classes: Classes) -> str:
 
 
 def keep_rule(classes: Classes) -> str:
-    """scan's rule for keeping a crop, in words: 1 - P(empty) >= threshold (the pair: P(positive))."""
-    if classes.is_pair:
-        return "P(positive) >= threshold"
+    """scan's rule for keeping a crop of species, in words: 1 - P(empty) >= threshold."""
     return f"1 - {background_scores(classes).replace(' + ', ' - ')} >= threshold"
 
 
