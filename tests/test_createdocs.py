@@ -225,3 +225,18 @@ def test_the_same_bytes_under_both_labels_are_reported_and_listed(tmp_path, cli)
     result = cli("createdocs", samples, "--output", tmp_path / "out", "--no-balance")
     assert result.exit_code == 0 and "under both labels" not in result.output, result.output
     assert not listed.exists()
+
+
+def test_by_default_no_video_has_frames_in_both_training_and_testing(tmp_path, cli):
+    # Crops named as `meerkat clips` names them: frames 1/30 s apart must not train and test the model.
+    for cls in ("Positives", "Negatives"):
+        for video in range(8):
+            for frame in range(60, 66):
+                write_image(tmp_path / "S" / "Training" / cls / f"v{video}_{frame}_0.jpg", seed=frame)
+    result = cli("createdocs", tmp_path / "S", "--output", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+
+    def videos(name):
+        return {Path(p).name.split("_")[0] for p, _ in rows(tmp_path / "o" / "docs" / name)}
+
+    assert videos("testingdata.csv") and not videos("testingdata.csv") & videos("trainingdata.csv")

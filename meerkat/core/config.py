@@ -58,6 +58,21 @@ def _seed():
     )
 
 
+def _group_by():
+    return option(
+        "auto",
+        "Keep crops that belong together on one side of the hold-out and validation splits: 'name' (the video or "
+        "image of meerkat's crop names), 'folder' (the sub-folder under the class folder: a camera or site), "
+        "'auto' (name, else folder, else the file), or 'none' (each file alone, as before).",
+        "MEERKAT_GROUP_BY",
+    )
+
+
+def _check_group_by(group_by: str) -> None:
+    if group_by not in ("auto", "name", "folder", "none"):
+        raise UsageError(f"--group-by must be auto, name, folder or none, received {group_by!r}")
+
+
 def _force():
     return option(False, "Redo everything, even pieces an earlier run finished with the same inputs.", "MEERKAT_FORCE")
 
@@ -104,7 +119,11 @@ class DocsConfig:
         "--class-weights balanced keeps every crop and weights the loss instead.",
         "MEERKAT_BALANCE",
     )
+    group_by: str = _group_by()
     seed: int = _seed()
+
+    def __post_init__(self):
+        _check_group_by(self.group_by)
 
 
 @dataclass(frozen=True)
@@ -200,6 +219,7 @@ class TrainConfig:
         "count alike however many crops each has (about 1 on a balanced set); 'none': the plain loss.",
         "MEERKAT_CLASS_WEIGHTS",
     )
+    group_by: str = _group_by()
     seed: int = _seed()
 
     def __post_init__(self):
@@ -219,6 +239,7 @@ class TrainConfig:
             raise UsageError(f"--patience must be at least 0, received {self.patience}")
         if self.class_weights not in ("none", "balanced"):
             raise UsageError(f"--class-weights must be none or balanced, received {self.class_weights!r}")
+        _check_group_by(self.group_by)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,10 @@
 Replaces DeepMeerkat's CreateDocs.py: the same CSV rows (`path,label`, no header; the format is
 docs.py's) and the same undersampling of training negatives, but folder names may be typed in any
 case, singular or plural, and the Samples folder is never written to. Any other class folders make
-a model of those classes (classes.py says which they are, in which order).
+a model of those classes (classes.py says which they are, in which order). Without a Testing
+folder a share of Training is held out in whole groups (--group-by, groups.py).
 """
 
-import hashlib
 import itertools
 import logging
 import os
@@ -20,7 +20,7 @@ from meerkat.core.errors import MeerkatError
 from meerkat.core.names import folded
 from meerkat.core.settings import HOLDOUT_EVERY, IMAGE_EXTENSIONS
 from meerkat.samples import classes as classes_
-from meerkat.samples import duplicates
+from meerkat.samples import duplicates, groups
 from meerkat.samples.classfolder import LEAVES, inside, list_crops
 from meerkat.samples.docs import write_csv, write_dict
 from meerkat.samples.imagefiles import list_images
@@ -50,10 +50,73 @@ def _match_dir(parent: Path, names: tuple, what: str) -> Path | None:
     return found[0] if found else None
 
 
-def _held_out(path: Path, class_dir: Path, seed: int) -> bool:
-    # Hash of the path inside its class folder: a file's side never changes when others are added.
-    key = f"{seed}/{path.relative_to(class_dir).as_posix()}".encode(**atomic.TEXT)
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % HOLDOUT_EVERY == 0
+def _held_out(files: list[Path], class_dir: Path, cfg: DocsConfig) -> tuple[list[bool], bool]:
+    """Which of a class's crops are held out for testing, and whether they could be split by group.
+
+    1 in HOLDOUT_EVERY groups by hash (groups.py), a crop without a group by the hash of its path
+    inside the class folder: a group's side never changes when others are added. A class of one
+    group is split by file."""
+    inside = [p.relative_to(class_dir).as_posix() for p in files]
+    if cfg.group_by != "none":
+        keys = [groups.group_of(rel, cfg.group_by) or rel for rel in inside]
+        held = groups.hold_out(keys, cfg.seed, HOLDOUT_EVERY, both_sides=True)
+        if held is not None:
+            return held, True
+    return groups.hold_out(inside, cfg.seed, HOLDOUT_EVERY, both_sides=False), cfg.group_by == "none"
+
+
+def _hold_out_testing(training: dict[str, list[Path]], train_folders: dict[str, Path], cfg: DocsConfig) -> dict:
+    """No Testing folder: move 1 in HOLDOUT_EVERY of each class's training crops (or groups) to testing."""
+    what = "images" if cfg.group_by == "none" else f"groups of images (--group-by {cfg.group_by})"
+    log.info("No Testing folder: holding out 1 in %d training %s per class for testing.", HOLDOUT_EVERY, what)
+    testing, by_file = {}, []
+    for label, files in training.items():
+        held, grouped = _held_out(files, Path(os.path.abspath(train_folders[label])), cfg)
+        if not grouped:
+            by_file.append(label)
+        testing[label] = [p for p, h in zip(files, held, strict=True) if h]
+        training[label] = [p for p, h in zip(files, held, strict=True) if not h]
+        if not (testing[label] and training[label]):
+            raise MeerkatError(
+                f"too few {label} images in {train_folders[label]} to hold out a test set "
+                f"({len(files)} found); add images or a Testing folder"
+            )
+    if by_file:
+        log.warning(
+            "warning: the crops of %s are all one group (--group-by %s), so they were held out by file and "
+            "the test figures of %s may be too kind; add crops of other videos or cameras, or a Testing folder",
+            ", ".join(by_file),
+            cfg.group_by,
+            "that class" if len(by_file) == 1 else "those classes",
+        )
+    return testing
+
+
+def _warn_shared_groups(training: dict, testing: dict, folders: tuple[dict, dict], group_by: str) -> None:
+    """Training and Testing given: say which groups (videos, images, cameras) have crops in both."""
+    if group_by == "none":
+        return
+    keys = []
+    for files, class_dirs in zip((training, testing), folders, strict=True):
+        keys.append(
+            [
+                groups.group_of(p.relative_to(os.path.abspath(class_dirs[label])).as_posix(), group_by)
+                for label in files
+                for p in files[label]
+            ]
+        )
+    both = groups.shared(*keys)
+    if both:
+        shown = ", ".join(both[:5]) + (f" and {len(both) - 5} more" if len(both) > 5 else "")
+        log.warning(
+            "warning: %d %s (--group-by %s) %s crops in both Training and Testing: %s; the test figures count "
+            "crops of videos or cameras the model trained on, so they may be too kind; move each to one side",
+            len(both),
+            "group" if len(both) == 1 else "groups",
+            group_by,
+            "has" if len(both) == 1 else "have",
+            shown,
+        )
 
 
 def _class_folders(split_dir: Path) -> list[Path]:
@@ -194,18 +257,9 @@ def createdocs(cfg: DocsConfig) -> Docs:
     training = _collect(samples, train_folders, docs)
     if test_dir is not None:
         testing = _collect(samples, test_folders, docs)
+        _warn_shared_groups(training, testing, (train_folders, test_folders), cfg.group_by)
     else:
-        log.info("No Testing folder: holding out 1 in %d training images per class for testing.", HOLDOUT_EVERY)
-        testing = {}
-        for label, files in training.items():
-            cd = Path(os.path.abspath(train_folders[label]))
-            testing[label] = [p for p in files if _held_out(p, cd, cfg.seed)]
-            training[label] = [p for p in files if not _held_out(p, cd, cfg.seed)]
-            if not (testing[label] and training[label]):
-                raise MeerkatError(
-                    f"too few {label} images in {train_folders[label]} to hold out a test set "
-                    f"({len(files)} found); add images or a Testing folder"
-                )
+        testing = _hold_out_testing(training, train_folders, cfg)
 
     found_counts = {label: len(files) for label, files in training.items()}
     if cfg.balance:

@@ -1,16 +1,20 @@
 """The embeddings a head is trained and evaluated on: a set of shards loaded in a canonical order,
-two sets checked to fit together, the seeded validation split, and the classes' loss weights."""
+two sets checked to fit together, the seeded validation split (in whole groups: samples/groups.py),
+and the classes' loss weights."""
 
-import hashlib
+import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from meerkat.core import atomic
+from meerkat.core.config import TrainConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.core.settings import MIN_IMAGES_PER_CLASS
 from meerkat.embed import tfrecords
+from meerkat.samples import groups
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,32 +71,63 @@ def validation_size(n_class: int, fraction: float) -> int:
     return 0 if fraction == 0 else max(1, math.floor(fraction * n_class + 0.5))
 
 
-def _rank(seed: int, uri: str) -> tuple[bytes, str]:
-    return hashlib.sha256(f"{seed}/{uri.rsplit('/', 1)[-1]}".encode(**atomic.TEXT)).digest(), uri
+@dataclass
+class Held:
+    """The validation part of each class: the indices held out, and the classes split by file
+    because their crops form too few groups."""
+
+    index: list
+    by_file: list
 
 
-def split(data: Embeddings, fraction: float, seed: int) -> tuple[Embeddings, Embeddings | None]:
-    """(training part, validation part): exactly validation_size(n_class) of each class held out.
-
-    Within a class, images are ranked by sha256(seed/file name), ties by image_uri, and the first
-    ones are held out. So the split depends on the seed and on which crops there are, never on the
-    order of the records nor on where the Samples folder lies, and adding crops moves few others.
-    """
-    if fraction == 0:
-        return data, None
-    held = []
+def validation_index(data: Embeddings, fraction: float, seed: int, group_by: str) -> Held:
+    """Which records the validation split holds out (groups.py's pick, class by class)."""
+    keys = groups.keys_of(data.uris, group_by)
+    held = Held([], [])
     for label, name in enumerate(data.manifest["labels"]):
-        members = sorted(np.flatnonzero(data.labels == label), key=lambda i: _rank(seed, data.uris[i]))
+        members = np.flatnonzero(data.labels == label)
         k = validation_size(len(members), fraction)
-        if len(members) - k < MIN_IMAGES_PER_CLASS:
+        uris = [data.uris[i] for i in members]
+        chosen = groups.pick([keys[i] for i in members], uris, seed, k)
+        if chosen is None or len(members) - len(chosen) < MIN_IMAGES_PER_CLASS:
+            chosen = groups.pick([None] * len(uris), uris, seed, k) or []
+            if group_by != "none":
+                held.by_file.append(name)
+        if len(members) - len(chosen) < MIN_IMAGES_PER_CLASS:
             raise MeerkatError(
                 f"--validation-fraction {fraction} holds out {k} of the {len(members)} {name} training images, "
                 f"leaving {len(members) - k} to train on, fewer than the minimum of {MIN_IMAGES_PER_CLASS}; add "
                 f"{name} crops, or pass --validation-fraction 0 to train on all of them without validation"
             )
-        held += members[:k]
+        held.index += [int(members[i]) for i in chosen]
+    return held
+
+
+def split(
+    data: Embeddings, fraction: float, seed: int, group_by: str = TrainConfig.group_by
+) -> tuple[Embeddings, Embeddings | None]:
+    """(training part, validation part): validation_size(n_class) of each class held out, in whole
+    groups (--group-by, groups.py) as close to that size as they allow; exactly that size for
+    --group-by none, or a class whose crops form fewer than two groups (split by file, with a warning).
+
+    Groups are ranked by sha256(seed/group key), a crop without a group by sha256(seed/file name),
+    ties by image_uri, and the first ones are held out. So the split depends on the seed and on
+    which crops there are, never on the order of the records nor on where the Samples folder lies,
+    and adding crops moves few others.
+    """
+    if fraction == 0:
+        return data, None
+    held = validation_index(data, fraction, seed, group_by)
+    if held.by_file:
+        log.warning(
+            "warning: the crops of %s form too few groups (--group-by %s) to hold out whole ones for validation; "
+            "split by file, so the validation figures of %s may be too kind",
+            ", ".join(held.by_file),
+            group_by,
+            "that class" if len(held.by_file) == 1 else "those classes",
+        )
     out = np.zeros(len(data.uris), dtype=bool)
-    out[held] = True
+    out[held.index] = True
     return data.subset(np.flatnonzero(~out)), data.subset(np.flatnonzero(out))
 
 

@@ -104,7 +104,7 @@ def train(train_set: Embeddings, cfg: TrainConfig, logdir: Path, checkpoint_path
 
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
-    fitted, validation = split(train_set, cfg.validation_fraction, cfg.seed)
+    fitted, validation = split(train_set, cfg.validation_fraction, cfg.seed, cfg.group_by)
     parts = {"train": fitted} if validation is None else {"train": fitted, "validation": validation}
     weights = class_weights(fitted.labels, len(fitted.manifest["labels"]), cfg.class_weights)
     per_epoch = math.ceil(len(fitted.uris) / cfg.batch_size)

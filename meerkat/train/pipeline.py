@@ -138,6 +138,7 @@ def _fit(cfg: RecordsConfig, train_cfg: TrainConfig) -> dict:
         "train_records": len(train_set.uris),
         "eval_records": len(eval_set.uris),
         **trained.details(train_cfg),
+        "split_grouping": run_json.grouping(train_set, eval_set, train_cfg),
         "train_seconds": round(time.perf_counter() - start, 2),
         **_provenance(output / "model"),
     }

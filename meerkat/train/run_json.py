@@ -1,9 +1,10 @@
 """report/run.json: what a finished run was made from, and the fingerprint that marks it finished.
 
 metrics.json and predictions.csv hold only what the inputs and options determine (byte-identical
-across reruns); timings, versions and paths go here. `report_problems` lists the parts of the
-report (page, TensorBoard summaries, card) that could not be written: such a run has its model and
-metrics, and a rerun redoes only the report, as it does when the report's code key changed.
+across reruns); timings, versions, paths and how the splits were grouped (`grouping`) go here.
+`report_problems` lists the parts of the report (page, TensorBoard summaries, card) that could not
+be written: such a run has its model and metrics, and a rerun redoes only the report, as it does
+when the report's code key changed.
 """
 
 import hashlib
@@ -50,6 +51,28 @@ def contents(details: dict) -> dict:
         "tensorflow_version": tf.__version__,
         "python_version": platform.python_version(),
         **details,
+    }
+
+
+def grouping(train_set, eval_set, train_cfg) -> dict:
+    """How the splits were grouped (--group-by, samples/groups.py), for the page and the card: the
+    groups of each set, those with crops in both (trained on and tested on), and the classes whose
+    validation part was split by file as they form too few groups."""
+    from meerkat.samples import groups
+    from meerkat.train import data
+
+    mode = train_cfg.group_by
+    keys = {name: groups.keys_of(s.uris, mode) for name, s in (("train", train_set), ("eval", eval_set))}
+    both = groups.shared(keys["train"], keys["eval"])
+    fraction = train_cfg.validation_fraction
+    by_file = data.validation_index(train_set, fraction, train_cfg.seed, mode).by_file if fraction else []
+    return {
+        "group_by": mode,
+        "train_groups": len({k for k in keys["train"] if k is not None}),
+        "eval_groups": len({k for k in keys["eval"] if k is not None}),
+        "groups_in_train_and_eval": len(both),
+        "groups_in_train_and_eval_examples": both[:5],
+        "validation_split_by_file": by_file,
     }
 
 
