@@ -224,7 +224,7 @@ def test_resume_and_parts_work_with_by_class(cli, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(max_size=120), max_size=8))
+@given(st.lists(st.text(max_size=120) | st.text("aA/_. \u00e9\u0301:", max_size=5), max_size=8))  # and clashes
 def test_every_label_gets_a_safe_folder_of_its_own(names):
     found = labels.folders(names)
     folders = list(found.values())
@@ -260,3 +260,10 @@ def test_with_a_model_too_the_suggestions_copy_the_crops_from_their_class_folder
     assert [r["folder"] for r in rows] == ["fox", "unclassified", "badger", "unclassified"]
     copies = {p.name: p.read_bytes() for p in (tmp_path / "out" / "suggested").rglob("*.jpg")}
     assert copies == {r["crop"]: (tmp_path / "out" / "crops" / r["folder"] / r["crop"]).read_bytes() for r in rows}
+
+
+def test_a_label_spelled_as_another_labels_marked_folder_gets_a_folder_of_its_own():
+    mark = hashlib.sha256(b"fox").hexdigest()[:6]
+    found = labels.folders(["Fox", "fox", f"fox_{mark}"])
+    assert found[f"fox_{mark}"] == f"fox_{mark}"  # a plain name keeps its folder
+    assert len({folded(f) for f in found.values()}) == 3

@@ -102,12 +102,14 @@ def folders(names) -> dict[str, str]:
     taken: dict[str, list[str]] = {folded(UNSURE): [UNSURE]}
     for name in names:
         taken.setdefault(folded(safe(name)), []).append(name)
-    out = {}
-    for name in names:
-        folder = safe(name)
-        if len(taken[folded(folder)]) > 1:
-            digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:6]
-            folder = f"{_cut(folder, MAX_FOLDER_BYTES - 7)}_{digest}"
+    marked = [name for name in names if len(taken[folded(safe(name))]) > 1]
+    out = {name: safe(name) for name in names if name not in marked}
+    used = {folded(UNSURE)} | {folded(folder) for folder in out.values()}
+    for name in marked:  # after the plain ones, so that a mark never takes a label's own folder
+        digest, size = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest(), 6
+        while folded(folder := f"{_cut(safe(name), MAX_FOLDER_BYTES - size - 1)}_{digest[:size]}") in used:
+            size += 2
+        used.add(folded(folder))
         out[name] = folder
     return out
 
