@@ -235,12 +235,16 @@ BENCH_DETECTIONS_ARGS ?=
 # benchmarks/season_bench.py: memory and seconds of a season's MegaDetector file (read, merge, write),
 # e.g. BENCH_SEASON_ARGS="--images 1000000".
 BENCH_SEASON_ARGS ?=
+# benchmarks/species_bench.py: a whole multi-class run (ENA24's 7 species, 10 digit classes) and its top-1
+# against a plain Keras softmax head on the same embeddings, e.g. BENCH_SPECIES_ARGS="--repeats 3".
+BENCH_SPECIES_ARGS ?=
 bench: install ## Measure throughput, run times, cache and memory: BENCH_ARGS="--n 11000 ..."
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
-	$(MAKE) --no-print-directory deepmeerkat-env
+	$(MAKE) --no-print-directory deepmeerkat-env megadetector-env
 	$(BIN)/python benchmarks/video_bench.py $(BENCH_VIDEO_ARGS)
 	$(BIN)/python benchmarks/detections_bench.py $(BENCH_DETECTIONS_ARGS)
 	$(BIN)/python benchmarks/season_bench.py $(BENCH_SEASON_ARGS)
+	$(BIN)/python benchmarks/species_bench.py $(BENCH_SPECIES_ARGS)
 
 # Only what the build made: `make run` writes real models to output/ (OUTPUT), which stays.
 clean: ## Remove the venv and build/ (your runs in output/ stay)
