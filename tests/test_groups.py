@@ -48,6 +48,8 @@ def test_each_mode_takes_its_key_from_the_path_inside_the_class_folder():
     assert groups.group_of("cam1/chimp_62_0.jpg", "none") is None
     inside = groups.inside_class_folders(["/s/Training/Pos/cam1/a.jpg", "/s/Training/Neg/b.jpg"])
     assert inside == ["cam1/a.jpg", "b.jpg"]
+    uris = ["gs://b/Training/Pos/cam1/a.jpg", "gs://b/Training/Neg/b.jpg"]  # os.path would read gs:/b
+    assert groups.inside_class_folders(uris) == ["cam1/a.jpg", "b.jpg"]
 
 
 def old_held_out(rel: str, seed: int) -> bool:

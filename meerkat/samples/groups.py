@@ -22,7 +22,6 @@ so `IMG_0001_0` is the image's. Grouping too much only costs a few groups; too l
 
 import hashlib
 import logging
-import os
 import re
 from collections import defaultdict
 
@@ -67,13 +66,14 @@ def group_of(inside: str, mode: str) -> str | None:
 def inside_class_folders(paths: list[str]) -> list[str]:
     """Each path inside its class folder, for a set of crops whose class folders share one parent
     (Training/ or Testing/, as createdocs lists them): the folder common to all the paths is that
-    parent, and the first folder below it the class folder."""
-    common = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0]) if paths else ""
-    out = []
-    for path in paths:
-        parts = path[len(common) :].lstrip("/").split("/")
-        out.append("/".join(parts[1:]) if len(parts) > 1 else parts[0])
-    return out
+    parent, and the first folder below it the class folder. Paths are split at "/" only, so that a
+    URI (`gs://b/...`) or a mix of absolute and relative paths is read as written."""
+    split = [p.split("/") for p in paths]
+    common = len(split[0]) - 1 if split else 0  # the folders of one path; never its file name
+    for parts in split[1:]:
+        common = next((i for i, (a, b) in enumerate(zip(split[0][:common], parts, strict=False)) if a != b), common)
+        common = min(common, len(parts) - 1)
+    return ["/".join(parts[common + 1 :]) if len(parts) > common + 1 else parts[-1] for parts in split]
 
 
 def digest(seed: int, key: str) -> bytes:
