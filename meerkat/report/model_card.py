@@ -25,7 +25,7 @@ from pathlib import Path
 from meerkat import __version__
 from meerkat.apply.card import CARD_JSON
 from meerkat.core import atomic
-from meerkat.report import metrics
+from meerkat.report import metrics, splits
 from meerkat.report.facts import TRAINING, Facts, number
 
 CARD_README = "README.md"
@@ -129,7 +129,7 @@ def _species_limits(facts: Facts) -> list[str]:
         "It expects crops cut by motion detection as DeepMeerkat and `meerkat clips` cut them, not whole frames.",
         "The scores rank crops; they are not calibrated probabilities.",
     ]
-    if _eval_held_out(facts):
+    if _eval_held_out(facts) and not splits.leak_free(facts.run):
         limits.insert(
             2,
             "The eval crops were held out from the Training folder (there was no Testing folder): they come from "
@@ -182,6 +182,11 @@ def _training(run: dict) -> dict:
     return {
         "options": run.get("train_config", {}),
         **{k: run[k] for k in ("best_epoch", "stopped_epoch", "validation_fraction", "class_weights") if k in run},
+        **(
+            {"split_grouping": run["split_grouping"], "splits": splits.sentences(run)}
+            if "split_grouping" in run
+            else {}
+        ),
     }
 
 
@@ -243,7 +248,7 @@ def _limits(facts: Facts) -> list[str]:
         "It expects crops cut by motion detection as DeepMeerkat and `meerkat clips` cut them, not whole frames.",
         "score_positive ranks crops; it is not a calibrated probability.",
     ]
-    if _eval_held_out(facts):
+    if _eval_held_out(facts) and not splits.leak_free(facts.run):
         limits.insert(
             2,
             "The eval crops were held out from the Training folder (there was no Testing folder): they come from "
@@ -343,6 +348,7 @@ def _md_species_classes(card: dict) -> list[str]:
         f"Skipped (unreadable) files: {data['skipped_files']}; ignored (not images, or links out of their "
         f"class folder): {data['ignored_files']}. The report lists them with their reasons.",
         "",
+        *(line for sentence in card["training"].get("splits", []) for line in (sentence, "")),
     ]
 
 
@@ -405,6 +411,7 @@ def _md_training_data(card: dict) -> list[str]:
         f"Skipped (unreadable) files: {data['skipped_files']}; ignored (not images, or links out of their "
         f"class folder): {data['ignored_files']}. The report lists them with their reasons.",
         "",
+        *(line for sentence in card["training"].get("splits", []) for line in (sentence, "")),
     ]
 
 

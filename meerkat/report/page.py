@@ -26,7 +26,7 @@ import numpy as np
 
 from meerkat import __version__
 from meerkat.core import atomic, ownership
-from meerkat.report import figures, metrics, mistakes
+from meerkat.report import figures, metrics, mistakes, splits
 from meerkat.report.facts import HISTORY, Facts
 from meerkat.report.facts import number as _num
 
@@ -128,6 +128,7 @@ def _data_section(facts: Facts) -> str:
         if facts.run.get(key) is not None:
             extra.append(f"{label}: <code>{_e(facts.run[key])}</code>")
     extra_html = f'<p class="note">{"; ".join(extra)}</p>' if extra else ""
+    extra_html += "".join(f'<p class="note">{_e(line)}</p>' for line in splits.sentences(facts.run))
     skipped = _files_table(facts.skipped, ["set", "file", "reason"], "the *.skipped.csv files beside the shards")
     ignored = _files_table([(p, r) for p, r in facts.ignored], ["file", "reason"], "docs/ignored.txt")
     source = f'<p class="note">Crops from <code>{_e(facts.source)}</code>.</p>' if facts.source else ""
