@@ -272,8 +272,8 @@ def run(**options):
 def clips(**options):
     """Cut training crops from videos, as DeepMeerkat's training mode does: OUTPUT/<stem>/<stem>_<frame>_<i>.jpg.
 
-    Sort the crops into Samples/Training/{Positives,Negatives}, then `meerkat run`. With --model,
-    an earlier model pre-sorts them into OUTPUT/suggested/. With --detections FILE instead of
+    Sort the crops into Samples/Training/<class>/, then `meerkat run`. With --model, an earlier
+    model pre-sorts them into OUTPUT/suggested/<class>/. With --detections FILE instead of
     videos, one crop per MegaDetector box: OUTPUT/crops/ and OUTPUT/crops.csv.
 
     [bold]Example:[/] meerkat clips videos/ --output crops --exclude 0,0,320,20
@@ -331,7 +331,8 @@ def predict(
         float,
         _opt(
             "MEERKAT_THRESHOLD",
-            "Label a crop positive when score_positive >= THRESHOLD (0 to 1); DeepMeerkat used 0.05.",
+            "Label a crop positive when score_positive >= THRESHOLD (0 to 1; DeepMeerkat used 0.05). Models "
+            "of other classes than DeepMeerkat's pair label each crop with its top class.",
             callback=_finite,
         ),
     ] = 0.5,
@@ -342,6 +343,8 @@ def predict(
 ):
     """Score image files or folders with an exported model: path,label,score_positive.
 
+    A model of other classes than DeepMeerkat's positive/negative pair writes one score column a
+    class instead, path,label,score_<class>..., in dict.txt's order, labelled with the top class.
     Files are read as preprocess reads them; unusable ones are skipped with their reason. Exits 1
     when no file could be scored.
 

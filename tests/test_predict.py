@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from conftest import TINY, assert_user_error, write_image
 from contract import check_tf2
+from hypothesis import given
+from hypothesis import strategies as st
 from test_bad_inputs import SKIPPED, USABLE, animated_gif, peak_rss_growth_mb
 
 
@@ -214,3 +216,29 @@ def test_the_model_scores_an_animated_gif_by_its_first_frame_alone(tiny_run, tmp
     )
     growth = peak_rss_growth_mb(setup, "assert model([gifs['big']])[0] == model([gifs['first']])[0]")
     assert growth < 50, f"scoring a 150-frame GIF raised the peak by {growth:.0f} MB"
+
+
+@given(
+    rows=st.lists(st.lists(st.floats(0, 1), min_size=3, max_size=5), min_size=1, max_size=6),
+    threshold=st.floats(0, 1),
+)
+def test_the_pair_is_labelled_by_printed_score_positive_and_any_other_model_by_its_top_class(rows, threshold):
+    from meerkat.apply.scorer import label, score_columns, shown, strongest
+    from meerkat.samples.classes import PAIR, Classes
+
+    width = min(map(len, rows))
+    p = np.array([r[:width] for r in rows]) + 1e-9
+    p /= p.sum(axis=1, keepdims=True)
+    pair = Classes.of(PAIR)
+    for row in p[:, :2] / p[:, :2].sum(axis=1, keepdims=True):
+        assert score_columns(pair) == ["score_positive"] and shown(pair, row) == (round(float(row[0]), 6),)
+        assert label(pair, row, threshold) == ("positive" if round(float(row[0]), 6) >= threshold else "negative")
+    names = ("deer", "empty", "Red fox", "blank", "stoat")[:width]
+    species = Classes.of(names)
+    assert score_columns(species) == [f"score_{n}" for n in names]
+    for row in p:
+        assert label(species, row, threshold) == names[int(np.argmax(row))]
+        assert shown(species, row) == tuple(round(float(v), 6) for v in row)
+    animal, top = strongest(species, p)
+    keep = 1 - p[:, [n in ("empty", "blank") for n in names]].sum(axis=1)
+    assert animal == round(float(keep.max()), 6) and top == names[int(np.argmax(p[int(np.argmax(keep))]))]

@@ -505,3 +505,12 @@ def test_a_name_that_is_not_utf8_is_listed_in_scan_csv_as_it_is_on_disk(model, v
     lines = (tmp_path / "out" / "scan.csv").read_bytes().splitlines()
     assert lines[1].startswith(bytes(folder / "a.avi") + b",done,")
     assert lines[2].startswith(latin1 + b",failed,") and b"its name is not UTF-8" in lines[2]
+
+
+def test_deepmeerkats_pair_takes_negative_as_its_background_and_no_other(model, videos, scan0, tmp_path):
+    result = invoke("scan", model, videos[1]["a"], "--output", tmp_path / "p", "--background", "positive")
+    assert_user_error(result, 2, "positive/negative pair", "leave --background out")
+    assert not (tmp_path / "p" / "scan.csv").exists()
+    out = tmp_path / "n"
+    scan(model, videos[1]["a"], "--output", out, "--threshold", "0", "--background", "negative")
+    assert annotations(out / "a") == scan0[1]

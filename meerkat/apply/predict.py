@@ -1,4 +1,8 @@
-"""Score image files or folders with an exported model: path,label,score_positive.
+"""Score image files or folders with an exported model: path, label and the score columns.
+
+DeepMeerkat's pair: path,label,score_positive, labelled positive when score_positive (as printed)
+reaches --threshold. A model of other classes: path,label,score_<class>... in dict.txt's order,
+labelled with the top class (--threshold is the pair's). apply/scorer.py names the columns.
 
 Files are read and checked by the same code as in preprocess (imagefiles), so predict uses the
 same formats, applies the same pixel limit and skips the same files with the same reasons.
@@ -13,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from meerkat.apply.card import threshold_note
-from meerkat.apply.scorer import Scorer
+from meerkat.apply.scorer import Scorer, label, score_columns, shown
 from meerkat.core import atomic, ownership
 from meerkat.core.errors import MeerkatError, UsageError
 from meerkat.samples.imagefiles import Unreadable, for_model, list_images, read_bytes, warn_skipped, write_skipped
@@ -52,14 +56,15 @@ def predict(model_dir, paths, output=None, batch_size: int = 32, threshold: floa
     from meerkat.embed.decode import decode_error
 
     model = Scorer(model_dir)
-    if note := threshold_note(model_dir, threshold):  # where the summary goes: never into the CSV on stdout
+    # Where the summary goes, never into the CSV on stdout; only the pair's labels depend on --threshold.
+    if model.classes.is_pair and (note := threshold_note(model_dir, threshold)):
         print(note, file=sys.stdout if output else sys.stderr, flush=True)
     rows, skipped = [], []
 
     def score(batch):
         """Score [(path, bytes)]; a batch that a bad file breaks is halved until that file is alone."""
         try:
-            scores = model([data for _, data in batch])
+            scores = model.probabilities([data for _, data in batch])
         except tf.errors.InvalidArgumentError:
             if len(batch) == 1:
                 skipped.append((str(batch[0][0]), decode_error(batch[0][0])))
@@ -67,9 +72,8 @@ def predict(model_dir, paths, output=None, batch_size: int = 32, threshold: floa
                 score(batch[: len(batch) // 2])
                 score(batch[len(batch) // 2 :])
             return
-        for (path, _), s in zip(batch, scores, strict=True):
-            s = round(float(s), 6)  # the value the CSV shows, so that its label agrees with it
-            rows.append((str(path), "positive" if s >= threshold else "negative", s))
+        for (path, _), p in zip(batch, scores, strict=True):
+            rows.append((str(path), label(model.classes, p, threshold), *shown(model.classes, p)))
 
     for i in range(0, len(files), batch_size):
         batch = []
@@ -87,7 +91,7 @@ def predict(model_dir, paths, output=None, batch_size: int = 32, threshold: floa
         raise MeerkatError(
             f"none of the {len(skipped)} files could be scored (reasons above); the first, {path}: {reason}"
         )
-    table = pd.DataFrame(rows, columns=["path", "label", "score_positive"])
+    table = pd.DataFrame(rows, columns=["path", "label", *score_columns(model.classes)])
     if output:
         with atomic.atomic_open(output, "w", newline="", **atomic.TEXT) as f:
             table.to_csv(f, index=False, lineterminator="\n", float_format="%.6f")

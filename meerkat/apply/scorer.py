@@ -1,12 +1,20 @@
-"""An exported model applied to encoded crops: P(positive) for each, a batch per call."""
+"""An exported model applied to encoded crops, a batch per call; its classes, and the score
+columns predict and clips write of them.
+
+The model's classes are those of its dict.txt (samples/classes.py). DeepMeerkat's pair gets
+today's one column, score_positive; a model of other classes one column a class, score_<class>,
+in dict.txt's order. scan keeps a crop by 1 - its background classes' scores (`keep_classes`):
+P(positive) for the pair, "score_animal" for any other model.
+"""
 
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from meerkat.core.errors import MeerkatError
+from meerkat.core.errors import MeerkatError, UsageError
 from meerkat.embed.weights import sha256
+from meerkat.samples.classes import NEGATIVE, SCORE_DECIMALS, Classes, from_labels
 
 FIX = "pass the model/ folder written by `meerkat run` or `train`"
 
@@ -34,6 +42,56 @@ def labels(model_dir) -> tuple[str, ...]:
         reason = getattr(e, "strerror", None) or "it is not UTF-8 text"
         raise MeerkatError(f"cannot read dict.txt in {path}: {reason}; pass a model/ meerkat exported") from None
     return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def model_classes(model_dir, background=None) -> Classes:
+    """The classes of a model folder's dict.txt, background as `background` names them (default: by name)."""
+    return from_labels(labels(model_dir), background or None)
+
+
+def keep_classes(model_dir, background=None) -> Classes:
+    """The classes for scan's keep rule; refuses a model none of whose classes means "nothing here"."""
+    classes = model_classes(model_dir, background)
+    names = ", ".join(classes.names)
+    if classes.is_pair and background and classes.background != {NEGATIVE}:
+        raise UsageError("the model is DeepMeerkat's positive/negative pair, whose background is negative; "
+                         "leave --background out")  # fmt: skip
+    if not classes.background:
+        raise UsageError(
+            f"none of the classes of {model_dir} ({names}) is named like empty, blank, background or negative; "
+            "name the classes that mean nothing here with --background NAME"
+        )
+    if len(classes.background) == len(classes):
+        raise UsageError(f"--background names every class ({names}); scan would keep nothing: leave an animal out")
+    return classes
+
+
+def keep_name(classes: Classes) -> str:
+    """What scan.csv and the logs call the figure scan keeps by: score_positive for the pair."""
+    return classes.score_column(classes.names[0]) if classes.is_pair else "score_animal"
+
+
+def score_columns(classes: Classes) -> list[str]:
+    """predict's and clips' score columns: score_positive alone for the pair, else score_<class> each."""
+    return [classes.score_column(n) for n in (classes.names[:1] if classes.is_pair else classes.names)]
+
+
+def shown(classes: Classes, probabilities) -> tuple[float, ...]:
+    """One crop's scores of its score_columns, rounded as the CSVs print them."""
+    return tuple(round(float(p), SCORE_DECIMALS) for p in probabilities[: len(score_columns(classes))])
+
+
+def label(classes: Classes, probabilities, threshold: float) -> str:
+    """One crop's class: for the pair, positive when its printed P(positive) reaches `threshold`; else the top class."""
+    return classes.names[int(classes.predicted(np.asarray([probabilities]), threshold)[0])]
+
+
+def strongest(classes: Classes, probabilities) -> tuple[float, str]:
+    """Of crops [N, classes] (N >= 1), the highest keep score (printed) and the top class of the crop that has it."""
+    probabilities = np.asarray(probabilities)
+    keep = classes.keep_scores(probabilities)
+    best = int(np.argmax(keep))
+    return round(float(keep[best]), SCORE_DECIMALS), classes.top(probabilities[best : best + 1])[0]
 
 
 class Scorer:
@@ -66,3 +124,7 @@ class Scorer:
     @cached_property
     def labels(self) -> tuple[str, ...]:
         return labels(self.path)
+
+    @cached_property
+    def classes(self) -> Classes:
+        return model_classes(self.path)

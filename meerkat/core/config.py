@@ -446,12 +446,14 @@ class ClipsConfig:
     )
     model: Path | None = option(
         None,
-        "An earlier model/: also sort the crops into OUTPUT/suggested/{Positives,Negatives}, with scores.csv.",
+        "An earlier model/: also sort the crops into OUTPUT/suggested/<class>/ ({Positives,Negatives} for "
+        "DeepMeerkat's pair), with scores.csv.",
         "MEERKAT_CLIPS_MODEL",
     )
     threshold: float = option(
-        0.5, "With --model: suggest Positives when score_positive >= T.", "MEERKAT_THRESHOLD", min=0, max=1
-    )
+        0.5, "With --model of DeepMeerkat's pair: suggest Positives at score_positive >= T (else: the top class).",
+        "MEERKAT_THRESHOLD", min=0, max=1,
+    )  # fmt: skip
     workers: int = option(
         1, "With --detections: images decoded at once (threads).", "MEERKAT_WORKERS", min=1, max=MAX_INT
     )
@@ -492,11 +494,16 @@ class ScanConfig:
     megadetector: DetectionsConfig = field(default_factory=DetectionsConfig)
     threshold: float = option(
         0.5,
-        "Keep a frame when a box has score_positive >= T (DeepMeerkat kept boxes at 0.05).",
+        "Keep a frame when a box has score_positive >= T (DeepMeerkat kept boxes at 0.05); for a model of other "
+        "classes, score_animal: 1 - the background classes' scores.",
         "MEERKAT_THRESHOLD",
         min=0,
         max=1,
     )
+    background: list[str] | None = option(
+        None, "The classes that mean nothing here (default: those named like negative, empty, blank, background or "
+        "nothing); repeatable.", "MEERKAT_BACKGROUND", metavar="CLASS",
+    )  # fmt: skip
     frames: bool = option(True, "Write a JPEG of each kept frame with its boxes drawn.", "MEERKAT_FRAMES")
     batch_size: int = option(64, "Crops per model call.", "MEERKAT_SCAN_BATCH_SIZE", ADVANCED, min=1, max=MAX_INT)
     workers: int = option(

@@ -5,8 +5,8 @@ OUTPUT/crops/ holds the crops, named so that they stay apart in one Samples fold
 category, conf and box. OUTPUT/crops.skipped.csv lists, in the file's order, the images and
 videos that could not be used (MegaDetector's own failures too) and the boxes that are not boxes
 in their image, with the reason. With --model, an earlier model scores every crop (crops.csv
-gets score_positive and suggested) and OUTPUT/suggested/{Positives,Negatives} gets a copy of
-each, as for videos (apply/suggest.py).
+gets its score columns, score_positive for the pair, and suggested) and OUTPUT/suggested/<class>/
+(the pair's {Positives,Negatives}) gets a copy of each, as for videos (apply/suggest.py).
 
 The work is cut into parts as scan --detections cuts it (detections/parts.py: planned from the
 file alone, so the model's calls, and so its scores, are scan's). Each part's crops and rows
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from meerkat import __version__
 from meerkat.apply import suggest
+from meerkat.apply.scorer import model_classes, score_columns
 from meerkat.apply.scorer import model_sha256 as scorer_sha256
 from meerkat.core import atomic, codeversion, faults, ownership, temporaries
 from meerkat.core.config import ClipsConfig
@@ -40,7 +41,6 @@ from meerkat.detections import crops, inputs, labels, parts, sources
 log = logging.getLogger(__name__)
 
 COLUMNS = ["crop", "file", "frame_number", "detection", "category", "conf", "bbox"]
-SCORED = ["score_positive", "suggested"]
 FOLDER = "clips-parts"
 PART = "meerkat clips part 1"
 
@@ -100,9 +100,9 @@ class Parts:
         rows = [row for c in cut for row in c.rows]
         data = [d for c in cut for d in c.data]
         if scorer is not None:
-            scores = [s for batch in batches for s in suggest.scores(scorer, [d for c in batch for d in c.data])]
-            for row, score in zip(rows, scores, strict=True):
-                row += [f"{score:.6f}", suggest.label(score, threshold)]
+            found = [s for b in batches for s in suggest.scored(scorer, [d for c in b for d in c.data], threshold)]
+            for row, (scores, label) in zip(rows, found, strict=True):
+                row += [*scores, label]
         atomic.ensure_dir(self.output / FOLDER)
         with atomic.atomic_dir(self.folder(k), "a part of the crops") as tmp:
             for row, crop in zip(rows, data, strict=True):
@@ -179,16 +179,21 @@ def _finish(cfg: ClipsConfig, results, work: Parts, scored: bool) -> int:
                 target = tmp / _place(row, cfg.by_class)
                 target.parent.mkdir(exist_ok=True)
                 _link(work.folder(k) / row[0], target)
-    columns = _columns(cfg) + (SCORED if scored else [])
+    classes = model_classes(cfg.model) if scored else None
+    columns = _columns(cfg) + ([*score_columns(classes), "suggested"] if scored else [])
     write_table(output / "crops.csv", columns, (row for part in found for row in part["rows"]))
     skipped = [row for part in found for row in part["skipped"]]
     write_table(output / "crops.skipped.csv", ["file", "detection", "reason"], skipped)
     _remove_others(output / FOLDER, {work.folder(k).name for k in range(work.count)})
     count = sum(len(part["rows"]) for part in found)
     if scored:
+        first = len(_columns(cfg))
         rows = [r for p in found for r in p["rows"]]
-        listed = [suggest.Suggestion(r[1], output / "crops" / _place(r, cfg.by_class), r[-2], r[-1]) for r in rows]
-        suggest.suggest(output, listed, cfg.threshold, "file")
+        listed = [
+            suggest.Suggestion(r[1], output / "crops" / _place(r, cfg.by_class), tuple(r[first:-1]), r[-1])
+            for r in rows
+        ]
+        suggest.suggest(output, listed, classes, cfg.threshold, "file")
     whole = [s for s in skipped if s[1] == ""]
     used = len({row[1] for part in found for row in part["rows"]})
     log.info("%d crops from %d files in %s (%d failed)", count, used, output / "crops", len(whole))

@@ -8,8 +8,10 @@ model together (detections/parts.py plans the calls from the file alone).
 OUTPUT/detections.json is the input file plus meerkat's classes (megadetector/write.py), and
 OUTPUT/scan.csv has one row per image or video: file, status (done or failed), reason,
 detections (all MegaDetector's boxes), classified (those meerkat scored), max_score_positive and
-kept (a classified box reached --threshold). An image or video that cannot be read is listed as
-failed there and in detections.json, and the others go on.
+kept (a classified box reached --threshold). For a model of other classes than DeepMeerkat's pair,
+max_score_animal (1 - the background classes' scores: apply/scorer.py's keep_classes) and
+top_class (the top class of the box that has it) take max_score_positive's place. An image or
+video that cannot be read is listed as failed there and in detections.json, and the others go on.
 
 Array tasks split the work by parts (--shard-index/--num-shards, or SLURM's array variables);
 each part is written on its own as it is done, so a killed task, run again, redoes only its
@@ -21,6 +23,7 @@ import logging
 from pathlib import Path
 
 from meerkat.apply import card, scorer
+from meerkat.apply.scorer import strongest
 from meerkat.core import atomic, faults, locks, temporaries
 from meerkat.core.config import ScanConfig
 from meerkat.core.errors import MeerkatError
@@ -32,6 +35,7 @@ from meerkat.megadetector import merge, write
 log = logging.getLogger(__name__)
 
 COLUMNS = ["file", "status", "reason", "detections", "classified", "max_score_positive", "kept"]
+SPECIES = ["file", "status", "reason", "detections", "classified", "max_score_animal", "top_class", "kept"]
 
 
 def scan(cfg: ScanConfig) -> dict | None:
@@ -65,6 +69,7 @@ class Task:
             )
         temporaries.remove_stale(self.output)  # what killed tasks left; live tasks' work is locked
         self.model_sha256 = scorer.model_sha256(cfg.model)  # a wrong MODEL fails here, before any work
+        self.classes = scorer.keep_classes(cfg.model, cfg.background)
         root = cfg.megadetector.image_root or self.results.path.parent
         prefixes = cfg.megadetector.prefixes()
         self.key = parts.key(self.results, root, prefixes, self.model_sha256, cfg.motion.padding, cfg.batch_size)
@@ -147,10 +152,11 @@ class Task:
             scores = merge.combine(found)
             counts = self._write(scores)
         log.info(
-            "scan.csv: %d files (%d failed), %d kept at score_positive >= %g; %d boxes classified -> %s",
+            "scan.csv: %d files (%d failed), %d kept at %s >= %g; %d boxes classified -> %s",
             len(self.results.entries),
             counts["failed"],
             counts["kept"],
+            scorer.keep_name(self.classes),
             self.cfg.threshold,
             len(scores.classifications),
             self.output / "detections.json",
@@ -174,34 +180,38 @@ class Task:
         with atomic.writing(target), atomic.atomic_open(target, "wb") as f:
             write.write(self.results, scores, classifier, f)
         counts = {"failed": 0, "kept": 0}
+        columns = COLUMNS if self.classes.is_pair else SPECIES
 
         def rows():
             for entry in self.results.entries:
-                row = _row(entry, scores, self.cfg.threshold)
+                row = _row(entry, scores, self.cfg.threshold, self.classes)
                 counts["failed"] += row["status"] == "failed"
                 counts["kept"] += row["kept"] == "True"
-                yield [row[c] for c in COLUMNS]
+                yield [row[c] for c in columns]
 
-        clips.write_table(self.output / "scan.csv", COLUMNS, rows())
+        clips.write_table(self.output / "scan.csv", columns, rows())
         return counts
 
 
-def _row(entry, scores: write.Scores, threshold: float) -> dict:
-    """scan.csv's row of one entry. The positive class is the model's first output (samples/classes.py)."""
-    positive = [
-        round(scores.classifications[entry.index, d.index][0], write.DIGITS)
+def _row(entry, scores: write.Scores, threshold: float, classes) -> dict:
+    """scan.csv's row of one entry: its highest keep score (the pair's P(positive)) and that box's top class."""
+    found = [
+        scores.classifications[entry.index, d.index]
         for d in entry.detections
         if (entry.index, d.index) in scores.classifications
     ]
     failure = scores.failures.get(entry.index) or (f"MegaDetector: {entry.failure}" if entry.failure else "")
     problems = "; ".join(f"box {p.detection}: {p.reason}" for p in entry.problems)
-    best = max(positive, default=None)
+    best, top = strongest(classes, found) if found else (None, "")
+    shown = "" if best is None else f"{best:.6f}"
     return {
         "file": entry.file,
         "status": "failed" if failure else "done",
         "reason": failure or problems,
         "detections": entry.listed,
-        "classified": len(positive),
-        "max_score_positive": "" if best is None else f"{best:.6f}",
+        "classified": len(found),
+        "max_score_positive": shown,
+        "max_score_animal": shown,
+        "top_class": top,
         "kept": str(best is not None and best >= threshold),
     }

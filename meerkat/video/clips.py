@@ -5,8 +5,10 @@ frames counted from 1, `i` the box's index in its frame), annotations.csv (one r
 parameters.csv, in DeepMeerkat 3.x's layout. A video whose stem another video has gets the folder
 `<stem>_<hash>` instead (video/folders.py), and its crops are named after it, so that no two crops
 of a run share a name. With --model, an earlier model scores every crop
-and OUTPUT/suggested/{Positives,Negatives} get a copy of each, with suggested/scores.csv, so a
-second round of labelling means reviewing suggestions rather than sorting from scratch.
+and OUTPUT/suggested/<class>/ (the pair's {Positives,Negatives}) get a copy of each, with
+suggested/scores.csv, so a second round of labelling means reviewing suggestions rather than
+sorting from scratch (apply/suggest.py). annotations.csv then gives each crop its suggested class
+and a score: P(positive) for the pair, else the top class's.
 
 Each video's folder appears whole when the video is done; a rerun skips the videos it finished
 with the same settings. A video that cannot be opened, fails to decode part way or does not fit
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from meerkat import __version__
 from meerkat.apply import suggest
+from meerkat.apply.scorer import score_columns
 from meerkat.core import atomic, codeversion, nesting, temporaries
 from meerkat.core.config import ClipsConfig
 from meerkat.video import folders, results
@@ -43,7 +46,7 @@ def clips(cfg: ClipsConfig) -> list[dict]:
     clipper = VideoClipper(cfg, scorer, chosen.names)
     summaries = [clipper.walk(path) for path in videos]
     if scorer is not None:
-        _suggest(output, [s for s in summaries if s["status"] != "failed"], cfg.threshold)
+        _suggest(output, [s for s in summaries if s["status"] != "failed"], scorer.classes, cfg.threshold)
     failed = [s for s in summaries if s["status"] == "failed"]
     crops = sum(s["crops"] for s in summaries)
     log.info("%d crops from %d videos in %s (%d failed)", crops, len(videos) - len(failed), output, len(failed))
@@ -108,21 +111,23 @@ class VideoCrops:
 
 
 def _score(folder: Path, rows: list[dict], scorer, threshold: float) -> None:
-    """Label each crop with the model: annotations get its score, scores.csv the suggestion."""
-    for row, score in zip(rows, suggest.scores(scorer, [(folder / r["crop"]).read_bytes() for r in rows]), strict=True):
-        row["score"], row["label"] = score, suggest.label(score, threshold)
-    table = [(r["crop"], f"{r['score']:.6f}", r["label"]) for r in rows]
-    atomic.write_csv(folder / "scores.csv", table, ["crop", "score_positive", "suggested"])
+    """Label each crop with the model: annotations get its class and score, scores.csv the suggestion."""
+    found = suggest.scored(scorer, [(folder / r["crop"]).read_bytes() for r in rows], threshold)
+    for row, (scores, label) in zip(rows, found, strict=True):
+        # The pair: P(positive), the one column; else the top class's score.
+        column = 0 if scorer.classes.is_pair else scorer.classes.index(label)
+        row["score"], row["label"] = float(scores[column]), label
+    table = [(r["crop"], *scores, label) for r, (scores, label) in zip(rows, found, strict=True)]
+    atomic.write_csv(folder / "scores.csv", table, ["crop", *score_columns(scorer.classes), "suggested"])
 
 
-def _suggest(output: Path, done: list[dict], threshold: float) -> None:
+def _suggest(output: Path, done: list[dict], classes, threshold: float) -> None:
     """OUTPUT/suggested/ from the scores.csv of each video done."""
-    crops = []
+    crops, columns = [], score_columns(classes)
     for summary in done:
         folder = output / summary["folder"]
         with open(folder / "scores.csv", newline="", **atomic.TEXT) as f:
             for row in csv.DictReader(f):
-                crops.append(
-                    suggest.Suggestion(summary["video"], folder / row["crop"], row["score_positive"], row["suggested"])
-                )
-    suggest.suggest(output, crops, threshold, "video")
+                scores = tuple(row[c] for c in columns)
+                crops.append(suggest.Suggestion(summary["video"], folder / row["crop"], scores, row["suggested"]))
+    suggest.suggest(output, crops, classes, threshold, "video")

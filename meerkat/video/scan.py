@@ -2,16 +2,20 @@
 
 Motion detection and crops are those of `clips`, so the model sees what it was trained on. Crops
 go through the exported SavedModel in batches (several frames' boxes per call, never one call per
-box). A frame is kept when any of its boxes has score_positive >= --threshold.
+box). A frame is kept when any of its boxes has score_positive >= --threshold; for a model of other
+classes, score_animal: 1 - the scores of its background classes (--background, else by name;
+apply/scorer.py's keep_classes refuses a model with none).
 
 For each video, its folder OUTPUT/<stem>/ (or `<stem>_<hash>` when another video has that stem:
 video/folders.py) holds, in DeepMeerkat 3.x's layout (so its review window opens it):
-annotations.csv with every box (label positive or negative, score = P(positive)), parameters.csv
+annotations.csv with every box (label positive or negative, score = P(positive); for other
+classes the top class and score_animal), parameters.csv
 (model and its sha256, threshold, settings, frames with motion, kept frames, return rate,
 minutes), and frames/<frame>.jpg of each kept frame with its boxes drawn.
 OUTPUT/scan.csv has one row per video of this run, failures included, its last column the folder
-that holds it. The same results in MegaDetector's format: each folder's detections.json and
-OUTPUT/detections.json (video/detections_file.py).
+that holds it; for a model of other classes than the pair, top_class before it: the top class of
+the video's box with the highest score_animal. The same results in MegaDetector's format: each
+folder's detections.json and OUTPUT/detections.json (video/detections_file.py).
 
 Each video's folder appears whole once the video is done, and a rerun skips the videos finished
 with the same model and settings, so a killed scan resumes video by video (video/walk.py walks
@@ -19,6 +23,7 @@ them, as for clips). Array tasks split the videos as preprocess splits a CSV
 (--shard-index/--num-shards, or SLURM's array variables).
 """
 
+import json
 import logging
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
@@ -26,9 +31,11 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from meerkat import __version__
 from meerkat.apply.card import threshold_note
+from meerkat.apply.scorer import keep_classes, label, strongest
 from meerkat.core import atomic, codeversion, locks, nesting, temporaries
 from meerkat.core.config import ScanConfig
 from meerkat.core.errors import MeerkatError
@@ -45,6 +52,10 @@ log = logging.getLogger(__name__)
 # 1080p frames. Without frames/ only the crops wait, so every call gets --batch-size of them.
 PENDING_BYTES = 256 * 2**20
 POSITIVE, NEGATIVE = (0, 0, 255), (0, 200, 255)  # BGR: red, amber
+COLUMNS = [
+    "video", "status", "reason", "total_frames", "motion_frames", "kept_frames", "return_rate", "minutes", "folder",
+]  # fmt: skip
+TOP = {True: [], False: ["top_class"]}  # by whether the model is DeepMeerkat's pair: its scan.csv is as it was
 
 
 def scan(cfg: ScanConfig) -> list[dict]:
@@ -60,6 +71,7 @@ def scan(cfg: ScanConfig) -> list[dict]:
             f"{output} holds a scan of MegaDetector's detections (detections-parts/); give this scan another --output"
         )
     temporaries.remove_stale(output)  # what killed scans left; live tasks' work is locked
+    classes = keep_classes(cfg.model, cfg.background)  # before any work: a model with no background is refused
     chosen = folders.assign(every, output, cfg.path_map)  # of every task's videos, so that all tasks agree
     chosen.note_others(output, "scan.csv and detections.json list this run's videos only")
     videos = every[index::count]
@@ -77,7 +89,7 @@ def scan(cfg: ScanConfig) -> list[dict]:
     entries = [detections_file.listed(s.pop("entry"), s["video"], base, s["folder"]) for s in summaries]
     parts = atomic.ensure_dir(output / "scan-parts")
     with locks.waiting_lock(parts / ".lock"):  # tasks finishing together would each miss the other's part
-        _write_table(output, parts, summaries, index, count)
+        _write_table(output, parts, summaries, index, count, COLUMNS[:-1] + TOP[classes.is_pair] + COLUMNS[-1:])
         detections_file.write_all(output, parts, entries, index, count, classifier)
     check_some_usable(summaries)
     return summaries
@@ -120,11 +132,15 @@ class VideoScanner(VideoWalk):
 
         self.cfg = cfg
         self.scorer = Scorer(cfg.model)
+        self.classes = keep_classes(cfg.model, cfg.background)
+        # The pair's settings are as they were, so that its finished folders are reused.
+        background = {} if self.classes.is_pair else {"background": json.dumps(sorted(self.classes.background))}
         settings = {
             **asdict(cfg.motion),
             "model": str(self.scorer.path),
             "model_sha256": self.scorer.sha256,
             "threshold": cfg.threshold,
+            **background,
             "frames_written": cfg.frames,
             "meerkat_version": __version__,
             "code_key": codeversion.key("scan"),  # an upgrade that changed how videos are scanned redoes them
@@ -133,7 +149,7 @@ class VideoScanner(VideoWalk):
         self.classifier = detections_file.classifier(cfg.model, self.scorer.labels, self.scorer.sha256, cfg.threshold)
 
     def start(self, tmp: Path, path: Path, info: VideoInfo, name: str) -> "ScannedVideo":
-        return ScannedVideo(tmp, path, info, self.cfg, self.scorer, self.classifier)
+        return ScannedVideo(tmp, path, info, self)
 
     def reusable(self, folder: Path) -> bool:
         return detections_file.read_video(folder) is not None
@@ -147,6 +163,8 @@ class VideoScanner(VideoWalk):
             summary["entry"] = detections_file.read_video(self.output / summary["folder"])
             if summary["status"] == "failed":  # truncated: the boxes found stay
                 summary["entry"][write.FAILURE] = summary["reason"]
+        if not self.classes.is_pair:
+            summary["top_class"] = _top_class(self.classes, summary["entry"])
         return summary
 
     def line(self, params: dict, seconds: float) -> str:
@@ -161,9 +179,10 @@ class ScannedVideo:
     frames kept are drawn into frames/; every box, with the model's probabilities, goes to
     detections.json."""
 
-    def __init__(self, tmp: Path, path: Path, info: VideoInfo, cfg: ScanConfig, scorer, classifier):
-        self.tmp, self.path, self.fps, self.cfg, self.scorer = tmp, path, info.fps, cfg, scorer
-        self.info, self.classifier = info, classifier
+    def __init__(self, tmp: Path, path: Path, info: VideoInfo, scanner: VideoScanner):
+        self.tmp, self.path, self.fps, self.cfg, self.scorer = tmp, path, info.fps, scanner.cfg, scanner.scorer
+        self.info, self.classes, self.classifier = info, scanner.classes, scanner.classifier
+        cfg = self.cfg
         self.found: list[tuple] = []  # (0-based frame number, (x, y, w, h), probabilities) of each box
         if cfg.frames:
             (tmp / "frames").mkdir()
@@ -202,19 +221,21 @@ class ScannedVideo:
 
     def _classify(self) -> None:
         """Score the boxes of the pending frames in model calls of --batch-size; keep and draw the
-        frames with a positive box."""
+        frames with a box that reaches --threshold."""
         pending, self.pending, self.waiting = self.pending, [], 0
+        if not pending:
+            return
         crops = [c for _, _, _, frame_crops in pending for c in frame_crops]
         size, threshold = self.cfg.batch_size, self.cfg.threshold
         probabilities = [p for i in range(0, len(crops), size) for p in self.scorer.probabilities(crops[i : i + size])]
         # Rounded as annotations.csv shows them, so that a label, its frame and its colour agree.
-        scores = [round(float(p[0]), 6) for p in probabilities]  # the positive class is the model's first
+        scores = [round(float(k), 6) for k in self.classes.keep_scores(np.asarray(probabilities))]
         for number, frame, boxes, _ in pending:
             mine, scores = scores[: len(boxes)], scores[len(boxes) :]
             theirs, probabilities = probabilities[: len(boxes)], probabilities[len(boxes) :]
             for box, score, p in zip(boxes, mine, theirs, strict=True):
-                label = "positive" if score >= threshold else "negative"
-                self.rows.append(results.annotation(number, self.fps, box, label, f"{score:.6f}"))
+                named = label(self.classes, p, threshold)
+                self.rows.append(results.annotation(number, self.fps, box, named, f"{score:.6f}"))
                 self.found.append((number - 1, (box.x, box.y, box.w, box.h), tuple(map(float, p))))
             if max(mine) < threshold:
                 continue
@@ -228,14 +249,20 @@ class ScannedVideo:
                 atomic.write_file(self.tmp / "frames" / f"{number}.jpg", atomic.jpeg(frame))
 
 
-def _write_table(output: Path, parts: Path, summaries: list[dict], index: int, count: int) -> None:
+def _top_class(classes, entry: dict) -> str:
+    """scan.csv's top_class of a video: of its detections.json entry, the top class of the box with
+    the highest score_animal; "" when it has none."""
+    found = [dict(d["classifications"]) for d in entry.get("detections") or () if "classifications" in d]
+    if not found:
+        return ""
+    return strongest(classes, [[f[str(i)] for i in range(len(classes))] for f in found])[1]
+
+
+def _write_table(output: Path, parts: Path, summaries: list[dict], index: int, count: int, columns: list) -> None:
     """OUTPUT/scan.csv: every task's rows (scan-parts/), rebuilt by whichever task finishes last.
     The caller holds the parts folder's lock."""
     import pandas as pd
 
-    columns = [
-        "video", "status", "reason", "total_frames", "motion_frames", "kept_frames", "return_rate", "minutes", "folder",
-    ]  # fmt: skip
     mine = pd.DataFrame(summaries, columns=columns)
     part = parts / f"{index:05d}-of-{count:05d}.csv"
     with atomic.writing(part), atomic.atomic_open(part, "w", newline="", **atomic.TEXT) as f:
