@@ -486,7 +486,12 @@ def _md_provenance(card: dict) -> list[str]:
         f"- meerkat {card['meerkat']['version']}, revision `{card['meerkat']['revision'] or 'unknown'}`",
         *(f"- {k.replace('_version', '')}: {v}" for k, v in card["versions"].items()),
         f"- Training options: `{json.dumps(training['options'], sort_keys=True)}`",
-        *(f"- {k.replace('_', ' ')}: {v}" for k, v in training.items() if k != "options"),
+        # The splits' grouping has its sentences under Training data; meerkat.json has the figures.
+        *(
+            f"- {k.replace('_', ' ')}: {v}"
+            for k, v in training.items()
+            if k not in ("options", "split_grouping", "splits")
+        ),
         "",
         "The same facts for programs: `meerkat.json` beside this file. The full report: `../report/index.html`.",
         "",
