@@ -187,7 +187,7 @@ def load_model_once(model_dir: Path) -> float:
 
 def one_pass(model_dir: Path, md: Path, workers: int) -> dict:
     from meerkat.core import config
-    from meerkat.core.config import ScanConfig
+    from meerkat.core.video_config import ScanConfig
     from meerkat.detections.scan import scan
 
     out = RUNS / f"scan-w{workers}"
@@ -201,7 +201,7 @@ def one_pass(model_dir: Path, md: Path, workers: int) -> dict:
 def two_passes(model_dir: Path, md: Path, workers: int) -> dict:
     from meerkat.apply.predict import predict
     from meerkat.core import config
-    from meerkat.core.config import ClipsConfig
+    from meerkat.core.video_config import ClipsConfig
     from meerkat.detections.clips import clips
 
     out = RUNS / f"clips-w{workers}"

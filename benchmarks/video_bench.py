@@ -192,7 +192,7 @@ def deepmeerkat(video: Path, out: Path) -> tuple[tuple[float, float], int]:
 
 def clips(video: Path, out: Path, scale: float) -> tuple[tuple[float, float], int]:
     from meerkat.core import config
-    from meerkat.core.config import ClipsConfig
+    from meerkat.core.video_config import ClipsConfig
     from meerkat.video.clips import clips as run_clips
 
     shutil.rmtree(out, ignore_errors=True)
@@ -207,7 +207,7 @@ class Scan:
 
     def __init__(self, model_dir: Path, videos: list[Path], out: Path, batch_size: int | None):
         from meerkat.core import config
-        from meerkat.core.config import ScanConfig
+        from meerkat.core.video_config import ScanConfig
         from meerkat.video.scan import VideoScanner
 
         values = {"model": model_dir, "videos": videos, "output": out, "frames": False, "force": True}

@@ -1,6 +1,6 @@
 """The `meerkat` command: a thin Typer layer over the stage functions.
 
-A stage's options are the fields of its config (core/config.py), turned into Typer options here:
+A stage's options are the fields of its config (core/config.py, core/video_config.py), turned into Typer options here:
 help, default and MEERKAT_* variable are written once, there. Each command builds its configs from
 the parsed options by keyword and hands them to its stage. Precedence is click's, the same for
 every option: the command line, then the MEERKAT_* variable, then the default.
@@ -25,18 +25,15 @@ from meerkat.core.config import (
     MAX_INT,
     MAX_SEED,
     BackboneConfig,
-    ClipsConfig,
-    DetectionsConfig,
     DocsConfig,
-    MotionConfig,
     PreprocessConfig,
     RecordsConfig,
     RunConfig,
-    ScanConfig,
     TrainConfig,
 )
 from meerkat.core.errors import MeerkatError, describe_os_error
 from meerkat.core.logs import configure_logging
+from meerkat.core.video_config import ClipsConfig, DetectionsConfig, MotionConfig, ScanConfig
 
 app = typer.Typer(
     help="Train DeepMeerkat's two-class crop classifiers: createdocs -> preprocess -> train -> export.",

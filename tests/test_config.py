@@ -9,19 +9,9 @@ from conftest import make_samples
 
 from meerkat.cli import app
 from meerkat.core import config
-from meerkat.core.config import (
-    BackboneConfig,
-    ClipsConfig,
-    DetectionsConfig,
-    DocsConfig,
-    MotionConfig,
-    PreprocessConfig,
-    RecordsConfig,
-    RunConfig,
-    ScanConfig,
-    TrainConfig,
-)
+from meerkat.core.config import BackboneConfig, DocsConfig, PreprocessConfig, RecordsConfig, RunConfig, TrainConfig
 from meerkat.core.errors import UsageError
+from meerkat.core.video_config import ClipsConfig, DetectionsConfig, MotionConfig, ScanConfig, parse_region
 
 CONFIGS = (
     DocsConfig,
@@ -110,5 +100,5 @@ def test_rules_that_span_fields_are_checked_by_the_config(make, words):
 def test_regions_are_parsed_and_bad_ones_are_usage_errors(tmp_path, cli):
     result = cli("clips", tmp_path, "--output", tmp_path / "o", "--exclude", "0,0,10")
     assert result.exit_code == 2 and "received '0,0,10'" in result.output
-    cfg = config.build(MotionConfig, {"exclude": [config.parse_region("0,0,320,20"), (5, 5, 1, 1)]})
+    cfg = config.build(MotionConfig, {"exclude": [parse_region("0,0,320,20"), (5, 5, 1, 1)]})
     assert cfg.exclude == ((0, 0, 320, 20), (5, 5, 1, 1))

@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from videos import moving_square
 
 from meerkat.cli import RETIRED, app
-from meerkat.core.config import parse_region
+from meerkat.core.video_config import parse_region
 
 GROUP = typer.main.get_command(app)
 VIDEO_SIZE = (240, 160)  # tests/videos.py's default

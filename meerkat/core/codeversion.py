@@ -53,7 +53,7 @@ PARTS = {
 NO_EFFECT = frozenset(
     {"__init__", "__main__", "cli", "doctor", "tensorboard", "core.atomic", "core.codeversion", "core.config",
      "core.errors", "core.faults", "core.locks", "core.logs", "core.ownership", "core.progress", "core.quiet",
-     "core.slurm", "core.temporaries", "embed.devices", "embed.weights"}
+     "core.slurm", "core.temporaries", "core.video_config", "embed.devices", "embed.weights"}
 )  # fmt: skip
 
 DISTRIBUTIONS = {

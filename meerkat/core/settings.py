@@ -1,4 +1,4 @@
-"""Constants shared by the stages. Options a user can set, with their defaults, live in config.py."""
+"""Constants shared by the stages. Options a user can set, with their defaults, live in core/*config.py."""
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 

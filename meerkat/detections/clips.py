@@ -33,9 +33,9 @@ from meerkat.apply import suggest
 from meerkat.apply.scorer import model_classes, score_columns
 from meerkat.apply.scorer import model_sha256 as scorer_sha256
 from meerkat.core import atomic, codeversion, faults, ownership, temporaries
-from meerkat.core.config import ClipsConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.core.progress import Progress
+from meerkat.core.video_config import ClipsConfig
 from meerkat.detections import crops, inputs, labels, parts, sources
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ import posixpath
 from dataclasses import dataclass
 
 from meerkat.core import nesting
-from meerkat.core.config import DetectionsConfig
 from meerkat.core.errors import MeerkatError
+from meerkat.core.video_config import DetectionsConfig
 from meerkat.megadetector import read
 
 log = logging.getLogger(__name__)

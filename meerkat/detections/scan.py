@@ -25,10 +25,10 @@ from pathlib import Path
 from meerkat.apply import card, scorer
 from meerkat.apply.scorer import strongest
 from meerkat.core import atomic, faults, locks, temporaries
-from meerkat.core.config import ScanConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.core.progress import Progress
 from meerkat.core.slurm import array_shard, check_shard
+from meerkat.core.video_config import ScanConfig
 from meerkat.detections import clips, inputs, parts, sources
 from meerkat.megadetector import merge, write
 

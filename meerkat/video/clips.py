@@ -25,7 +25,7 @@ from meerkat import __version__
 from meerkat.apply import suggest
 from meerkat.apply.scorer import score_columns
 from meerkat.core import atomic, codeversion, nesting, temporaries
-from meerkat.core.config import ClipsConfig
+from meerkat.core.video_config import ClipsConfig
 from meerkat.video import folders, results
 from meerkat.video.frames import VideoInfo, list_videos
 from meerkat.video.motion import cut

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from meerkat.core.config import MotionConfig
+from meerkat.core.video_config import MotionConfig
 from meerkat.video.frames import BadVideo
 
 # MOG2 as DeepMeerkat sets it up; parameters.csv records them (parameters() below).

@@ -37,9 +37,9 @@ from meerkat import __version__
 from meerkat.apply.card import threshold_note
 from meerkat.apply.scorer import keep_classes, label, strongest
 from meerkat.core import atomic, codeversion, locks, nesting, temporaries
-from meerkat.core.config import ScanConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.core.slurm import array_shard, check_shard
+from meerkat.core.video_config import ScanConfig
 from meerkat.megadetector import write
 from meerkat.video import detections_file, folders, results
 from meerkat.video.frames import VideoInfo, list_videos, stride_for

@@ -21,9 +21,9 @@ from typing import Protocol
 import numpy as np
 
 from meerkat.core import atomic, faults
-from meerkat.core.config import MotionConfig
 from meerkat.core.errors import MeerkatError
 from meerkat.core.progress import Progress
+from meerkat.core.video_config import MotionConfig
 from meerkat.video import folders, results
 from meerkat.video.frames import BadVideo, Frames, VideoInfo, probe, stride_for
 from meerkat.video.motion import Box, MotionDetector, check_regions, parameters
