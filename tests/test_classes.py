@@ -3,7 +3,7 @@ DeepMeerkat's pair kept as it was and the background classes that scan's keep ru
 
 import numpy as np
 import pytest
-from conftest import SPECIES, assert_user_error, make_samples, make_species
+from conftest import SPECIES, TINY, assert_user_error, make_samples, make_species
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -112,3 +112,14 @@ def test_balance_cuts_background_classes_to_the_largest_animal_class(tmp_path, c
     assert result.exit_code == 0, result.output
     assert "empty training samples: 4 (undersampled from 10)" in result.output
     assert "deer training samples: 4\n" in result.output
+
+
+@pytest.mark.parametrize("train, test, words", [(2, 2, "2 training and 2 testing"), (4, 1, "4 training and 1 testing")])
+def test_a_class_too_small_to_train_and_test_stops_run_before_any_crop_is_embedded(tmp_path, cli, train, test, words):
+    samples = make_species(tmp_path / "S", classes=("deer", "fox"), train=6, test=3)
+    small = make_species(tmp_path / "small", classes=("owl",), train=train, test=test)
+    for split in ("Training", "Testing"):
+        (small / split / "owl").rename(samples / split / "owl")
+    result = cli("run", samples, tmp_path / "out", *TINY, "--epochs", 1)
+    assert_user_error(result, 1, "class 'owl' has", words, "--validation-fraction 0.15")
+    assert "Embedded" not in result.output and not (tmp_path / "out" / "records").exists()

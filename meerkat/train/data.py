@@ -80,6 +80,21 @@ class Held:
     by_file: list
 
 
+def check_counts(counts: dict[str, int], classes, fraction: float) -> None:
+    """Before any crop is embedded: every class has enough crops to train on, validate and test.
+    `counts` are createdocs' (`<class>_training`, `<class>_testing`). The same minimums load and split
+    enforce on the records; unreadable crops, found only then, can still fall short there."""
+    for name in classes:
+        train, test = counts[f"{name}_training"], counts[f"{name}_testing"]
+        left = train - validation_size(train, fraction)
+        if left < MIN_IMAGES_PER_CLASS or test < MIN_IMAGES_PER_CLASS:
+            raise MeerkatError(
+                f"class {name!r} has {train} training and {test} testing crops; it needs at least "
+                f"{MIN_IMAGES_PER_CLASS} to test and {MIN_IMAGES_PER_CLASS} to train on after --validation-fraction "
+                f"{fraction} holds out {train - left}: add {name} crops (or pass --validation-fraction 0)"
+            )
+
+
 def validation_index(data: Embeddings, fraction: float, seed: int, group_by: str) -> Held:
     """Which records the validation split holds out (groups.py's pick, class by class)."""
     keys = groups.keys_of(data.uris, group_by)

@@ -44,6 +44,9 @@ def run(cfg: RunConfig) -> dict:
             result = _fit(RecordsConfig(*sets, output_dir=output, force=cfg.force), cfg.train)
         else:
             docs = createdocs(cfg.docs)  # before TensorFlow loads: a wrong folder is reported at once
+            from meerkat.train.data import check_counts
+
+            check_counts(docs.counts, docs.classes.names, cfg.train.validation_fraction)
             spec = backbones.resolve(cfg.backbone)  # applies --gpus
             devices.log_devices(cfg.backbone.gpus)
             prefixes = {name: output / "records" / name for name in ("train", "eval")}
