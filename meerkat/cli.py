@@ -192,10 +192,11 @@ def main_options(
 
 @config_command(DocsConfig)
 def createdocs(**options):
-    """List the crops of SAMPLES/{Training,Testing}/{Positives,Negatives} as path,label CSVs.
+    """List the crops of SAMPLES/{Training,Testing}/<Class>/ as path,label CSVs.
 
-    Writes OUTPUT/docs/trainingdata.csv, testingdata.csv and dict.txt. Folder names may be in any
-    case, singular or plural. Without a Testing folder, 1 in 6 training crops is held out.
+    Writes OUTPUT/docs/trainingdata.csv, testingdata.csv and dict.txt. Positives and Negatives (any
+    case, singular or plural) are DeepMeerkat's pair; other folders are classes as named
+    (docs/species.md). Without a Testing folder, 1 in 6 groups of training crops is held out.
 
     [bold]Example:[/] meerkat createdocs Samples --output runs/hummingbirds
     """

@@ -72,7 +72,7 @@ def check_mounts(samples: Path | None, output: Path | None, mounts: list[str] | 
         if not any(samples.iterdir()):
             raise MeerkatError(
                 f"Samples folder {samples} is empty: the mount source is probably wrong; it must hold "
-                "Training/Positives and Training/Negatives"
+                "Training/Positives and Training/Negatives (or a folder a class)"
             )
     if output is not None:
         if mounts is not None and not _on_a_mount(output, mounts):

@@ -38,7 +38,7 @@ def test_user_error_is_one_line_without_traceback(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"error: Samples folder not found: {tmp_path / 'missing'}; "
-        "pass the folder that holds Training/Positives and Training/Negatives"
+        "pass the folder that holds Training/Positives and Training/Negatives (or a folder a class)"
     ]
     debug = meerkat("--debug", "createdocs", tmp_path / "missing", "--output", tmp_path / "o")
     assert "Traceback" in debug.stderr

@@ -234,7 +234,8 @@ def createdocs(cfg: DocsConfig) -> Docs:
     samples = Path(cfg.samples)
     if not samples.is_dir():
         raise MeerkatError(
-            f"Samples folder not found: {samples}; pass the folder that holds Training/Positives and Training/Negatives"
+            f"Samples folder not found: {samples}; pass the folder that holds Training/Positives and "
+            "Training/Negatives (or a folder a class)"
         )
     train_dir = _match_dir(samples, SPLIT_NAMES["training"], "Training")
     if train_dir is None:
@@ -242,11 +243,11 @@ def createdocs(cfg: DocsConfig) -> Docs:
         if loose:
             raise MeerkatError(
                 f"found {len(loose)} images but no Training folder in {samples}; sort them into "
-                f"{samples}/Training/Positives and {samples}/Training/Negatives"
+                f"{samples}/Training/Positives and {samples}/Training/Negatives (or a folder a class)"
             )
         raise MeerkatError(
             f"no Training folder in {samples}; expected {samples}/Training/Positives and "
-            f"{samples}/Training/Negatives (and optionally the same under Testing/)"
+            f"{samples}/Training/Negatives, or a folder a class (and optionally the same under Testing/)"
         )
     found, train_folders = _find_classes(train_dir)
     test_dir = _match_dir(samples, SPLIT_NAMES["testing"], "Testing")
