@@ -117,14 +117,15 @@ def test_crops_of_same_stem_videos_are_suggested_side_by_side(cards, tiny_run, t
 def test_suggested_never_overwrites_a_crop_of_the_same_name(tmp_path):
     from meerkat.apply import suggest
     from meerkat.core.errors import MeerkatError
+    from meerkat.samples.classes import PAIR, Classes
 
     crops = []
     for folder, name in (("one", "IMAG0001_3_0.jpg"), ("two", "imag0001_3_0.jpg")):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / name).write_bytes(folder.encode())
-        crops.append(suggest.Suggestion(f"{folder}.avi", tmp_path / folder / name, "0.900000", "positive"))
+        crops.append(suggest.Suggestion(f"{folder}.avi", tmp_path / folder / name, ("0.900000",), "positive"))
     with pytest.raises(MeerkatError) as e:
-        suggest.suggest(tmp_path / "out", crops, 0.5, "video")
+        suggest.suggest(tmp_path / "out", crops, Classes.of(PAIR), 0.5, "video")
     assert str(tmp_path / "one" / "IMAG0001_3_0.jpg") in str(e.value)
     assert str(tmp_path / "two" / "imag0001_3_0.jpg") in str(e.value)
     assert not (tmp_path / "out" / "suggested").exists()
