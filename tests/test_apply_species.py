@@ -3,7 +3,6 @@
 MegaDetector's validator and preview page. The model is trained once for the module on conftest's
 make_species crops with the tiny backbone: its scores are deterministic, not meaningful."""
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -12,11 +11,10 @@ import numpy as np
 import pytest
 from conftest import SHARED, TINY, assert_user_error, make_species, needs_shared
 from megadetector_tools import preview, validate
-from typer.testing import CliRunner
+from species import invoke, table, visible
 from videos import moving_square
 
 from meerkat.apply import card
-from meerkat.cli import app
 from meerkat.samples.classes import Classes
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("outside_slurm")]
@@ -24,23 +22,6 @@ CLASSES = ("Red fox", "deer", "empty")
 ORDER = ("deer", "empty", "Red fox")  # the model's: by name, case ignored
 SCORES = [f"score_{c}" for c in ORDER]
 ENA24 = SHARED / "data" / "ena24_small"
-ENV = {"SOURCE_DATE_EPOCH": "1767225600"}
-
-
-def invoke(*args, code: int = 0):
-    result = CliRunner().invoke(app, [str(a) for a in args], env=ENV)
-    assert result.exit_code == code, result.output
-    return result
-
-
-def table(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def visible(folder: Path) -> list[str]:
-    """The names in `folder` but meerkat's hidden records of what it owns."""
-    return [p.name for p in folder.iterdir() if not p.name.startswith(".")]
 
 
 def probabilities(row: dict) -> np.ndarray:

@@ -4,7 +4,6 @@ MegaDetector crops into species folders, the user names them as they like, adds 
 scan over a video, scan --detections (with MegaDetector's validator) and clips --detections --model
 apply. The model's scores are checked for agreement between commands, not for what they are."""
 
-import csv
 import json
 import re
 import shutil
@@ -14,11 +13,9 @@ import numpy as np
 import pytest
 from conftest import SHARED, TINY, needs_shared, write_species_image
 from megadetector_tools import validate
+from species import invoke, table, visible
 from test_report_page import assert_renders_cleanly, browser_check, image_sources
-from typer.testing import CliRunner
 from videos import moving_square
-
-from meerkat.cli import app
 
 pytestmark = [pytest.mark.slow, needs_shared(), pytest.mark.usefixtures("outside_slurm")]
 ENA24 = SHARED / "data" / "ena24_small"
@@ -28,23 +25,6 @@ ORDER = ("American Black Bear", "American Crow", "Chicken", "Eastern Fox Squirre
          "Striped Skunk", "Virginia Opossum")  # fmt: skip
 SCORES = [f"score_{c}" for c in ORDER]
 EMPTY = str(ORDER.index("empty"))
-ENV = {"SOURCE_DATE_EPOCH": "1767225600"}
-
-
-def invoke(*args, code: int = 0):
-    result = CliRunner().invoke(app, [str(a) for a in args], env=ENV)
-    assert result.exit_code == code, result.output
-    return result
-
-
-def table(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def visible(folder: Path) -> list[str]:
-    """The names in `folder` but meerkat's hidden records of what it owns."""
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
 
 
 def probabilities(row: dict) -> np.ndarray:

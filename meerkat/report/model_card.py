@@ -129,13 +129,7 @@ def _species_limits(facts: Facts) -> list[str]:
         "It expects crops cut by motion detection as DeepMeerkat and `meerkat clips` cut them, not whole frames.",
         "The scores rank crops; they are not calibrated probabilities.",
     ]
-    if _eval_held_out(facts) and not splits.leak_free(facts.run):
-        limits.insert(
-            2,
-            "The eval crops were held out from the Training folder (there was no Testing folder): they come from "
-            "the same videos as the training crops, so the metrics are optimistic for new videos.",
-        )
-    return limits
+    return _with_held_out(facts, limits)
 
 
 def _task(names: list[str]) -> str:
@@ -222,6 +216,17 @@ def _thresholds(thresholds: dict, table: list[dict]) -> dict:
     }
 
 
+def _with_held_out(facts: Facts, limits: list[str]) -> list[str]:
+    """`limits` with, third, the warning that the eval crops share videos with the training crops."""
+    if _eval_held_out(facts) and not splits.leak_free(facts.run):
+        limits.insert(
+            2,
+            "The eval crops were held out from the Training folder (there was no Testing folder): they come from "
+            "the same videos as the training crops, so the metrics are optimistic for new videos.",
+        )
+    return limits
+
+
 def _eval_held_out(facts: Facts) -> bool:
     """Whether the eval crops sit in the training crops' folder (no Testing folder: held out from Training)."""
     if not facts.training_source or not facts.uris:
@@ -248,13 +253,7 @@ def _limits(facts: Facts) -> list[str]:
         "It expects crops cut by motion detection as DeepMeerkat and `meerkat clips` cut them, not whole frames.",
         "score_positive ranks crops; it is not a calibrated probability.",
     ]
-    if _eval_held_out(facts) and not splits.leak_free(facts.run):
-        limits.insert(
-            2,
-            "The eval crops were held out from the Training folder (there was no Testing folder): they come from "
-            "the same videos as the training crops, so the metrics are optimistic for new videos.",
-        )
-    return limits
+    return _with_held_out(facts, limits)
 
 
 # --- README.md ---------------------------------------------------------------------------------------

@@ -1,0 +1,27 @@
+"""What the species end-to-end tests share: the command run in-process, CSV tables, and a folder's
+names but meerkat's hidden records of what it owns."""
+
+import csv
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from meerkat.cli import app
+
+ENV = {"SOURCE_DATE_EPOCH": "1767225600"}
+
+
+def invoke(*args, code: int = 0):
+    result = CliRunner().invoke(app, [str(a) for a in args], env=ENV)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def table(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def visible(folder: Path) -> list[str]:
+    """The names in `folder`, sorted, but meerkat's hidden records of what it owns."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
