@@ -113,7 +113,7 @@ def cut_off_download(path, data: bytes):
 def test_a_truncated_download_in_the_keras_cache_is_removed(offline, tmp_path, cli):
     _, cache = offline
     cut_off_download(cache / INCEPTION, b"\x89HDF\r\n\x1a\n" + bytes(1000))
-    samples = make_samples(tmp_path / "S", train=(2, 2), test=(1, 1))
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
     result = cli("run", samples, tmp_path / "out", "--backbone", "inception_v3")
     assert_user_error(result, 1, f"cached file {cache / INCEPTION} was corrupt", "removed", "--weights PATH")
     assert not (cache / INCEPTION).exists()
@@ -142,14 +142,14 @@ def test_a_damaged_file_meerkat_did_not_download_is_named_and_kept(offline):
 def test_a_bad_file_in_the_weights_dir_is_named_and_kept(offline, tmp_path, cli):
     baked, _ = offline
     (baked / INCEPTION).write_bytes(b"not the weights")
-    samples = make_samples(tmp_path / "S", train=(2, 2), test=(1, 1))
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
     result = cli("run", samples, tmp_path / "out", "--backbone", "inception_v3")
     assert_user_error(result, 1, f"weights file {baked / INCEPTION}", "MEERKAT_WEIGHTS_DIR", "damaged")
     assert (baked / INCEPTION).read_bytes() == b"not the weights"
 
 
 def test_offline_without_a_file_fails_with_one_line_naming_it(tmp_path, cli):
-    samples = make_samples(tmp_path / "S", train=(2, 2), test=(1, 1))
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
     env = {
         "KERAS_HOME": str(tmp_path / "empty-keras"),
         "MEERKAT_WEIGHTS_DIR": str(tmp_path / "empty-weights"),
@@ -173,7 +173,7 @@ def test_alpha_is_checked_against_the_backbone():
 
 def wrong_weights(cli, tmp_path, weights_file, *options):
     """`meerkat run` with `weights_file` and `options`: the result, once it is known nothing else happened."""
-    samples = make_samples(tmp_path / "S", train=(2, 2), test=(1, 1))
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
     result = cli("run", samples, tmp_path / "out", "--weights", weights_file, *options)
     assert not (tmp_path / "out").exists(), result.output  # refused before createdocs, before any crop is read
     return result
@@ -226,7 +226,7 @@ def test_weights_of_a_network_meerkat_does_not_offer_are_refused_by_name(tmp_pat
 def test_preprocess_refuses_weights_of_another_alpha_before_reading_its_csv(tmp_path, cli):
     from conftest import WEIGHTS
 
-    samples = make_samples(tmp_path / "S", train=(2, 2), test=(1, 1))
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
     assert cli("createdocs", samples, "--output", tmp_path / "run").exit_code == 0
     docs = tmp_path / "run" / "docs"
     result = cli(
@@ -243,7 +243,7 @@ def test_preprocess_refuses_weights_of_another_alpha_before_reading_its_csv(tmp_
 def test_wrong_weights_are_refused_before_tensorflow_loads(tmp_path):
     from conftest import WEIGHTS
 
-    samples = make_samples(tmp_path / "S", train=(2, 2), test=(1, 1))
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
     run = ["run", samples, tmp_path / "out", "--backbone", "mobilenet_v2", "--alpha", "0.5", "--weights", WEIGHTS]
     imported, _ = in_fresh_process((run, 1))
     assert not imported

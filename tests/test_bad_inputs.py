@@ -309,7 +309,7 @@ def test_images_directly_in_samples(tmp_path, cli):
 
 @pytest.mark.slow
 def test_records_of_another_backbone_are_named_before_training(tmp_path, cli):
-    samples = make_samples(tmp_path / "S", train=(2, 2), test=(2, 2))
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
     assert cli("createdocs", samples, "--output", tmp_path / "o").exit_code == 0
     docs = tmp_path / "o" / "docs"
     for name, csv_name, alpha in (("train", "trainingdata.csv", "0.35"), ("eval", "testingdata.csv", "0.5")):

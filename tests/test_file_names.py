@@ -189,7 +189,7 @@ def test_json_html_markdown_and_logs_stay_utf8_and_show_the_bytes(bytes_run):
 
 
 def test_a_link_out_of_its_class_and_a_copy_are_listed_by_their_names_bytes(tmp_path, cli):
-    samples = make_samples(Path(fs(tmp_path, SAMPLES_NAME)), train=(2, 2), test=(2, 2))
+    samples = make_samples(Path(fs(tmp_path, SAMPLES_NAME)), train=(3, 3), test=(2, 2))
     pos = samples / "Training" / "Positives"
     loop, copy = fs(pos, b"boucl\xe9"), fs(samples / "Training" / "Negatives", b"copi\xe9.jpg")
     os.symlink("..", loop)

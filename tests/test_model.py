@@ -109,7 +109,7 @@ def test_run_reports_layout_errors_before_loading_anything(tmp_path, cli):
     from conftest import TINY
 
     assert_user_error(cli("run", tmp_path / "missing", tmp_path / "o", *TINY), 1, "Samples folder not found")
-    samples = make_samples(tmp_path / "S", train=(2, 2), test=(1, 1))
+    samples = make_samples(tmp_path / "S", train=(3, 3), test=(2, 2))
     for p in (samples / "Training" / "Positives").iterdir():
         p.unlink()
     assert_user_error(cli("run", samples, tmp_path / "o", *TINY), 1, "no images in", "Positives")

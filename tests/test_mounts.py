@@ -69,7 +69,7 @@ def test_outside_the_image_nothing_needs_to_be_a_mount(tmp_path, monkeypatch):
 def in_image(tmp_path, monkeypatch):
     """meerkat as it runs in its image, where only the Samples folder is mounted."""
     (tmp_path / "image.json").write_text("{}")
-    samples = make_samples(tmp_path / "Samples", train=(2, 2))
+    samples = make_samples(tmp_path / "Samples", train=(3, 3))
     (tmp_path / "mountinfo").write_text(
         f"84 57 0:41 / / rw - overlay overlay rw\n90 84 254:1 / {samples} ro - ext4 x rw\n"
     )

@@ -52,7 +52,7 @@ def files(tmp_path_factory):
     video, _ = moving_square(root / "sq.avi", size=VIDEO_SIZE)
     blocker = root / "a-file"
     blocker.write_text("a file, so nothing can be made or found below it\n", encoding="utf-8")
-    samples = make_samples(root / "Samples", train=(2, 2), test=(2, 2))
+    samples = make_samples(root / "Samples", train=(3, 3), test=(2, 2))
     return {"root": root, "blocker": blocker, "samples": samples, "video": video}
 
 
