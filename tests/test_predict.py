@@ -223,7 +223,7 @@ def test_the_model_scores_an_animated_gif_by_its_first_frame_alone(tiny_run, tmp
     threshold=st.floats(0, 1),
 )
 def test_the_pair_is_labelled_by_printed_score_positive_and_any_other_model_by_its_top_class(rows, threshold):
-    from meerkat.apply.scorer import label, score_columns, shown, strongest
+    from meerkat.apply.scorer import label, shown, strongest
     from meerkat.samples.classes import PAIR, Classes
 
     width = min(map(len, rows))
@@ -231,11 +231,11 @@ def test_the_pair_is_labelled_by_printed_score_positive_and_any_other_model_by_i
     p /= p.sum(axis=1, keepdims=True)
     pair = Classes.of(PAIR)
     for row in p[:, :2] / p[:, :2].sum(axis=1, keepdims=True):
-        assert score_columns(pair) == ["score_positive"] and shown(pair, row) == (round(float(row[0]), 6),)
+        assert pair.score_columns() == ["score_positive"] and shown(pair, row) == (round(float(row[0]), 6),)
         assert label(pair, row, threshold) == ("positive" if round(float(row[0]), 6) >= threshold else "negative")
     names = ("deer", "empty", "Red fox", "blank", "stoat")[:width]
     species = Classes.of(names)
-    assert score_columns(species) == [f"score_{n}" for n in names]
+    assert species.score_columns() == [f"score_{n}" for n in names]
     for row in p:
         assert label(species, row, threshold) == names[int(np.argmax(row))]
         assert shown(species, row) == tuple(round(float(v), 6) for v in row)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from meerkat.apply.card import threshold_note
-from meerkat.apply.scorer import Scorer, label, score_columns, shown
+from meerkat.apply.scorer import Scorer, label, shown
 from meerkat.core import atomic, ownership
 from meerkat.core.errors import MeerkatError, UsageError
 from meerkat.samples.imagefiles import Unreadable, for_model, list_images, read_bytes, warn_skipped, write_skipped
@@ -91,7 +91,7 @@ def predict(model_dir, paths, output=None, batch_size: int = 32, threshold: floa
         raise MeerkatError(
             f"none of the {len(skipped)} files could be scored (reasons above); the first, {path}: {reason}"
         )
-    table = pd.DataFrame(rows, columns=["path", "label", *score_columns(model.classes)])
+    table = pd.DataFrame(rows, columns=["path", "label", *model.classes.score_columns()])
     if output:
         with atomic.atomic_open(output, "w", newline="", **atomic.TEXT) as f:
             table.to_csv(f, index=False, lineterminator="\n", float_format="%.6f")

@@ -4,7 +4,7 @@ columns predict and clips write of them.
 The model's classes are those of its dict.txt (samples/classes.py). DeepMeerkat's pair gets
 today's one column, score_positive; a model of other classes one column a class, score_<class>,
 in dict.txt's order. scan keeps a crop by 1 - its background classes' scores (`keep_classes`):
-P(positive) for the pair, "score_animal" for any other model.
+P(positive) for the pair, score_animal for any other model (classes.py names them).
 """
 
 from functools import cached_property
@@ -66,19 +66,9 @@ def keep_classes(model_dir, background=None) -> Classes:
     return classes
 
 
-def keep_name(classes: Classes) -> str:
-    """What scan.csv and the logs call the figure scan keeps by: score_positive for the pair."""
-    return classes.score_column(classes.names[0]) if classes.is_pair else "score_animal"
-
-
-def score_columns(classes: Classes) -> list[str]:
-    """predict's and clips' score columns: score_positive alone for the pair, else score_<class> each."""
-    return [classes.score_column(n) for n in (classes.names[:1] if classes.is_pair else classes.names)]
-
-
 def shown(classes: Classes, probabilities) -> tuple[float, ...]:
-    """One crop's scores of its score_columns, rounded as the CSVs print them."""
-    return tuple(round(float(p), SCORE_DECIMALS) for p in probabilities[: len(score_columns(classes))])
+    """One crop's scores of its score columns, rounded as the CSVs print them."""
+    return tuple(round(float(p), SCORE_DECIMALS) for p in probabilities[: len(classes.score_columns())])
 
 
 def label(classes: Classes, probabilities, threshold: float) -> str:

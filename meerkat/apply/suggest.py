@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from meerkat.apply.scorer import label, score_columns, shown
+from meerkat.apply.scorer import label, shown
 from meerkat.core import atomic
 from meerkat.core.errors import MeerkatError
 from meerkat.core.names import folded
@@ -75,9 +75,9 @@ def suggest(output: Path, crops: list[Suggestion], classes: Classes, threshold: 
                 with atomic.writing(target), open(target, "xb") as f:
                     f.write(crop.path.read_bytes())
         rows = [(c.source, c.path.name, *c.scores, c.label) for c in crops]
-        atomic.write_csv(tmp / "scores.csv", rows, [source, "crop", *score_columns(classes), "suggested"])
+        atomic.write_csv(tmp / "scores.csv", rows, [source, "crop", *classes.score_columns(), "suggested"])
     counts = ", ".join(f"{sum(c.label == n for c in crops)} {classes.folder(n)}" for n in classes.names)
-    rule = f"{score_columns(classes)[0]} >= {threshold:g}" if classes.is_pair else "the top class"
+    rule = f"{classes.score_columns()[0]} >= {threshold:g}" if classes.is_pair else "the top class"
     log.info("Suggested (%s): %s in %s; move them into your Samples once checked", rule, counts, output / "suggested")
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from meerkat import __version__
 from meerkat.apply import suggest
-from meerkat.apply.scorer import model_classes, score_columns
+from meerkat.apply.scorer import model_classes
 from meerkat.apply.scorer import model_sha256 as scorer_sha256
 from meerkat.core import atomic, codeversion, faults, ownership, temporaries
 from meerkat.core.errors import MeerkatError
@@ -180,7 +180,7 @@ def _finish(cfg: ClipsConfig, results, work: Parts, scored: bool) -> int:
                 target.parent.mkdir(exist_ok=True)
                 _link(work.folder(k) / row[0], target)
     classes = model_classes(cfg.model) if scored else None
-    columns = _columns(cfg) + ([*score_columns(classes), "suggested"] if scored else [])
+    columns = _columns(cfg) + ([*classes.score_columns(), "suggested"] if scored else [])
     write_table(output / "crops.csv", columns, (row for part in found for row in part["rows"]))
     skipped = [row for part in found for row in part["skipped"]]
     write_table(output / "crops.skipped.csv", ["file", "detection", "reason"], skipped)

@@ -34,8 +34,11 @@ from meerkat.megadetector import merge, write
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["file", "status", "reason", "detections", "classified", "max_score_positive", "kept"]
-SPECIES = ["file", "status", "reason", "detections", "classified", "max_score_animal", "top_class", "kept"]
+
+def columns(classes) -> list[str]:
+    """scan.csv's header: max_score_positive for the pair, else max_score_animal and top_class."""
+    top = [] if classes.is_pair else ["top_class"]
+    return ["file", "status", "reason", "detections", "classified", f"max_{classes.keep_name()}", *top, "kept"]
 
 
 def scan(cfg: ScanConfig) -> dict | None:
@@ -156,7 +159,7 @@ class Task:
             len(self.results.entries),
             counts["failed"],
             counts["kept"],
-            scorer.keep_name(self.classes),
+            self.classes.keep_name(),
             self.cfg.threshold,
             len(scores.classifications),
             self.output / "detections.json",
@@ -180,16 +183,16 @@ class Task:
         with atomic.writing(target), atomic.atomic_open(target, "wb") as f:
             write.write(self.results, scores, classifier, f)
         counts = {"failed": 0, "kept": 0}
-        columns = COLUMNS if self.classes.is_pair else SPECIES
+        header = columns(self.classes)
 
         def rows():
             for entry in self.results.entries:
                 row = _row(entry, scores, self.cfg.threshold, self.classes)
                 counts["failed"] += row["status"] == "failed"
                 counts["kept"] += row["kept"] == "True"
-                yield [row[c] for c in columns]
+                yield [row[c] for c in header]
 
-        clips.write_table(self.output / "scan.csv", columns, rows())
+        clips.write_table(self.output / "scan.csv", header, rows())
         return counts
 
 
@@ -210,8 +213,7 @@ def _row(entry, scores: write.Scores, threshold: float, classes) -> dict:
         "reason": failure or problems,
         "detections": entry.listed,
         "classified": len(found),
-        "max_score_positive": shown,
-        "max_score_animal": shown,
+        f"max_{classes.keep_name()}": shown,
         "top_class": top,
         "kept": str(best is not None and best >= threshold),
     }

@@ -110,6 +110,14 @@ class Classes:
         """A class as a log line or a page starts with it: Positive for the pair, else as typed."""
         return name.capitalize() if self.is_pair else name
 
+    def score_columns(self) -> list[str]:
+        """predict's and clips' score columns: score_positive alone for the pair, else score_<class> each."""
+        return [self.score_column(n) for n in (self.names[:1] if self.is_pair else self.names)]
+
+    def keep_name(self) -> str:
+        """What scan.csv and the logs call the figure scan keeps by: score_positive for the pair."""
+        return self.score_column(self.names[0]) if self.is_pair else "score_animal"
+
     def folder(self, name: str) -> str:
         """A class's folder under Samples/Training or suggested/: Positives/Negatives for the pair."""
         return f"{name.capitalize()}s" if self.is_pair else name

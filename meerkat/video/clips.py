@@ -23,7 +23,6 @@ from pathlib import Path
 
 from meerkat import __version__
 from meerkat.apply import suggest
-from meerkat.apply.scorer import score_columns
 from meerkat.core import atomic, codeversion, nesting, temporaries
 from meerkat.core.video_config import ClipsConfig
 from meerkat.video import folders, results
@@ -118,12 +117,12 @@ def _score(folder: Path, rows: list[dict], scorer, threshold: float) -> None:
         column = 0 if scorer.classes.is_pair else scorer.classes.index(label)
         row["score"], row["label"] = float(scores[column]), label
     table = [(r["crop"], *scores, label) for r, (scores, label) in zip(rows, found, strict=True)]
-    atomic.write_csv(folder / "scores.csv", table, ["crop", *score_columns(scorer.classes), "suggested"])
+    atomic.write_csv(folder / "scores.csv", table, ["crop", *scorer.classes.score_columns(), "suggested"])
 
 
 def _suggest(output: Path, done: list[dict], classes, threshold: float) -> None:
     """OUTPUT/suggested/ from the scores.csv of each video done."""
-    crops, columns = [], score_columns(classes)
+    crops, columns = [], classes.score_columns()
     for summary in done:
         folder = output / summary["folder"]
         with open(folder / "scores.csv", newline="", **atomic.TEXT) as f:
