@@ -132,16 +132,19 @@ test: install deepmeerkat-env megadetector-env chromium ## Run the unit and end-
 test-fast: install deepmeerkat-env megadetector-env chromium ## The edit loop: the tests that take under a second (about 40 s)
 	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-# Headless Chromium renders report/index.html in tests/test_report_page.py. Debian's package, installed
-# when missing (apt-get: root, as here and in CI); elsewhere the browser tests skip (CI=true: they fail).
+# Headless Chromium renders report/index.html in tests/test_report_page.py; Selenium drives it through
+# chromium-driver in the sorting page's tests (tests/browser.py). Debian's packages, installed when missing
+# (apt-get: root, as here and in CI); elsewhere the browser tests skip (CI=true: they fail).
 CHROMIUM := $(firstword $(foreach c,chromium chromium-browser google-chrome,$(shell command -v $(c) 2>/dev/null)))
-chromium: ## Install Debian's chromium for the report's browser test, if missing (needs root)
-ifeq ($(CHROMIUM),)
+CHROMEDRIVER := $(shell command -v chromedriver 2>/dev/null)
+CHROMIUM_MISSING := $(strip $(if $(CHROMIUM),,chromium) $(if $(CHROMEDRIVER),,chromium-driver))
+chromium: ## Install Debian's chromium and chromium-driver for the browser tests, if missing (needs root)
+ifneq ($(CHROMIUM_MISSING),)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "Installing chromium (apt-get) for the report's browser test"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  echo "Installing $(CHROMIUM_MISSING) (apt-get) for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CHROMIUM_MISSING) >/dev/null; \
 	else \
-	  echo "chromium is missing and this is not root: the browser tests will skip (sudo make chromium installs it)"; \
+	  echo "$(CHROMIUM_MISSING) missing and this is not root: the browser tests will skip (sudo make chromium installs it)"; \
 	fi
 endif
 
