@@ -60,9 +60,12 @@ def _on_a_mount(path: Path, mounts: list[str]) -> bool:
     return any(m != "/" and (real == m or real.startswith(m.rstrip("/") + "/")) for m in mounts)
 
 
-def check_mounts(samples: Path | None, output: Path | None, mounts: list[str] | None = None) -> None:
+def check_mounts(
+    samples: Path | None, output: Path | None, mounts: list[str] | None = None, name: str = "Output"
+) -> None:
     """Refuse a missing Samples folder, an empty one, and an output that cannot be written; with
-    `mounts` (container_mounts() in the image), an output that is not on a mount too."""
+    `mounts` (container_mounts() in the image), an output that is not on a mount too. `name`: what
+    the output folder is called (sort writes into Samples and its crops' folder)."""
     if samples is not None:
         if not samples.is_dir():
             raise MeerkatError(
@@ -77,16 +80,16 @@ def check_mounts(samples: Path | None, output: Path | None, mounts: list[str] | 
     if output is not None:
         if mounts is not None and not _on_a_mount(output, mounts):
             raise MeerkatError(
-                f"Output folder {output} is not a mount: what meerkat writes there would be lost with the "
-                f"container; mount a host folder on it (docker run -v $PWD/Output:{output}, "
-                f"apptainer run --bind $PWD/Output:{output})"
+                f"{name} folder {output} is not a mount: what meerkat writes there would be lost with the "
+                f"container; mount a host folder on it (docker run -v $PWD/{name}:{output}, "
+                f"apptainer run --bind $PWD/{name}:{output})"
             )
         try:
             atomic.ensure_dir(output)
         except MeerkatError as e:
             raise MeerkatError(
-                f"{e}. Mount a writable host folder (docker run -v $PWD/Output:{output}, apptainer run --bind "
-                f"$PWD/Output:{output}) and run as its owner (--user $(id -u):$(id -g)); uid here is {os.getuid()}"
+                f"{e}. Mount a writable host folder (docker run -v $PWD/{name}:{output}, apptainer run --bind "
+                f"$PWD/{name}:{output}) and run as its owner (--user $(id -u):$(id -g)); uid here is {os.getuid()}"
             ) from e
 
 

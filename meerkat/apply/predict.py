@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from meerkat.apply.card import threshold_note
-from meerkat.apply.scorer import Scorer, label, shown
+from meerkat.apply.scorer import Scorer, label, score_each, shown
 from meerkat.core import atomic, ownership
 from meerkat.core.errors import MeerkatError, UsageError
 from meerkat.samples.imagefiles import Unreadable, for_model, list_images, read_bytes, warn_skipped, write_skipped
@@ -51,8 +51,6 @@ def predict(model_dir, paths, output=None, batch_size: int = 32, threshold: floa
     if not files:
         raise MeerkatError(f"no images found in {', '.join(map(str, paths))}; pass image files or folders of them")
 
-    import tensorflow as tf
-
     from meerkat.embed.decode import decode_error
 
     model = Scorer(model_dir)
@@ -62,17 +60,9 @@ def predict(model_dir, paths, output=None, batch_size: int = 32, threshold: floa
     rows, skipped = [], []
 
     def score(batch):
-        """Score [(path, bytes)]; a batch that a bad file breaks is halved until that file is alone."""
-        try:
-            scores = model.probabilities([data for _, data in batch])
-        except tf.errors.InvalidArgumentError:
-            if len(batch) == 1:
-                skipped.append((str(batch[0][0]), decode_error(batch[0][0])))
-            else:
-                score(batch[: len(batch) // 2])
-                score(batch[len(batch) // 2 :])
-            return
-        for (path, _), p in zip(batch, scores, strict=True):
+        scored, bad = score_each(model, batch)
+        skipped.extend((str(path), decode_error(path)) for path in bad)
+        for path, p in scored:
             rows.append((str(path), label(model.classes, p, threshold), *shown(model.classes, p)))
 
     for i in range(0, len(files), batch_size):

@@ -84,6 +84,24 @@ def strongest(classes: Classes, probabilities) -> tuple[float, str]:
     return round(float(keep[best]), SCORE_DECIMALS), classes.top(probabilities[best : best + 1])[0]
 
 
+def score_each(model: "Scorer", batch: list[tuple[object, bytes]]) -> tuple[list[tuple[object, np.ndarray]], list]:
+    """Score [(key, encoded crop)]: (key, probabilities) of each crop, and the keys of those the model
+    could not decode. A batch that a bad file breaks is halved until that file is alone."""
+    import tensorflow as tf
+
+    if not batch:
+        return [], []
+    try:
+        scores = model.probabilities([data for _, data in batch])
+    except tf.errors.InvalidArgumentError:
+        if len(batch) == 1:
+            return [], [batch[0][0]]
+        first, first_bad = score_each(model, batch[: len(batch) // 2])
+        second, second_bad = score_each(model, batch[len(batch) // 2 :])
+        return first + second, first_bad + second_bad
+    return [(key, p) for (key, _), p in zip(batch, scores, strict=True)], []
+
+
 class Scorer:
     def __init__(self, model_dir):
         self.path = _saved_model(model_dir).parent

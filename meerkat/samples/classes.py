@@ -39,6 +39,11 @@ def _order(name: str) -> tuple[str, str]:
     return folded(name), name
 
 
+def in_order(names: Iterable[str]) -> list[str]:
+    """Class names in the order of a model's classes: by code point, case ignored."""
+    return sorted(names, key=_order)
+
+
 def is_background_name(name: str) -> bool:
     """Whether a class name reads as "no animal here": negative(s), empty, blank, background, ..."""
     word = folded(name).strip()
@@ -161,7 +166,7 @@ def from_folders(folder_names: Iterable[str]) -> tuple[Classes, dict[str, str]]:
         spelled = [n for n in same if labels[n] == label]
         if len(spelled) > 1:
             raise MeerkatError(f"several {label} folders ({', '.join(spelled)}); merge them into one")
-    names = sorted(folder_names, key=_order)
+    names = in_order(folder_names)
     return Classes.of(names), {name: name for name in names}
 
 
