@@ -110,12 +110,10 @@ def from_labels_table(crops_dir: Path, crops: list[Crop]) -> str | None:
 def from_model(model: Path, root: Path, crops: list[Crop], cache_dir: Path) -> tuple[str, list[tuple[str, str]]]:
     """Score the crops with `model`, each once: the scores of earlier sessions are read back from
     cache_dir. Returns the source's name and the crops that could not be scored, with why."""
-    from meerkat.apply.scorer import Scorer, score_each
-    from meerkat.embed.decode import decode_error
+    from meerkat.apply.scorer import Scorer, model_classes, model_sha256, score_each
 
-    scorer = Scorer(model)
-    classes = scorer.classes
-    table = cache_dir / f"scores-{scorer.sha256[:16]}.csv"
+    classes = model_classes(model)  # read without TensorFlow: a session whose crops are all scored starts at once
+    table = cache_dir / f"scores-{model_sha256(model)[:16]}.csv"
     known = {}
     if table.is_file():
         for row in _rows(table):
@@ -127,9 +125,12 @@ def from_model(model: Path, root: Path, crops: list[Crop], cache_dir: Path) -> t
             todo.append(crop)
         else:
             set_guess(crop, classes, scores)
-            rows.append((crop.rel, crop.size, crop.mtime_ns, *scores))
+            rows.append((crop.rel, crop.size, crop.mtime_ns, *(f"{s:.6f}" for s in scores)))
     if todo:
-        log.info("Scoring %d crops with %s (once: kept in %s)", len(todo), model, table)
+        from meerkat.embed.decode import decode_error
+
+        scorer = Scorer(model)
+        log.info("Scoring %d crop%s with %s (once: kept in %s)", len(todo), "s"[: len(todo) != 1], model, table)
     for i in range(0, len(todo), BATCH):
         batch = []
         for crop in todo[i : i + BATCH]:
@@ -143,7 +144,7 @@ def from_model(model: Path, root: Path, crops: list[Crop], cache_dir: Path) -> t
             p = printed(p)  # as the cache keeps them, so that a later session orders the crops alike
             set_guess(crop, classes, p)
             rows.append((crop.rel, crop.size, crop.mtime_ns, *(f"{s:.6f}" for s in p)))
-    if todo:
+    if len(rows) > len(crops) - len(todo):  # something new to keep
         with atomic.atomic_path(table) as tmp:
             atomic.write_csv(tmp, rows, ["crop", "size", "mtime_ns", *classes.names])
     return f"the model {model}", bad
