@@ -103,7 +103,7 @@ ENV MEERKAT_BACKBONE=${BACKBONE} \
 USER 1000:1000
 WORKDIR /data
 # `tensorboard` serves OUTPUT/logs here (docker run -p 127.0.0.1:6006:6006 ... tensorboard).
-EXPOSE 6006
+EXPOSE 6006 8765
 ENTRYPOINT ["/opt/meerkat/entrypoint/entrypoint.sh"]
 CMD []
 

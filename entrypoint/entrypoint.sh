@@ -23,8 +23,8 @@ mkdir -p "$KERAS_HOME" "$XDG_CACHE_HOME" 2>/dev/null || true
 
 export MEERKAT_SAMPLES="${MEERKAT_SAMPLES:-/data/Samples}"
 export MEERKAT_OUTPUT="${MEERKAT_OUTPUT:-/data/Output}"
-# `tensorboard`: in a network of its own (Docker's or Podman's default) it must answer on every
-# address of the container for `-p 127.0.0.1:6006:6006` to reach it. With --network host, or under
+# `tensorboard` and `sort`: in a network of its own (Docker's or Podman's default) they must answer on
+# every address of the container for `-p 127.0.0.1:6006:6006` (8765 for sort) to reach them. With --network host, or under
 # Apptainer, the network is the host's: there it stays on loopback.
 own_network() {
   # Recent kernels (6.18) number the host's namespace 0xEFFFFFF9; older ones number it as any other.
@@ -36,6 +36,7 @@ own_network() {
 }
 if [ -z "${APPTAINER_CONTAINER:-}${SINGULARITY_CONTAINER:-}" ] && own_network; then
   export MEERKAT_TENSORBOARD_HOST="${MEERKAT_TENSORBOARD_HOST:-0.0.0.0}"
+  export MEERKAT_SORT_HOST="${MEERKAT_SORT_HOST:-0.0.0.0}"  # its token guards it there
 fi
 
 if [ "$#" -eq 0 ]; then

@@ -120,3 +120,20 @@ def test_the_docs_publish_tensorboard_on_loopback():
     published = [(p.name, m) for p, text in texts.items() for m in re.findall(r"docker run [^`\n]*?-p (\S+)", text)]
     assert published and all(m.startswith("127.0.0.1:") for _, m in published), published
     assert "-p 127.0.0.1:6006:6006" in texts[ROOT / "docs" / "containers.md"]
+
+
+def test_sort_answers_on_every_address_of_a_network_of_its_own_only(tmp_path):
+    """`docker run -p 127.0.0.1:8765:8765 ... sort` reaches the page only if it listens on the container's
+    addresses; on the host's network, and under Apptainer, it stays on loopback (its token guards both)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "meerkat").write_text('#!/bin/sh\necho "call: $* | sort=${MEERKAT_SORT_HOST-unset}"\n')
+    (bin_dir / "meerkat").chmod(0o755)
+    probe = subprocess.run([*OWN_NETWORK, "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no user and network namespaces here: {probe.stderr.strip()}")
+    assert calls(entrypoint("sort", "/c", path=bin_dir, wrap=OWN_NETWORK)) == ["sort /c | sort=0.0.0.0"]
+    apptainer = entrypoint("sort", "/c", path=bin_dir, wrap=OWN_NETWORK, env={"APPTAINER_CONTAINER": "/x.sif"})
+    assert calls(apptainer) == ["sort /c | sort=unset"]
+    if hosts_network_has_a_device():
+        assert calls(entrypoint("sort", "/c", path=bin_dir)) == ["sort /c | sort=unset"]
