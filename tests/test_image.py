@@ -365,3 +365,57 @@ def test_tensorboard_under_network_host_stays_on_loopback(smoke):
         )
     finally:
         subprocess.run([ENGINE, "rm", "-f", name], capture_output=True, timeout=120)
+
+
+def test_sort_serves_the_page_on_the_published_port_behind_its_token(tmp_path):
+    """`docker run -p 127.0.0.1:8765:8765 -v crops:/data/Crops -v Samples:/data/Samples meerkat:cpu sort
+    /data/Crops`: the entrypoint makes it listen on the container's addresses, every request needs the
+    printed token, a key press's request moves the crop on the host's disk, and SIGTERM ends it at once."""
+    import shutil
+    import urllib.error
+    import urllib.request
+
+    from test_tensorboard import free_port
+
+    crops, samples = tmp_path / "crops", tmp_path / "Samples"
+    (crops / "v1").mkdir(parents=True)
+    samples.mkdir()
+    for crop in sorted((SAMPLES / "Testing" / "Positives").glob("*.jpg"))[:3]:
+        shutil.copy(crop, crops / "v1" / crop.name)
+    for p in (crops, crops / "v1", samples, *crops.rglob("*.jpg")):
+        os.chown(p, UID, UID)
+    port = free_port()
+    name = f"meerkat-sort-test-{os.getpid()}-{port}"
+    run = [ENGINE, "run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "--user", f"{UID}:{UID}"]
+    run += ["-p", f"127.0.0.1:{port}:8765", "-v", f"{crops}:/data/Crops", "-v", f"{samples}:/data/Samples"]
+    try:
+        started = subprocess.run([*run, IMAGE, "sort", "/data/Crops"], capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stdout + started.stderr
+        deadline, token = time.monotonic() + 120, None
+        while token is None and time.monotonic() < deadline:
+            logs = subprocess.run([ENGINE, "logs", name], capture_output=True, text=True, timeout=60)
+            found = re.search(r"open http://localhost:8765/\?token=(\S+)", logs.stdout + logs.stderr)
+            token = found and found.group(1)
+            time.sleep(0.5)
+        assert token, logs.stdout + logs.stderr
+        base = f"http://127.0.0.1:{port}"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/api/crops", timeout=10)
+        assert refused.value.code == 403
+        listed = urllib.request.Request(f"{base}/api/crops", headers={"X-Meerkat-Token": token})
+        items = json.loads(urllib.request.urlopen(listed, timeout=10).read())["items"]
+        assert len(items) == 3
+        move = urllib.request.Request(
+            f"{base}/api/class", data=json.dumps({"name": "deer"}).encode(), method="POST",
+            headers={"X-Meerkat-Token": token, "Content-Type": "application/json"},
+        )  # fmt: skip
+        urllib.request.urlopen(move, timeout=10)
+        move.full_url, move.data = f"{base}/api/assign", json.dumps({"ids": [items[0]["id"]], "class": "deer"}).encode()
+        assert json.loads(urllib.request.urlopen(move, timeout=10).read())["moved"]
+        moved = samples / "Training" / "deer" / items[0]["name"].split("/")[-1]
+        assert moved.is_file() and not (crops / items[0]["name"]).exists()
+        begin = time.monotonic()
+        stopped = subprocess.run([ENGINE, "stop", "-t", "30", name], capture_output=True, text=True, timeout=120)
+        assert stopped.returncode == 0 and time.monotonic() - begin < 20, stopped.stderr
+    finally:
+        subprocess.run([ENGINE, "rm", "-f", name], capture_output=True, timeout=120)
