@@ -434,43 +434,17 @@ def tensorboard(
 
 @app.command()
 def sort(
-    crops: Annotated[
-        Path,
-        typer.Argument(
-            envvar="MEERKAT_SORT_CROPS",
-            show_envvar=True,
-            help="Folder of crops to sort, or a `clips --output` folder.",
-            **PATH,
-        ),
-    ],
-    samples: Annotated[
-        Path,
-        typer.Argument(
-            envvar="MEERKAT_SAMPLES",
-            show_envvar=True,
-            help="Samples folder: crops go to SAMPLES/Training/<class>/.",
-            **PATH,
-        ),
-    ],
-    model: Annotated[
-        Path | None,
-        _opt(
-            "MEERKAT_SORT_MODEL",
-            "A model (run OUTPUT/model) that guesses each crop's class: scored once, cached.",
-            **PATH,
-        ),
-    ] = None,
+    crops: Annotated[Path, typer.Argument(envvar="MEERKAT_SORT_CROPS", show_envvar=True,
+                                          help="Folder of crops to sort, or a `clips --output` folder.", **PATH)],
+    samples: Annotated[Path, typer.Argument(envvar="MEERKAT_SAMPLES", show_envvar=True,
+                                            help="Samples folder: crops go to SAMPLES/Training/<class>/.", **PATH)],
+    model: Annotated[Path | None, _opt("MEERKAT_SORT_MODEL", "A model (run OUTPUT/model) that guesses each "
+                                       "crop's class: scored once, cached.", **PATH)] = None,
     port: Annotated[int, _opt("MEERKAT_SORT_PORT", "Port to serve on (0: any free one).", min=0, max=65535)] = 8765,
-    host: Annotated[
-        str,
-        _opt(
-            "MEERKAT_SORT_HOST",
-            "Address to bind: 127.0.0.1 keeps it on this machine; 0.0.0.0 inside a container "
-            "(publish it with -p 127.0.0.1:8765:8765). The printed URL's token is needed either way.",
-            callback=_not_empty,
-        ),
-    ] = "127.0.0.1",
-):
+    host: Annotated[str, _opt("MEERKAT_SORT_HOST", "Address to bind: 127.0.0.1 keeps it on this machine; 0.0.0.0 "
+                              "inside a container (publish it with -p 127.0.0.1:8765:8765). The printed URL's token "
+                              "is needed either way.", callback=_not_empty)] = "127.0.0.1",
+):  # fmt: skip
     """Sort crops into SAMPLES/Training/<class>/ on a page in the browser, the least sure first.
 
     Keys 1-9 put a crop in a class, Enter accepts the guess, S skips, U undoes; every move is
@@ -483,22 +457,12 @@ def sort(
     from meerkat import doctor as checks
 
     with user_errors():
-        if (mounts := checks.container_mounts()) is not None:
+        if (mounts := checks.container_mounts()) is not None:  # both are written: neither may go with the container
             checks.check_mounts(None, crops, mounts, "Crops")
             checks.check_mounts(None, samples, mounts, "Samples")
-        from meerkat.core.nesting import check_outside
-        from meerkat.core.serving import check_port
-        from meerkat.sort.server import serve
-        from meerkat.sort.session import Session
+        from meerkat.sort.server import run_page
 
-        check_outside(samples, [("CROPS", crops)], "SAMPLES")
-        check_outside(crops, [("SAMPLES", samples)], "CROPS")
-        check_port(host, port, "meerkat sort")  # before a model scores the crops, which takes minutes
-        session = Session(crops, samples, model)
-        try:
-            serve(session, host, port)
-        finally:
-            session.close()
+        run_page(crops, samples, model, host, port)
 
 
 def main():

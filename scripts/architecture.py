@@ -21,7 +21,7 @@ import grimp
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "meerkat"
 PAGE = ROOT / "docs" / "architecture.md"
-PARTS = ("core", "samples", "embed", "train", "report", "apply", "megadetector", "video", "detections")
+PARTS = ("core", "samples", "embed", "train", "report", "apply", "megadetector", "video", "detections", "sort")
 
 
 def first_sentence(path: Path) -> str:

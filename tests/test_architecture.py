@@ -8,7 +8,7 @@ from pathlib import Path
 from conftest import ROOT
 
 PACKAGE = ROOT / "meerkat"
-PARTS = {"core", "samples", "embed", "train", "report", "apply", "megadetector", "video", "detections"}
+PARTS = {"core", "samples", "embed", "train", "report", "apply", "megadetector", "video", "detections", "sort"}
 MAX_MODULE_LINES = 500
 MAX_README_LINES = 250
 

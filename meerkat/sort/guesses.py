@@ -1,4 +1,4 @@
-"""A guessed class for each crop, and how sure it is, from the best source there is:
+"""Each crop's guessed class, and how sure it is, from the best source there is:
 
 1. `--model M`: the model scores every crop once; the scores are kept in SAMPLES/meerkat-sort/ by
    the model's hash and each crop's name, size and time, so a later session scores only new crops;

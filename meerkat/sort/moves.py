@@ -1,4 +1,4 @@
-"""Moving crops into SAMPLES/Training/<class>/ and back, every move written to a log first used by undo.
+"""Moving crops into SAMPLES/Training/<class>/ and back; every move is first written to a log, which undo reads.
 
 A move is a hard link at the new name, then a line in the log, then the old name's removal: at
 every instant the crop has at least one name, and a kill leaves either nothing done or a crop with

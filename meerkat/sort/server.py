@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from meerkat.core import atomic
+from meerkat.core.nesting import check_outside
 from meerkat.core.serving import WILDCARDS, check_port, display_url
 from meerkat.sort import thumbs
 from meerkat.sort.paths import Refused
@@ -208,6 +209,18 @@ class SortServer(ThreadingHTTPServer):
 
     def url(self, host: str) -> str:
         return f"{display_url(host, self.server_address[1])}?token={self.token}"
+
+
+def run_page(crops: Path, samples: Path, model: Path | None, host: str, port: int) -> None:
+    """`meerkat sort`: the folders checked, the crops listed (and scored), then the page served."""
+    check_outside(samples, [("CROPS", crops)], "SAMPLES")
+    check_outside(crops, [("SAMPLES", samples)], "CROPS")
+    check_port(host, port, "meerkat sort")  # before a model scores the crops, which takes minutes
+    session = Session(crops, samples, model)
+    try:
+        serve(session, host, port)
+    finally:
+        session.close()
 
 
 def serve(session: Session, host: str, port: int) -> None:
