@@ -9,7 +9,6 @@ one leaves nothing that blocks the next.
 
 import logging
 import os
-import threading
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -57,7 +56,6 @@ class Session:
         self.classes: dict[str, int] = {}
         self.problems: list[str] = []
         self._scan_classes()
-        self.lock = threading.Lock()
 
     def _prepare_state(self) -> None:
         if self.state_dir.exists() and not ownership.owns(self.state_dir):
@@ -177,8 +175,15 @@ class Session:
             if folder is None:
                 raise Refused(f"{target!r} is not a class; make it first")
             if why := catalog.restat(self.root, crop):
-                problems.append({"id": crop.id, "why": f"{crop.rel} {why}; it is left where it is"})
-                crop.state = "gone" if "gone" in why else crop.state
+                gone = not (self.root / crop.rel).is_file()
+                if gone:
+                    crop.state = "gone"
+                else:  # listed afresh: the next key press sorts what is there now
+                    st = os.lstat(self.root / crop.rel)
+                    crop.size, crop.mtime_ns, crop.ino = st.st_size, st.st_mtime_ns, st.st_ino
+                fix = "it is left where it is" if gone else "look at it again and sort it again"
+                problem = {"id": crop.id, "gone": gone, "why": f"{crop.rel} {why}; {fix}"}
+                problems.append(problem if gone else {**problem, "item": self.item(crop)})
                 continue
             new = moves.link_in(below(self.root, crop.rel), self._class_dir(folder), crop.rel.rsplit("/", 1)[-1])
             st = os.lstat(new)

@@ -101,6 +101,9 @@ function columns() {
 }
 
 function update(summary) {
+  if (JSON.stringify(summary.classes.map((c) => [c.name, c.key])) !== JSON.stringify(classes.map((c) => [c.name, c.key]))) {
+    cards.clear(); // the guesses' key numbers changed
+  }
   classes = summary.classes;
   const bar = $("classes");
   bar.replaceChildren(...classes.map((c) => {
@@ -110,7 +113,7 @@ function update(summary) {
     b.dataset.name = c.name;
     if (c.key) b.append(Object.assign(document.createElement("kbd"), {textContent: c.key}), " ");
     b.append(c.name, " ", Object.assign(document.createElement("span"), {className: "count", textContent: `(${c.count})`}));
-    b.addEventListener("click", () => assign(c.name));
+    b.addEventListener("click", (e) => { e.currentTarget.blur(); assign(c.name); });
     return b;
   }));
   $("where").textContent = `${summary.crops} → ${summary.samples}/Training` +
@@ -164,7 +167,11 @@ function remove(ids) {
 }
 
 function moved(data) {
-  const ids = data.moved.map((m) => m.id).concat(data.problems.filter((p) => p.id !== undefined).map((p) => p.id));
+  const ids = data.moved.map((m) => m.id).concat(data.problems.filter((p) => p.gone).map((p) => p.id));
+  for (const p of data.problems.filter((p) => p.item)) { // changed on disk: shown afresh, to be looked at again
+    cards.delete(p.id);
+    items = items.map((i) => (i.id === p.id ? p.item : i));
+  }
   sortedNow += data.moved.length;
   remove(ids);
   const renamed = data.moved.filter((m) => m.renamed).map((m) => m.to);
@@ -234,9 +241,10 @@ document.addEventListener("keydown", (e) => {
   else if (k === "Escape") { anchor = null; mark(); }
 });
 
-$("accept").addEventListener("click", accept);
-$("skip").addEventListener("click", skip);
-$("undo").addEventListener("click", undo);
+// A clicked button lets go of the focus, so that Enter or Space next is a key of the page, not a second click.
+for (const [id, fn] of [["accept", accept], ["skip", skip], ["undo", undo]]) {
+  $(id).addEventListener("click", (e) => { e.currentTarget.blur(); fn(); });
+}
 $("more").addEventListener("click", () => { shown += PAGE; render(); });
 $("order").addEventListener("change", () => { load().catch((e) => say(e.message)); $("order").blur(); });
 $("new-class").addEventListener("submit", (e) => {
