@@ -125,6 +125,7 @@ function update(summary) {
   left.querySelector("summary").textContent = `${summary.left_out_count} files left out`;
   left.querySelector("ul").replaceChildren(...summary.left_out.map(([p, why]) =>
     Object.assign(document.createElement("li"), {textContent: `${p}: ${why}`})));
+  if (!classes.length) say("No classes yet: name one in the box above (DeepMeerkat's pair: Positives and Negatives)");
   const extra = summary.problems || [];
   if (extra.length) problems(extra.map((why) => ({why})));
 }
