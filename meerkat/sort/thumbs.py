@@ -45,8 +45,10 @@ def _flag(data: bytes) -> int:
 
 def render(data: bytes) -> bytes | None:
     """A JPEG thumbnail of an encoded crop, at most SIDE px a side; None when it cannot be decoded."""
-    buffer = np.frombuffer(data, np.uint8)
-    image = cv2.imdecode(buffer, _flag(data))
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), _flag(data))
+    except cv2.error:  # an empty file: OpenCV asserts rather than return None
+        return None
     if image is None:
         return None
     h, w = image.shape[:2]
