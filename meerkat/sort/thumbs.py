@@ -87,5 +87,9 @@ def make(folder: Path, root: Path, crop: Crop) -> Path | None:
 def make_all(folder: Path, root: Path, crops: list[Crop], workers: int | None = None) -> int:
     """Make the missing thumbnails of `crops`, in their order; the number that could not be made."""
     workers = workers or min(8, os.cpu_count() or 1)
+    # Those made already are known from one listing, not from a task each: checking 20,000 in the pool
+    # took 0.6 s of the server's start, and slowed the page's first requests.
+    made = {n for sub in os.scandir(folder) if sub.is_dir() for n in os.listdir(sub)} if folder.is_dir() else set()
+    crops = [c for c in crops if f"{key(c)}.jpg" not in made]
     with ThreadPoolExecutor(workers) as pool:
         return sum(t is None for t in pool.map(lambda c: make(folder, root, c), crops))
