@@ -155,6 +155,11 @@ class Session:
                 "left_out_count": len(self.listing.left_out) + len(self.unscored),
                 "problems": self.problems, "undo": self.log.undoable() is not None}  # fmt: skip
 
+    def _answer(self, problems: list[dict], **done) -> dict:
+        """An action's answer: what it did, its problems and the session's own after them, and the summary (whose
+        `problems`, the session's own, must not hide the action's)."""
+        return {**self.summary(), **done, "problems": problems + [{"why": p} for p in self.problems]}
+
     def _crops(self, ids) -> list[Crop]:
         if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
             raise Refused("no crops given")
@@ -199,7 +204,7 @@ class Session:
             self.classes[folder] += 1
             renamed = new.name != crop.rel.rsplit("/", 1)[-1]
             done.append({"id": crop.id, "to": atomic.shown(to), "renamed": renamed})
-        return {"moved": done, "problems": problems, **self.summary()}
+        return self._answer(moved=done, problems=problems)
 
     def skip(self, ids) -> dict:
         crops = [c for c in self._crops(ids) if c.state == "pending"]
@@ -213,7 +218,7 @@ class Session:
         """Take back the newest move action: each crop goes back to its old name, or a free one."""
         action = self.log.undoable()
         if action is None:
-            return {"restored": [], "problems": [{"why": "nothing to undo"}], **self.summary()}
+            return self._answer(restored=[], problems=[{"why": "nothing to undo"}])
         restored, problems = [], []
         for move in self.log.moves[action]:
             try:
@@ -223,7 +228,7 @@ class Session:
                 continue
             restored.append(self.item(crop))
         self.log.write([{"action": self.log.next_action(), "op": "undo", "of": action, "time": moves.now()}])
-        return {"restored": restored, "problems": problems, **self.summary()}
+        return self._answer(restored=restored, problems=problems)
 
     def _restore(self, move: moves.Move) -> Crop:
         new = below(self.samples, move.to)

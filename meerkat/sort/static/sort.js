@@ -12,7 +12,7 @@ let anchor = null;     // where a Shift selection started
 let sortedNow = 0;
 let classes = [];
 const cards = new Map(); // id -> card element, made once
-let busy = false;
+let queue = Promise.resolve(); // the file-changing requests, one after another
 
 async function call(path, body) {
   const response = await fetch(path, body === undefined ? {} : {
@@ -27,9 +27,11 @@ async function call(path, body) {
 
 function say(text) { $("message").textContent = text; }
 
+// An action's problems ({why}) or the session's own (strings: a class folder that is a link).
 function problems(list) {
   const ul = $("problems");
-  ul.replaceChildren(...(list || []).map((p) => Object.assign(document.createElement("li"), {textContent: p.why})));
+  const text = (p) => (typeof p === "string" ? p : p.why);
+  ul.replaceChildren(...(list || []).map((p) => Object.assign(document.createElement("li"), {textContent: text(p)})));
 }
 
 function keyOf(name) { const c = classes.find((c) => c.name === name); return c && c.key; }
@@ -126,14 +128,13 @@ function update(summary) {
   left.querySelector("ul").replaceChildren(...summary.left_out.map(([p, why]) =>
     Object.assign(document.createElement("li"), {textContent: `${p}: ${why}`})));
   if (!classes.length) say("No classes yet: name one in the box above (DeepMeerkat's pair: Positives and Negatives)");
-  const extra = summary.problems || [];
-  if (extra.length) problems(extra.map((why) => ({why})));
 }
 
 async function load() {
   const order = $("order").value;
   const [summary, crops] = await Promise.all([call("/api/summary"), call(`/api/crops?order=${order}`)]);
   update(summary);
+  problems(summary.problems);
   items = crops.items;
   cards.clear();
   focus = 0; anchor = null; shown = 0;
@@ -141,21 +142,23 @@ async function load() {
   document.body.dataset.ready = "true"; // for the tests: the first screen is there
 }
 
-// Run one file-changing request at a time, in the order the keys were pressed.
-async function act(path, body, after) {
-  if (busy) return;
-  busy = true;
-  try {
-    const data = await call(path, body);
-    problems(data.problems);
-    after(data);
-    update(data);
-    render();
-  } catch (e) {
-    say(e.message);
-  } finally {
-    busy = false;
-  }
+// Run one file-changing request at a time, in the order the keys were pressed: a key pressed while one is on its
+// way waits its turn (never dropped), and acts on the crops selected when its turn comes. body() gives the
+// request's body then, or null for nothing to do.
+function act(path, body, after) {
+  queue = queue.then(async () => {
+    const sent = body();
+    if (sent === null) return;
+    try {
+      const data = await call(path, sent);
+      problems(data.problems);
+      after(data);
+      update(data);
+      render();
+    } catch (e) {
+      say(e.message);
+    }
+  });
 }
 
 function remove(ids) {
@@ -180,20 +183,18 @@ function moved(data) {
   say(data.moved.length ? `Moved ${where}` + (renamed.length ? `; a name was taken, so saved as ${renamed.join(", ")}` : "") : "Nothing moved");
 }
 
-function assign(name) {
+// The request's body for the crops selected now, or null for none.
+function chosen(extra) {
   const ids = selectedRange().map((i) => i.id);
-  if (ids.length) act("/api/assign", {ids, class: name}, moved);
+  return ids.length ? {ids, ...extra} : null;
 }
 
-function accept() {
-  const ids = selectedRange().map((i) => i.id);
-  if (ids.length) act("/api/accept", {ids}, moved);
-}
+function assign(name) { act("/api/assign", () => chosen({class: name}), moved); }
+
+function accept() { act("/api/accept", () => chosen({}), moved); }
 
 function skip() {
-  const ids = selectedRange().map((i) => i.id);
-  if (!ids.length) return;
-  act("/api/skip", {ids}, (data) => {
+  act("/api/skip", () => chosen({}), (data) => {
     const skipped = new Set(data.skipped);
     const moving = items.filter((i) => skipped.has(i.id));
     const first = items.findIndex((i) => skipped.has(i.id));
@@ -204,7 +205,7 @@ function skip() {
 }
 
 function undo() {
-  act("/api/undo", {}, (data) => {
+  act("/api/undo", () => ({}), (data) => {
     const back = data.restored;
     const ids = new Set(back.map((i) => i.id));
     for (const i of back) cards.delete(i.id);
@@ -251,7 +252,8 @@ $("order").addEventListener("change", () => { load().catch((e) => say(e.message)
 $("new-class").addEventListener("submit", (e) => {
   e.preventDefault();
   const input = $("new-class-name");
-  act("/api/class", {name: input.value}, (data) => { say(data.message); input.value = ""; input.blur(); });
+  const name = input.value;
+  act("/api/class", () => ({name}), (data) => { say(data.message); input.value = ""; input.blur(); });
 });
 new IntersectionObserver((entries) => {
   if (entries.some((e) => e.isIntersecting) && shown < items.length) { shown += PAGE; render(); }
