@@ -2,7 +2,8 @@
 
 A move is a hard link at the new name, then a line in the log, then the old name's removal: at
 every instant the crop has at least one name, and a kill leaves either nothing done or a crop with
-both names, which the next session finishes (`recover`). A link never replaces a file, so a name
+both names, which the next session finishes (`recover`; `adopt` when the kill came before the log
+line). A link never replaces a file, so a name
 that is taken gets `-2`, `-3`... and the page says so. Where CROPS and SAMPLES are on two file
 systems, the crop is copied to a temporary beside its new name, linked in place, and its bytes
 checked before the old name goes. Nothing is ever deleted but a name of a file that has another.
@@ -12,6 +13,8 @@ share an action number, and undo takes back the newest action not yet undone:
   {"action": 3, "op": "move", "from": "v1/v1_12_0.jpg", "to": "Training/deer/v1_12_0.jpg", ...}
   {"action": 4, "op": "skip", "from": "v1/v1_13_0.jpg"}
   {"action": 5, "op": "undo", "of": 3}
+A move line whose `from` is no plain path below CROPS, or whose `to` is no file of a class folder
+(a line edited by hand), is passed over: undo never takes a file from elsewhere.
 """
 
 import errno
@@ -25,7 +28,7 @@ from pathlib import Path
 
 from meerkat.core import temporaries
 from meerkat.core.names import folded
-from meerkat.sort.paths import Refused, below
+from meerkat.sort.paths import Refused, below, parts
 
 TRAINING = "Training"
 
@@ -59,13 +62,16 @@ class Log:
             action = int(e["action"])
             if e["op"] == "move":
                 move = Move(action, str(e["from"]), str(e["to"]), int(e["size"]), int(e["mtime_ns"]), int(e["ino"]))
+                parts(move.frm)  # a crop's path, and a file of a class folder: nothing else is ever moved back
+                if len(parts(move.to)) != 3 or not move.to.startswith(TRAINING + "/"):
+                    return
                 self.moves.setdefault(action, []).append(move)
             elif e["op"] == "skip":
                 self.skips.append(str(e["from"]))
             elif e["op"] == "undo":
                 self.undone.add(int(e["of"]))
             self.last = max(self.last, action)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, Refused):
             return
 
     def write(self, events: list[dict]) -> None:
@@ -119,14 +125,17 @@ def _same_bytes(a: Path, b: Path) -> bool:
     return True
 
 
-def link_in(src: Path, folder: Path, name: str) -> Path:
-    """A new name for `src` in `folder`, never over a file: `name` or the first free `-N`."""
+def link_in(src: Path, folder: Path, name: str, exact: bool = False) -> Path:
+    """A new name for `src` in `folder`, never over a file: `name` or the first free `-N`. exact:
+    `name` even where another file's differs only in case (undo: a crop back under its own name)."""
     while True:
-        target = folder / free_name(folder, name)
+        free = exact and not os.path.lexists(folder / name)  # a disk that ignores case says it exists
+        target = folder / (name if free else free_name(folder, name))
         try:
             os.link(src, target, follow_symlinks=False)
             return target
         except FileExistsError:
+            exact = False
             continue  # taken since free_name looked: the next one
         except OSError as e:
             if e.errno not in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
@@ -169,6 +178,39 @@ def recover(log: Log, crops_root: Path, samples: Path) -> int:
         except (Refused, OSError):
             continue  # not both there (the usual case), or not ours to touch
     return done
+
+
+def adopt(log: Log, crops: list, crops_root: Path, samples: Path) -> int:
+    """Finish the moves a kill cut between the link and its log line: a file of a class folder that
+    no logged move names and that is also a listed crop (one file, two names). The key was pressed:
+    the move is logged, as an action undo can take back, and the crop's old name goes."""
+    logged = {m.to for m in log.pending_moves()}
+    linked: dict[tuple[int, int], list[str]] = {}
+    try:
+        for folder in os.scandir(samples / TRAINING):
+            if folder.is_dir(follow_symlinks=False):
+                for entry in os.scandir(folder.path):
+                    to = f"{TRAINING}/{folder.name}/{entry.name}"
+                    if entry.is_file(follow_symlinks=False) and to not in logged:
+                        st = entry.stat(follow_symlinks=False)
+                        if st.st_nlink > 1:
+                            linked.setdefault((st.st_dev, st.st_ino), []).append(to)
+    except OSError:
+        return 0
+    inodes = {ino for _, ino in linked}
+    events, action = [], log.next_action()
+    for crop in crops:
+        if crop.ino in inodes:
+            try:
+                st = os.lstat(crops_root / crop.rel)
+            except OSError:
+                continue
+            if len(names := linked.get((st.st_dev, st.st_ino), [])) == 1:  # two class folders: no guess which
+                events.append({"action": action, "op": "move", "from": crop.rel, "to": names[0], "size": st.st_size,
+                               "mtime_ns": st.st_mtime_ns, "ino": st.st_ino, "time": now()})  # fmt: skip
+    if events:
+        log.write(events)
+    return recover(log, crops_root, samples) if events else 0
 
 
 def now() -> str:

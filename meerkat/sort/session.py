@@ -36,11 +36,12 @@ class Session:
         self.crops, self.samples = Path(crops), Path(samples)
         self.state_dir = self.samples / STATE
         self._stack = ExitStack()
+        self.listing = catalog.list_crops(self.crops)  # first: a CROPS mistyped leaves no SAMPLES/meerkat-sort
         self._prepare_state()
-        self.listing = catalog.list_crops(self.crops)
         self.root = self.listing.root
         self.log = moves.Log(self.state_dir / "moves.jsonl")
-        if finished := moves.recover(self.log, self.root, self.samples):
+        finished = moves.recover(self.log, self.root, self.samples)
+        if finished := finished + moves.adopt(self.log, self.listing.crops, self.root, self.samples):
             log.info("Finished %d moves an earlier session was stopped in the middle of", finished)
             self.listing = catalog.list_crops(self.crops)
         self.crops_list = self.listing.crops
@@ -192,7 +193,11 @@ class Session:
                 problem = {"id": crop.id, "gone": gone, "why": f"{crop.rel} {why}; {fix}"}
                 problems.append(problem if gone else {**problem, "item": self.item(crop)})
                 continue
-            new = moves.link_in(below(self.root, crop.rel), self._class_dir(folder), crop.rel.rsplit("/", 1)[-1])
+            try:  # the crops linked so far must still be logged: no crop is left with two names
+                new = moves.link_in(below(self.root, crop.rel), self._class_dir(folder), crop.rel.rsplit("/", 1)[-1])
+            except (Refused, OSError) as e:
+                problems.append({"id": crop.id, "why": f"{crop.rel} cannot go to {folder}: {e}"})
+                continue
             st = os.lstat(new)
             to = f"{moves.TRAINING}/{folder}/{new.name}"
             events.append({"action": action, "op": "move", "from": crop.rel, "to": to, "size": st.st_size,
@@ -240,7 +245,7 @@ class Session:
         parent, _, name = move.frm.rpartition("/")
         folder = below(self.root, parent, must_exist=False) if parent else self.root
         os.makedirs(folder, exist_ok=True)
-        old = moves.link_in(new, folder, name)
+        old = moves.link_in(new, folder, name, exact=True)
         moves.release(new, old)
         rel = os.path.relpath(old, self.root).replace(os.sep, "/")
         folder_name = move.to.split("/")[1]
