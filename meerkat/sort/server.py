@@ -210,6 +210,13 @@ class SortServer(ThreadingHTTPServer):
     def url(self, host: str) -> str:
         return f"{display_url(host, self.server_address[1])}?token={self.token}"
 
+    def handle_error(self, request, client_address) -> None:
+        """A page that went away mid-answer (a reload, a thumbnail scrolled past) prints no traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("%s went away: %s", client_address[0], sys.exc_info()[1])
+            return
+        super().handle_error(request, client_address)
+
 
 def run_page(crops: Path, samples: Path, model: Path | None, host: str, port: int) -> None:
     """`meerkat sort`: the folders checked, the crops listed (and scored), then the page served."""
