@@ -282,6 +282,16 @@ def test_a_crop_moved_already_is_no_longer_served(served):
     refused(*served.page("GET", "/crop/v1/a0.jpg"), codes=(404,))
 
 
+def test_a_page_that_goes_away_mid_answer_prints_no_traceback(served, capsys):
+    """Browsers drop the requests of images no longer shown: the terminal stays quiet."""
+    for error in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "Connection reset by peer")):
+        try:
+            raise error
+        except ConnectionError:
+            served.server.handle_error(None, ("127.0.0.1", 1))
+    assert capsys.readouterr().err == ""
+
+
 BAD_CLASSES = [
     "../x",
     "a/b",
