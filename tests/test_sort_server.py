@@ -164,6 +164,9 @@ def test_the_token_in_the_url_becomes_a_strict_http_only_cookie(served):
 
     status, headers, _ = served.request("GET", f"/crop/v1/a0.jpg?token={served.token}")
     assert status == 303 and headers["location"] == "/crop/v1/a0.jpg"
+    # `//host/` would be a link to another site: the redirect stays on this one
+    status, headers, _ = served.request("GET", f"//evil.example/?token={served.token}")
+    assert status == 303 and headers["location"] == "/evil.example/"
     served.unchanged()
 
 
@@ -329,6 +332,14 @@ def test_a_class_folder_that_is_a_link_is_never_written_through(served):
     assert (served.crops / "v1" / "a0.jpg").is_file()
 
 
+def test_a_class_folder_made_by_hand_meanwhile_is_one_a_new_class_may_not_clash_with(served):
+    (served.samples / "Training" / "Elk").mkdir()
+    refused(*served.page("POST", "/api/class", {"name": "elk"}), codes=(409,))
+    assert sorted(os.listdir(served.samples / "Training")) == ["Elk", "deer", "elsewhere"]
+    status, _, _ = served.page("POST", "/api/class", {"name": "Elk"})  # the folder as it is: taken as a class
+    assert status == 200
+
+
 class Scripts(HTMLParser):
     def __init__(self):
         super().__init__()
@@ -463,6 +474,15 @@ def test_samples_and_crops_inside_each_other_are_refused_in_one_line(folders, tm
     before = tree(tmp_path)
     assert "lies inside SAMPLES" in one_line_error(sort_cli(tmp_path / "outer" / "crops", tmp_path / "outer"))
     assert tree(tmp_path) == before
+
+
+def test_a_training_folder_that_is_a_link_is_refused_in_one_line(folders, tmp_path):
+    crops, samples = folders
+    (tmp_path / "elsewhere").mkdir()
+    samples.mkdir(exist_ok=True)
+    os.symlink(tmp_path / "elsewhere", samples / "Training")
+    assert "Training is a link" in one_line_error(sort_cli(crops, samples))
+    assert os.listdir(tmp_path / "elsewhere") == []
 
 
 def test_a_state_folder_that_is_not_meerkat_s_is_refused_and_left_alone(folders):

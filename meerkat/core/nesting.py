@@ -22,6 +22,10 @@ def _within(inner: str, outer: str) -> bool:
     return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
 
 
+def _an(name: str) -> str:
+    return f"{'an' if name[:1] in 'AEIOU' else 'a'} {name}"  # an OUTPUT, a SAMPLES
+
+
 def _shown(path) -> str:
     """`path` as given, with where it leads when a symlink makes that another place."""
     real = _real(path)
@@ -40,7 +44,7 @@ def check_outside(output, inputs: Iterable[tuple[str, object]], output_name: str
             where = "is" if out == real else "lies inside"
             raise UsageError(
                 f"{output_name} {_shown(output)} {where} {name} {_shown(path)}: meerkat would read its own outputs "
-                f"back as input; choose an {output_name} outside {path}"
+                f"back as input; choose {_an(output_name)} outside {path}"
             )
 
 
@@ -54,5 +58,5 @@ def check_apart(output, inputs: Iterable[tuple[str, object]], output_name: str =
         if _within(_real(path), out):
             raise UsageError(
                 f"{name} {_shown(path)} lies inside {output_name} {_shown(output)}, where meerkat writes; move it "
-                f"out, or choose an {output_name} that does not hold it"
+                f"out, or choose {_an(output_name)} that does not hold it"
             )

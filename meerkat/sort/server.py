@@ -32,7 +32,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from meerkat.core import atomic
-from meerkat.core.nesting import check_outside
+from meerkat.core.nesting import check_apart
 from meerkat.core.serving import WILDCARDS, check_port, display_url
 from meerkat.sort import thumbs
 from meerkat.sort.paths import Refused
@@ -116,7 +116,10 @@ class Handler(BaseHTTPRequestHandler):
         if "token" in query:  # keep it in a cookie, and out of the address bar and the history
             cookie = f"{self.server.cookie}={self.server.token}; HttpOnly; SameSite=Strict; Path=/"
             return self._send(
-                HTTPStatus.SEE_OTHER, b"", "text/plain", {"Location": url.path or "/", "Set-Cookie": cookie}
+                HTTPStatus.SEE_OTHER,
+                b"",
+                "text/plain",
+                {"Location": "/" + url.path.lstrip("/"), "Set-Cookie": cookie},  # never //other.host
             )
         path = unquote(url.path, errors="surrogateescape")
         session = self.server.session
@@ -220,8 +223,7 @@ class SortServer(ThreadingHTTPServer):
 
 def run_page(crops: Path, samples: Path, model: Path | None, host: str, port: int) -> None:
     """`meerkat sort`: the folders checked, the crops listed (and scored), then the page served."""
-    check_outside(samples, [("CROPS", crops)], "SAMPLES")
-    check_outside(crops, [("SAMPLES", samples)], "CROPS")
+    check_apart(samples, [("CROPS", crops)], "SAMPLES")
     check_port(host, port, "meerkat sort")  # before a model scores the crops, which takes minutes
     session = Session(crops, samples, model)
     try:

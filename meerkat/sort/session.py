@@ -86,6 +86,11 @@ class Session:
     def _scan_classes(self) -> None:
         """The class folders of SAMPLES/Training and their crops; the guesses' classes too (made on first use)."""
         training = self._training()
+        if training.is_symlink():
+            raise MeerkatError(
+                f"{training} is a link (to {os.path.realpath(training)}); meerkat sort moves crops only into a real "
+                "folder: make Training a folder, or pass the Samples folder the link leads into"
+            )
         if training.is_dir():
             for entry in sorted(os.scandir(training), key=lambda e: e.name):
                 if entry.name.startswith("."):
@@ -110,7 +115,9 @@ class Session:
                 for i, n in enumerate(names)]  # fmt: skip
 
     def add_class(self, name) -> dict:
-        name = check_class_name(name, list(self.classes))
+        training = self._training()
+        made = [e.name for e in os.scandir(training)] if training.is_dir() else []  # by hand since the start too
+        name = check_class_name(name, [*self.classes, *made])
         self._class_dir(name)
         self.classes.setdefault(name, 0)
         return {**self.summary(), "message": f"class {name}: {moves.TRAINING}/{name}/"}
