@@ -69,7 +69,7 @@ APPTAINER ?= $(shell command -v apptainer >/dev/null && echo apptainer || echo s
 # Root without CAP_SYS_RESOURCE (as here) cannot run %test inside `build`; sif-test runs it with --no-privs.
 SIF_BUILD_FLAGS ?= $(if $(filter scripts/apptainer-here.sh,$(APPTAINER)),--notest)
 
-.PHONY: help install deepmeerkat-env megadetector-env chromium browser-test test test-fast run bench slurm-test clean base-image weights-context image image-reproducible image-gpu image-test-gpu doctor-gpu smoke lint sif sif-test
+.PHONY: help install deepmeerkat-env megadetector-env chromium browser-test test test-fast run bench bench-sort slurm-test clean base-image weights-context image image-reproducible image-gpu image-test-gpu doctor-gpu smoke lint sif sif-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -241,6 +241,9 @@ BENCH_SEASON_ARGS ?=
 # benchmarks/species_bench.py: a whole multi-class run (ENA24's 7 species, 10 digit classes) and its top-1
 # against a plain Keras softmax head on the same embeddings, e.g. BENCH_SPECIES_ARGS="--repeats 3".
 BENCH_SPECIES_ARGS ?=
+# benchmarks/sort_bench.py: meerkat sort's thumbnails against decoding the crops, and the page's first screen
+# of 20,000 crops in headless Chromium, e.g. BENCH_SORT_ARGS="--repeats 5".
+BENCH_SORT_ARGS ?=
 bench: install ## Measure throughput, run times, cache and memory: BENCH_ARGS="--n 11000 ..."
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 	$(MAKE) --no-print-directory deepmeerkat-env megadetector-env
@@ -248,6 +251,10 @@ bench: install ## Measure throughput, run times, cache and memory: BENCH_ARGS="-
 	$(BIN)/python benchmarks/detections_bench.py $(BENCH_DETECTIONS_ARGS)
 	$(BIN)/python benchmarks/season_bench.py $(BENCH_SEASON_ARGS)
 	$(BIN)/python benchmarks/species_bench.py $(BENCH_SPECIES_ARGS)
+	$(MAKE) --no-print-directory bench-sort
+
+bench-sort: install chromium ## The sorting page: thumbnails against decoding, first screen of 20,000 crops
+	$(BIN)/python benchmarks/sort_bench.py $(BENCH_SORT_ARGS)
 
 # Only what the build made: `make run` writes real models to output/ (OUTPUT), which stays.
 clean: ## Remove the venv and build/ (your runs in output/ stay)
