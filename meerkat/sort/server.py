@@ -143,7 +143,7 @@ class Handler(BaseHTTPRequestHandler):
                 found = thumbs.make(session.thumbs, session.root, crop)  # outside the lock: decoding takes time
                 if found is None:
                     return self._refuse(HTTPStatus.UNPROCESSABLE_ENTITY, "this crop cannot be decoded")
-                return self._file(found, "image/jpeg", "private, max-age=86400")
+                return self._file(*found, "private, max-age=86400")
             if path.startswith("/crop/"):
                 with self.server.lock:
                     found = session.image(path[len("/crop/") :])
@@ -232,12 +232,19 @@ def run_page(crops: Path, samples: Path, model: Path | None, host: str, port: in
         session.close()
 
 
+def _thumbnails(session: Session, todo: list) -> None:
+    try:
+        thumbs.make_all(session.thumbs, session.root, todo)
+    except Exception as e:  # the server stopping under it (no new work after shutdown): the page made the rest
+        log.debug("thumbnails stopped: %s", e)
+
+
 def serve(session: Session, host: str, port: int) -> None:
     """Serve the page until Ctrl-C or SIGTERM; thumbnails are made meanwhile, the page's order first."""
     check_port(host, port, "meerkat sort")
     server = SortServer(session, host, port)
     todo = [c for c in sorted(session.crops_list, key=session.order_key("uncertain")) if c.state == "pending"]
-    threading.Thread(target=thumbs.make_all, args=(session.thumbs, session.root, todo), daemon=True).start()
+    threading.Thread(target=_thumbnails, args=(session, todo), daemon=True).start()
     where = (
         " (listening on all addresses: open it through the port -p published, or an SSH tunnel)"
         if host in WILDCARDS

@@ -37,7 +37,20 @@ class Session:
         self.state_dir = self.samples / STATE
         self._stack = ExitStack()
         self.listing = catalog.list_crops(self.crops)  # first: a CROPS mistyped leaves no SAMPLES/meerkat-sort
+        training = self._training()
+        if training.is_symlink():
+            raise MeerkatError(
+                f"{training} is a link (to {os.path.realpath(training)}); meerkat sort moves crops only into a real "
+                "folder: make Training a folder, or pass the Samples folder the link leads into"
+            )
         self._prepare_state()
+        try:
+            self._open(model)
+        except BaseException:  # a model that cannot load, say: the lock goes with the error
+            self.close()
+            raise
+
+    def _open(self, model: Path | None) -> None:
         self.root = self.listing.root
         self.log = moves.Log(self.state_dir / "moves.jsonl")
         finished = moves.recover(self.log, self.root, self.samples)
@@ -86,11 +99,6 @@ class Session:
     def _scan_classes(self) -> None:
         """The class folders of SAMPLES/Training and their crops; the guesses' classes too (made on first use)."""
         training = self._training()
-        if training.is_symlink():
-            raise MeerkatError(
-                f"{training} is a link (to {os.path.realpath(training)}); meerkat sort moves crops only into a real "
-                "folder: make Training a folder, or pass the Samples folder the link leads into"
-            )
         if training.is_dir():
             for entry in sorted(os.scandir(training), key=lambda e: e.name):
                 if entry.name.startswith("."):

@@ -1,9 +1,12 @@
 """Thumbnails: each crop's made once, kept in SAMPLES/meerkat-sort/thumbs/, named by the crop's path,
 size and time, so a changed crop gets a new one and a later session makes none again.
 
-A crop is decoded at a reduced size where it is much larger than a thumbnail (OpenCV's
-IMREAD_REDUCED_*, which decodes a JPEG at 1/2, 1/4 or 1/8 for little more than the cost of reading
-it), and the crops are shared among threads (OpenCV lets go of the GIL while it decodes).
+A crop that is already about a thumbnail's size, in a format the browser shows (a 299 px crop of
+`meerkat clips`), is its own thumbnail: only its header is read. Making a thumbnail of it would cost
+a decode, a resize and an encode to save a few kB on a loopback connection. A larger crop (a
+MegaDetector box of a 12 MP image) is decoded at a reduced size (OpenCV's IMREAD_REDUCED_*, which
+decodes a JPEG at 1/2, 1/4 or 1/8 for little more than the cost of reading it), on several threads
+(OpenCV lets go of the GIL while it decodes).
 """
 
 import hashlib
@@ -21,6 +24,10 @@ from meerkat.sort.catalog import Crop
 
 SIDE = 192  # px, the longer side: sharp at the page's 160 px cards on a 1.2x screen
 QUALITY = 85
+AS_IS_SIDE, AS_IS_BYTES = 2 * SIDE, 256 * 1024  # at most this large, a crop is shown as it is
+# The formats Chromium, Firefox and Safari all show, and their types (served with nosniff).
+SHOWN = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+HEADER_BYTES = 64 * 1024  # enough for a JPEG's size behind its EXIF
 _REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
 
 
@@ -32,6 +39,19 @@ def key(crop: Crop) -> str:
 def path_of(folder: Path, crop: Crop) -> Path:
     k = key(crop)
     return folder / k[:2] / f"{k}.jpg"
+
+
+def as_is(path: Path) -> str | None:
+    """The type to serve `path` as its own thumbnail with, or None when it needs one made."""
+    try:
+        if os.stat(path).st_size > AS_IS_BYTES:
+            return None
+        with open(path, "rb") as f:
+            head = f.read(HEADER_BYTES)
+        image = Image.open(io.BytesIO(head))
+    except Exception:  # unreadable, or no header PIL knows: render() says whether OpenCV can
+        return None
+    return SHOWN.get(image.format) if max(image.size) <= AS_IS_SIDE else None
 
 
 def _flag(data: bytes) -> int:
@@ -46,7 +66,8 @@ def _flag(data: bytes) -> int:
 def render(data: bytes) -> bytes | None:
     """A JPEG thumbnail of an encoded crop, at most SIDE px a side; None when it cannot be decoded."""
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), _flag(data))
+        # As stored, as the model reads it (EXIF orientation not applied: samples/imagefiles.py)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), _flag(data) | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error:  # an empty file: OpenCV asserts rather than return None
         return None
     if image is None:
@@ -62,11 +83,14 @@ def render(data: bytes) -> bytes | None:
     return encoded.tobytes() if ok else None
 
 
-def make(folder: Path, root: Path, crop: Crop) -> Path | None:
-    """The crop's thumbnail, made now if it is not there yet; None when the crop cannot be read."""
+def make(folder: Path, root: Path, crop: Crop) -> tuple[Path, str] | None:
+    """The crop's thumbnail and its type: the crop itself when small, else made now unless it is there
+    already; None when the crop cannot be read."""
     target = path_of(folder, crop)
     if target.is_file():
-        return target
+        return target, "image/jpeg"
+    if kind := as_is(root / crop.rel):
+        return root / crop.rel, kind
     try:
         data = (root / crop.rel).read_bytes()
     except OSError:
@@ -81,7 +105,7 @@ def make(folder: Path, root: Path, crop: Crop) -> Path | None:
         os.replace(tmp, target)  # meerkat's own cache: two makers of one thumbnail write the same bytes
     finally:
         tmp.unlink(missing_ok=True)
-    return target
+    return target, "image/jpeg"
 
 
 def make_all(folder: Path, root: Path, crops: list[Crop], workers: int | None = None) -> int:
