@@ -155,8 +155,8 @@ class Session:
 
         url = quote(crop.rel, errors="surrogateescape")
         guess = crop.guess and atomic.shown(self._folder_of(crop.guess) or crop.guess)
-        return {"id": crop.id, "name": atomic.shown(crop.rel), "thumb": f"/thumb/{url}?k={thumbs.key(crop)}",
-                "image": f"/crop/{url}", "guess": guess,
+        # The page makes /thumb/<url>?k=<k> and /crop/<url> of it: 20,000 crops' list is a third smaller.
+        return {"id": crop.id, "name": atomic.shown(crop.rel), "url": url, "k": thumbs.key(crop), "guess": guess,
                 "score": None if crop.score is None else round(crop.score, 3)}  # fmt: skip
 
     def pending(self, order: str) -> list[dict]:

@@ -42,7 +42,7 @@ function card(item) {
   el = document.createElement("figure");
   el.className = "card";
   el.dataset.id = item.id;
-  const img = Object.assign(document.createElement("img"), {src: item.thumb, alt: item.name, loading: "lazy"});
+  const img = Object.assign(document.createElement("img"), {src: `/thumb/${item.url}?k=${item.k}`, alt: item.name, loading: "lazy"});
   const caption = document.createElement("figcaption");
   const guess = document.createElement("span");
   guess.className = item.guess ? "guess" : "guess none";
@@ -220,7 +220,7 @@ function view() {
   const item = items[focus];
   if (!item) return;
   const dialog = $("viewer");
-  dialog.querySelector("img").src = item.image;
+  dialog.querySelector("img").src = `/crop/${item.url}`;
   dialog.querySelector("p").textContent = item.name;
   dialog.showModal();
 }
