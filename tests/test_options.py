@@ -87,6 +87,7 @@ def valid_values(command: str, inputs: dict, out: Path) -> dict:
         "demo-samples": {"folder": out / "demo", "train_per_class": 2, "test_per_class": 1},
         "doctor": {"mounts_only": True},
         "tensorboard": {"output": run},  # never reached with a good value: it would serve until stopped
+        "sort": {"crops": inputs["samples"], "samples": out / "Samples"},  # the same: it serves until stopped
     }
     assert command in values, f"give `meerkat {command}` valid inputs in valid_values()"
     return values[command]
@@ -271,7 +272,7 @@ def test_the_valid_values_are_valid(files, tmp_path):
 # same config field), or it would mean two things.
 SAME_THING = {
     "MEERKAT_OUTPUT": "the run folder: createdocs and run write it, doctor checks it, tensorboard shows its logs",
-    "MEERKAT_SAMPLES": "the Samples folder: createdocs and run read it, doctor checks it",
+    "MEERKAT_SAMPLES": "the Samples folder: createdocs and run read it, doctor checks it, sort moves crops into it",
     "MEERKAT_INPUT_DICT": "createdocs' dict.txt: preprocess labels the records with it, train checks them against it",
     "MEERKAT_THRESHOLD": "the operating point, score_positive >= T is positive: in predict, clips --model and scan",
     "MEERKAT_SHARD_INDEX": "this array task's share: of the docs CSV in preprocess, of the videos or boxes in scan",
