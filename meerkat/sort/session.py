@@ -185,6 +185,8 @@ class Session:
 
     def assign(self, ids, name=None) -> dict:
         """Move the crops into class `name`'s folder, or each into its guess's (name None: accept)."""
+        if name is not None and self._folder_of(name) is None:
+            raise Refused(f"{name!r} is not a class; make it first")
         action, events, done, problems, made = self.log.next_action(), [], [], [], []
         for crop in self._crops(ids):
             target = name if name is not None else crop.guess
@@ -195,8 +197,9 @@ class Session:
                 problems.append({"id": crop.id, "why": f"{crop.rel} has no guess to accept"})
                 continue
             folder = self._folder_of(target)
-            if folder is None:
-                raise Refused(f"{target!r} is not a class; make it first")
+            if folder is None:  # a guess of no class: a problem, for the crops linked before it are still to be logged
+                problems.append({"id": crop.id, "why": f"{target!r} is not a class; make it first"})
+                continue
             if why := catalog.restat(self.root, crop):
                 gone = not (self.root / crop.rel).is_file()
                 if gone:
