@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED, TINY, assert_user_error, make_species, needs_shared
+from conftest import SHARED, assert_user_error, needs_shared
 from megadetector_tools import preview, validate
-from species import invoke, table, visible
+from species import invoke, table, trained_model, visible
 from videos import moving_square
 
 from meerkat.apply import card
@@ -30,10 +30,7 @@ def probabilities(row: dict) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("species")
-    samples = make_species(root / "Samples", CLASSES, train=8, test=3)
-    invoke("run", samples, root / "run", *TINY, "--epochs", "4")
-    return root / "run" / "model"
+    return trained_model(tmp_path_factory.mktemp("species"), CLASSES)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY, make_species
-from species import invoke
+from species import trained_model
 
 from meerkat.sort.session import Session
 
@@ -20,10 +19,7 @@ CLASSES = ("Red fox", "deer", "empty")
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("species")
-    samples = make_species(root / "Samples", CLASSES, train=8, test=3)
-    invoke("run", samples, root / "run", *TINY, "--epochs", "4")
-    return root / "run" / "model"
+    return trained_model(tmp_path_factory.mktemp("species"), CLASSES)
 
 
 @pytest.fixture
